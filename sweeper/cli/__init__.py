@@ -1,0 +1,52 @@
+"""``sweeper`` command line: a thin layer over spec/study/loop/results/report.
+
+One module per command group; each registers its sub-commands. User errors print one line
+and exit 2; nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from sweeper.errors import SweeperError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _quiet_libraries() -> None:
+    # Before TensorFlow is imported anywhere: its C++ logs would bury the progress bar.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    import warnings
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from sweeper.cli import browse, report, run, validate
+
+    parser = argparse.ArgumentParser(prog="sweeper", description="Hyperparameter sweeps for Keras image classifiers.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (run, validate, browse, report):
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_libraries()
+    try:
+        return int(args.func(args) or 0)
+    except SweeperError as exc:
+        print(f"sweeper: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("sweeper: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

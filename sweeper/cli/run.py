@@ -1,0 +1,249 @@
+"""``run``, ``resume`` and ``worker``: drive the worker loop, in-process or as K processes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+from sweeper import loop
+from sweeper import study as st
+from sweeper.cli.common import add_storage
+from sweeper.errors import SweeperError
+from sweeper.spec import DEFAULT_STORAGE, SweepSpec, load_spec
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("run", help="run a sweep file until its budget is met")
+    p.add_argument("file", help="sweep definition (YAML)")
+    add_storage(p, default=None)
+    _add_run_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("resume", help="continue an interrupted study to its budget")
+    p.add_argument("study")
+    add_storage(p)
+    p.add_argument("--retry-failed", action="store_true", help="also run failed trials' params again")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("worker", help="join a running study (from another shell or machine)")
+    p.add_argument("study")
+    add_storage(p)
+    p.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--max-failures", type=int, default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_worker)
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=1, help="worker processes on this host (default 1)")
+    p.add_argument("--max-failures", type=int, default=None, help="stop once this many trials failed")
+    p.add_argument("--reports", default="reports", help="folder for the report (default reports/)")
+    p.add_argument("--no-report", action="store_true", help="do not write the HTML report at the end")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_run(args: argparse.Namespace) -> int:
+    spec = load_spec(args.file)
+    url = args.storage or spec.storage
+    _check_data(spec)  # a dataset that cannot load stops here, before any study exists
+    storage = st.make_storage(url)
+    study = st.create_or_load(spec, storage)
+    return _execute(study, spec, url, args)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    storage = st.make_storage(args.storage, must_exist=True)
+    study, spec = st.load(args.study, storage)
+    reaped = st.reap_dead_trials(study)
+    queued = st.ensure_grid_queued(study, spec)
+    retried = st.retry_failed(study) if args.retry_failed else 0
+    if not args.quiet:
+        print(f"resuming {spec.name}: {reaped} dead trial(s) re-queued, {queued} grid point(s) queued, "
+              f"{retried} failed trial(s) queued again", file=sys.stderr)
+    return _execute(study, spec, args.storage, args)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    storage = st.make_storage(args.storage, must_exist=True)
+    study, spec = st.load(args.study, storage)
+    study.sampler = st.make_sampler(spec, st.worker_salt(study, args.index))
+    evaluate = loop.resolve_evaluate(spec)
+    say = (lambda p: None) if args.quiet else _line_reporter(spec)
+    _install_sigint()
+    prog = loop.work(study, spec, evaluate, loop.LoopOptions(max_failures=args.max_failures), say)
+    if not args.quiet:
+        print(f"worker done: {prog.finished}/{prog.budget or '?'} finished", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------- execution
+def _check_data(spec: SweepSpec) -> None:
+    if spec.trial_function:
+        return
+    from sweeper.data import load_dataset
+
+    load_dataset(spec.data)
+
+
+def _execute(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace) -> int:
+    deadline = time.monotonic() + spec.timeout if spec.timeout else None
+    if args.workers < 1:
+        raise SweeperError(f"--workers: {args.workers} must be >= 1")
+    if args.workers == 1:
+        study.sampler = st.make_sampler(spec, st.worker_salt(study, 0))
+        bar = _ProgressBar(spec, st.progress(study, spec), args.quiet)
+        _install_sigint()
+        try:
+            prog = loop.work(study, spec, loop.resolve_evaluate(spec),
+                             loop.LoopOptions(max_failures=args.max_failures, deadline=deadline), bar.update)
+        except KeyboardInterrupt:
+            bar.close()
+            print(f"sweeper: interrupted; the running trial was queued again. Continue with: "
+                  f"sweeper resume {spec.name} --storage {url}", file=sys.stderr)
+            return 130
+        finally:
+            bar.close()
+    else:
+        prog = _run_workers(study, spec, url, args, deadline)
+    return _finish(study, spec, prog, args)
+
+
+def _finish(study: Any, spec: SweepSpec, prog: st.Progress, args: argparse.Namespace) -> int:
+    best = "n/a" if prog.best is None else f"{prog.best:.4f}"
+    print(f"{spec.name}: {prog.complete} complete, {prog.pruned} pruned, {prog.failed} failed; "
+          f"best {spec.metric} {best}")
+    if not args.no_report and prog.complete:
+        from sweeper.report import write_report
+
+        path = write_report(study, spec, args.reports)
+        print(f"report: {path}")
+    if not prog.done and spec.timeout is None:
+        print(f"sweeper: the study is not finished; continue with: sweeper resume {spec.name}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_workers(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace, deadline: float | None) -> st.Progress:
+    """K local worker processes share the store through Optuna's gRPC storage proxy, served from
+    this process: one writer to the SQLite file, so no 'database is locked' (optuna#820)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from optuna.storages._grpc.server import make_server
+
+    storage = study._storage
+    if url.startswith(("postgresql", "mysql", "grpc://")):
+        worker_url = url  # a real server (or a proxy) already serialises writers
+        server = None
+    else:
+        port = _free_port()
+        server = make_server(storage, "127.0.0.1", port, ThreadPoolExecutor(max_workers=1))
+        server.start()
+        worker_url = f"grpc://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "sweeper", "worker", spec.name, "--storage", worker_url, "--quiet"]
+    if args.max_failures is not None:
+        cmd += ["--max-failures", str(args.max_failures)]
+    procs = [subprocess.Popen(cmd + ["--index", str(i)], env=_worker_env(i)) for i in range(args.workers)]
+    bar = _ProgressBar(spec, st.progress(study, spec), args.quiet)
+    try:
+        while any(p.poll() is None for p in procs):
+            time.sleep(0.5)
+            bar.update(st.progress(study, spec))
+            if deadline is not None and time.monotonic() > deadline:
+                for p in procs:
+                    p.send_signal(signal.SIGINT)
+                deadline = None
+    except KeyboardInterrupt:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            p.wait()
+        raise
+    finally:
+        bar.close()
+        if server is not None:
+            server.stop(grace=1).wait()
+    st.reap_dead_trials(study)
+    crashed = [p.returncode for p in procs if p.returncode not in (0, 130)]
+    if crashed:
+        print(f"sweeper: {len(crashed)} worker(s) exited with errors {crashed}", file=sys.stderr)
+    return st.progress(study, spec)
+
+
+def _worker_env(index: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- UI
+def _install_sigint() -> None:
+    """First Ctrl-C: stop after re-queueing the running trial. Second: exit at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    pressed = {"n": 0}
+
+    def handler(signum: int, frame: Any) -> None:
+        pressed["n"] += 1
+        if pressed["n"] > 1:
+            os._exit(130)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+
+
+class _ProgressBar:
+    """tqdm bar: finished trials / budget, ETA, best so far, failures."""
+
+    def __init__(self, spec: SweepSpec, prog: st.Progress, quiet: bool) -> None:
+        self.spec = spec
+        self.bar = None
+        if not quiet:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=prog.budget, initial=prog.finished, unit="trial", desc=spec.name,
+                            dynamic_ncols=True, file=sys.stderr)
+            self._postfix(prog)
+
+    def _postfix(self, prog: st.Progress) -> None:
+        if self.bar is not None:
+            best = "-" if prog.best is None else f"{prog.best:.4f}"
+            self.bar.set_postfix_str(f"best {self.spec.metric} {best}, failed {prog.failed}, running {prog.running}")
+
+    def update(self, prog: st.Progress) -> None:
+        if self.bar is not None:
+            self.bar.n = prog.finished
+            self._postfix(prog)
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _line_reporter(spec: SweepSpec) -> Any:
+    def say(prog: st.Progress) -> None:
+        best = "-" if prog.best is None else f"{prog.best:.4f}"
+        print(f"[{spec.name}] {prog.finished}/{prog.budget or '?'} finished, best {best}, failed {prog.failed}",
+              file=sys.stderr)
+
+    return say
+
+
+__all__ = ["register", "DEFAULT_STORAGE"]

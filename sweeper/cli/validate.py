@@ -1,0 +1,25 @@
+"""``validate``: check a sweep file and print the size of its space."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from sweeper.spec import load_spec
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("validate", help="check a sweep file and print the size of its space")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_validate)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    spec = load_spec(args.file)
+    size = spec.grid_size
+    space = f"{size} grid points" if size is not None else "continuous space"
+    budget = f"{spec.budget} trials" if spec.budget else f"until {spec.timeout:g} s"
+    val = f"{spec.kfold}-fold CV" if spec.kfold else f"holdout {spec.holdout:g}"
+    print(f"ok: {spec.name}: {len(spec.params)} parameters, {space}; method {spec.method}, {budget}; "
+          f"data {spec.data.dataset}, model {spec.model}, {val}, objective {spec.metric} ({spec.direction})")
+    return 0

@@ -1,0 +1,173 @@
+"""The worker loop: claim or ask a trial, evaluate it, store the result; until the budget is met.
+
+Any number of these loops (threads of one process excluded) may share a study: queued trials are
+claimed atomically, dead workers' trials are re-queued, a failed fit never stops the sweep.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import optuna
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.trial import TrialState
+
+from sweeper import space
+from sweeper import study as st
+from sweeper.errors import SweeperError
+from sweeper.runner import EpochHook, TrialResult
+from sweeper.spec import SweepSpec
+
+Evaluate = Callable[[SweepSpec, dict[str, Any], int, "EpochHook | None"], "TrialResult | float"]
+
+
+def keras_evaluate(spec: SweepSpec, params: dict[str, Any], seed: int, on_epoch: EpochHook | None) -> TrialResult:
+    """The default trial: a scikeras KerasClassifier on the sweep's dataset (loaded once)."""
+    from sweeper.data import load_dataset
+    from sweeper.runner import configure_tensorflow, run_trial
+
+    configure_tensorflow()
+    return run_trial(spec, load_dataset(spec.data), params, seed, on_epoch)
+
+
+def resolve_evaluate(spec: SweepSpec) -> Evaluate:
+    ref = spec.trial_function
+    if not ref:
+        return keras_evaluate
+    module, _, name = ref.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise SweeperError(f"trial_function {ref!r}: cannot load ({exc})") from None
+
+
+class _Heartbeat:
+    """Records the trial's heartbeat while it runs (RDB storages), so other hosts can tell a
+    dead worker from a slow one. Optuna does this inside ``optimize``; we claim trials ourselves."""
+
+    def __init__(self, study: optuna.Study, trial_id: int) -> None:
+        storage = study._storage
+        self._storage = storage if isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() else None
+        self._trial_id = trial_id
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "_Heartbeat":
+        if self._storage is not None:
+            interval = self._storage.get_heartbeat_interval()
+            self._storage.record_heartbeat(self._trial_id)
+
+            def beat() -> None:
+                while not self._stop.wait(interval):
+                    try:
+                        self._storage.record_heartbeat(self._trial_id)  # type: ignore[union-attr]
+                    except Exception:
+                        pass  # a missed beat is retried; a dead DB shows up in the main thread
+
+            self._thread = threading.Thread(target=beat, daemon=True, name="sweeper-heartbeat")
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+@dataclass
+class LoopOptions:
+    max_failures: int | None = None
+    deadline: float | None = None  # time.monotonic() value
+    poll_s: float = 0.5
+    stop: threading.Event | None = None
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first}"[:500] if first else type(exc).__name__
+
+
+def run_one(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, evaluate: Evaluate) -> TrialState:
+    """Evaluate one claimed trial and store its outcome. Exceptions become a FAIL with the error
+    text; Ctrl-C re-queues the trial and propagates."""
+    storage = study._storage
+    storage.set_trial_system_attr(trial._trial_id, st.OWNER_ATTR, st.owner_record())
+    with _Heartbeat(study, trial._trial_id):
+        try:
+            searched = space.suggest(trial, spec)
+            params = space.full_params(spec, searched)
+            seed = space.trial_seed(spec, params)
+            live = spec.kfold is None  # per-epoch reports (pruning) need one split
+
+            def on_epoch(epoch: int, value: float) -> None:
+                trial.report(value, epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at epoch {epoch + 1} ({value:.4f})")
+
+            result = evaluate(spec, params, seed, on_epoch if live else None)
+            if isinstance(result, TrialResult):
+                if not live:
+                    for epoch, value in enumerate(result.curve):
+                        trial.report(value, epoch)
+                storage.set_trial_user_attr(trial._trial_id, st.METRICS_ATTR, result.as_attrs())
+                value = result.mean_test_score
+            else:
+                value = float(result)
+            study.tell(trial, value)
+            return TrialState.COMPLETE
+        except optuna.TrialPruned:
+            study.tell(trial, state=TrialState.PRUNED)
+            return TrialState.PRUNED
+        except KeyboardInterrupt:
+            study.tell(trial, state=TrialState.FAIL)
+            st.requeue(study, storage.get_trial(trial._trial_id), "interrupted (Ctrl-C); queued again")
+            raise
+        except Exception as exc:
+            storage.set_trial_user_attr(trial._trial_id, st.ERROR_ATTR, _error_text(exc))
+            study.tell(trial, state=TrialState.FAIL)
+            return TrialState.FAIL
+
+
+def work(study: optuna.Study, spec: SweepSpec, evaluate: Evaluate, options: LoopOptions | None = None,
+         on_trial: Callable[[st.Progress], None] | None = None) -> st.Progress:
+    """Run trials until the study's budget is met (or deadline / stop / max failures)."""
+    opts = options or LoopOptions()
+    while True:
+        st.reap_dead_trials(study)
+        prog = st.progress(study, spec)
+        if prog.done or (opts.stop is not None and opts.stop.is_set()):
+            return prog
+        if opts.deadline is not None and time.monotonic() >= opts.deadline:
+            return prog
+        if opts.max_failures is not None and prog.failed >= opts.max_failures:
+            raise SweeperError(
+                f"stopped: {prog.failed} trials failed (--max-failures {opts.max_failures}); "
+                f"see 'sweeper show {spec.name}' for the reasons"
+            )
+        trial = st.claim_waiting(study)
+        if trial is None:
+            in_flight = prog.running + prog.waiting
+            exhausted = spec.method == "grid" or (prog.budget is not None and prog.finished + in_flight >= prog.budget)
+            if exhausted:
+                if in_flight == 0:
+                    return prog  # nothing left that could still need this worker
+                time.sleep(opts.poll_s)  # a running trial may die and come back queued
+                continue
+            trial = _ask(study)
+        run_one(study, trial, spec, evaluate)
+        if on_trial is not None:
+            on_trial(st.progress(study, spec))
+
+
+def _ask(study: optuna.Study) -> optuna.Trial:
+    import warnings
+
+    with warnings.catch_warnings():
+        # Optuna warns that heartbeats are for optimize(); _Heartbeat records them for us.
+        warnings.simplefilter("ignore")
+        return study.ask()

@@ -1,0 +1,34 @@
+"""The notebook MLP (SEEDS.md §A): Dense 64 -> 128 -> 256, BN and dropout after each, softmax."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sweeper.models.layers import activation_layer, input_and_classes
+
+
+def build_mlp(
+    meta: dict[str, Any],
+    units: int = 64,
+    batchnorm: bool = False,
+    dropout: float = 0.0,
+    activation: str = "relu",
+    kernel_initializer: str = "glorot_uniform",
+    l2: float = 0.0,
+) -> Any:
+    """``units`` sets the first layer's width; the next two are 2x and 4x it (64/128/256)."""
+    import keras
+
+    shape, n_classes = input_and_classes(meta)
+    reg = keras.regularizers.L2(l2) if l2 else None
+    x = inputs = keras.Input(shape)
+    x = keras.layers.Flatten()(x)
+    for width in (units, units * 2, units * 4):
+        x = keras.layers.Dense(width, kernel_initializer=kernel_initializer, kernel_regularizer=reg)(x)
+        if batchnorm:
+            x = keras.layers.BatchNormalization(momentum=0.9)(x)
+        x = activation_layer(activation)(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout)(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="mlp")
