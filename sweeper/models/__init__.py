@@ -17,6 +17,10 @@ from sweeper.errors import SweeperError
 BUILTIN: dict[str, str] = {
     "mlp": "sweeper.models.mlp:build_mlp",
     "cnn": "sweeper.models.cnn:build_cnn",
+    "cnn5": "sweeper.models.cnn5:build_cnn5",
+    "sopcnn": "sweeper.models.sopcnn:build_sopcnn",
+    "vgg": "sweeper.models.vgg:build_vgg",
+    "cifar_cnn": "sweeper.models.cifar_cnn:build_cifar_cnn",
 }
 
 Builder = Callable[..., Any]

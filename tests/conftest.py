@@ -1,0 +1,53 @@
+"""Shared fixtures: a throwaway store per test, and a CLI runner in a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+TESTS = Path(__file__).parent
+
+
+def cli_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # tests/trial_functions.py is importable by the subprocesses (trial_function: ...).
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    return env
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sweeper", *args], cwd=cwd, env=cli_env(),
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def write_sweep(path: Path, **overrides: Any) -> Path:
+    """A tiny real sweep (mlp on 400 digits, 2 epochs) unless overridden."""
+    spec: dict[str, Any] = {
+        "name": "tiny",
+        "data": {"dataset": "digits", "limit": 400},
+        "model": "mlp",
+        "method": "grid",
+        "params": {"model__batchnorm": [True, False], "model__dropout": [0.0, 0.2]},
+        "training": {"epochs": 2, "batch_size": 32, "model__units": 16},
+        "validation": {"holdout": 0.25},
+        "seed": 1,
+        "storage": f"sqlite:///{path.parent / 'store.db'}",
+    }
+    spec.update(overrides)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path

@@ -1,0 +1,38 @@
+"""Cheap trial functions (``trial_function: trial_functions:NAME``) for orchestration tests:
+they exercise the real study loop, storage and CLI without paying for Keras."""
+
+from __future__ import annotations
+
+import os
+import time
+import zlib
+from typing import Any
+
+
+def score(params: dict[str, Any]) -> float:
+    """Deterministic in the params: a re-run trial scores what its first run scored."""
+    return sum(zlib.crc32(f"{k}={v}".encode()) % 1000 for k, v in sorted(params.items())) / 1e4
+
+
+def quick(spec: Any, params: dict[str, Any], seed: int, on_epoch: Any) -> float:
+    return score(params)
+
+
+def slow(spec: Any, params: dict[str, Any], seed: int, on_epoch: Any) -> float:
+    time.sleep(float(os.environ.get("SWEEPER_TEST_SLEEP", "0.4")))
+    return score(params)
+
+
+def flaky(spec: Any, params: dict[str, Any], seed: int, on_epoch: Any) -> float:
+    """Fails for x == 1 unless SWEEPER_TEST_HEAL is set (to test --retry-failed)."""
+    if params.get("model__units") == 1 and not os.environ.get("SWEEPER_TEST_HEAL"):
+        raise RuntimeError("simulated build failure for units=1")
+    return score(params)
+
+
+def out_of_memory(spec: Any, params: dict[str, Any], seed: int, on_epoch: Any) -> float:
+    import tensorflow as tf
+
+    if params.get("model__units") == 2:
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[4096,4096]")
+    return score(params)
