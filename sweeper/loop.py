@@ -124,8 +124,10 @@ def run_one(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, evaluate:
             study.tell(trial, state=TrialState.PRUNED)
             return TrialState.PRUNED
         except KeyboardInterrupt:
+            reason = "interrupted (Ctrl-C); queued again"
+            storage.set_trial_user_attr(trial._trial_id, st.ERROR_ATTR, reason)
             study.tell(trial, state=TrialState.FAIL)
-            st.requeue(study, storage.get_trial(trial._trial_id), "interrupted (Ctrl-C); queued again")
+            st.requeue(study, storage.get_trial(trial._trial_id), reason)
             raise
         except Exception as exc:
             storage.set_trial_user_attr(trial._trial_id, st.ERROR_ATTR, _error_text(exc))

@@ -14,7 +14,7 @@ from sweeper import study as st
 METRIC_COLUMNS = ("std_test_score", "val_loss", "train_accuracy", "fit_time", "epochs_run", "n_params")
 
 
-def trial_row(t: FrozenTrial) -> dict[str, Any]:
+def trial_row(t: FrozenTrial, requeued: set[int] = frozenset()) -> dict[str, Any]:
     metrics = t.user_attrs.get(st.METRICS_ATTR) or {}
     row: dict[str, Any] = {"number": t.number, "state": t.state.name.lower()}
     for name, value in t.params.items():
@@ -28,12 +28,15 @@ def trial_row(t: FrozenTrial) -> dict[str, Any]:
         row["last_intermediate"] = t.intermediate_values[max(t.intermediate_values)]
     row["duration_s"] = t.duration.total_seconds() if t.duration else None
     row["error"] = t.user_attrs.get(st.ERROR_ATTR)
-    row["retried"] = bool(t.user_attrs.get(st.REQUEUED_ATTR))
+    row["retried"] = t.number in requeued
+    row["retry_of"] = t.user_attrs.get(st.RETRY_OF_ATTR)
     return row
 
 
 def rows(study: optuna.Study, states: tuple[TrialState, ...] | None = None) -> list[dict[str, Any]]:
-    return [trial_row(t) for t in study.get_trials(deepcopy=False, states=states)]
+    trials = study.get_trials(deepcopy=False)
+    requeued = st.requeued_numbers(trials)
+    return [trial_row(t, requeued) for t in trials if states is None or t.state in states]
 
 
 def top(study: optuna.Study, k: int, maximize: bool) -> list[dict[str, Any]]:
@@ -46,8 +49,10 @@ def export_records(study: optuna.Study) -> list[dict[str, Any]]:
     """The notebook's grid_result.json shape: params + mean/std test score + mean fit time,
     plus the trial number, state and the rest of the metrics."""
     out = []
-    for t in study.get_trials(deepcopy=False):
-        r = trial_row(t)
+    trials = study.get_trials(deepcopy=False)
+    requeued = st.requeued_numbers(trials)
+    for t in trials:
+        r = trial_row(t, requeued)
         rec = {"number": t.number, "state": r["state"], "params": dict(t.params)}
         rec.update({k: v for k, v in r.items() if not k.startswith("param_") and k not in ("number", "state")})
         rec["intermediate_values"] = {str(k): v for k, v in sorted(t.intermediate_values.items())}

@@ -23,7 +23,8 @@ from sweeper.spec import SweepSpec, spec_from_dict
 
 SPEC_ATTR = "sweeper:spec"
 OWNER_ATTR = "sweeper:owner"
-REQUEUED_ATTR = "sweeper:requeued"  # a FAIL that was queued again (dead worker, Ctrl-C, --retry-failed)
+RETRY_OF_ATTR = "retry_of"  # on a queued re-run: the number of the failed trial it replaces
+RETRY_REASON_ATTR = "retry_reason"
 ERROR_ATTR = "error"
 METRICS_ATTR = "metrics"
 HEARTBEAT_S = 10
@@ -143,11 +144,17 @@ def trial_point(t: FrozenTrial) -> dict[str, Any] | None:
     return dict(fixed) if fixed else None
 
 
-def is_finished(t: FrozenTrial) -> bool:
+def requeued_numbers(trials: list[FrozenTrial]) -> set[int]:
+    """Failed trials that were queued again (dead worker, Ctrl-C, --retry-failed). Derived from
+    the re-runs themselves: a finished trial's own attributes can no longer be written."""
+    return {int(t.user_attrs[RETRY_OF_ATTR]) for t in trials if RETRY_OF_ATTR in t.user_attrs}
+
+
+def is_finished(t: FrozenTrial, requeued: set[int]) -> bool:
     """Counts toward the budget: completed, pruned, or failed for its own reason (not re-queued)."""
     if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
-    return t.state == TrialState.FAIL and not t.user_attrs.get(REQUEUED_ATTR)
+    return t.state == TrialState.FAIL and t.number not in requeued
 
 
 @dataclass
@@ -168,12 +175,13 @@ class Progress:
 
 def progress(study: optuna.Study, spec: SweepSpec) -> Progress:
     trials = study.get_trials(deepcopy=False)
+    requeued = requeued_numbers(trials)
     by = {s: 0 for s in TrialState}
     finished = 0
     points: set[str] = set()
     for t in trials:
         by[t.state] += 1
-        if is_finished(t):
+        if is_finished(t, requeued):
             if spec.method == "grid":
                 points.add(space.params_key(trial_point(t) or {}))
             finished += 1
@@ -181,7 +189,7 @@ def progress(study: optuna.Study, spec: SweepSpec) -> Progress:
         finished = len(points)  # each grid point counts once, however it ended
     values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     best = (max(values) if spec.direction == "maximize" else min(values)) if values else None
-    failed = sum(1 for t in trials if t.state == TrialState.FAIL and not t.user_attrs.get(REQUEUED_ATTR))
+    failed = sum(1 for t in trials if t.state == TrialState.FAIL and t.number not in requeued)
     return Progress(
         finished, by[TrialState.COMPLETE], by[TrialState.PRUNED], failed,
         by[TrialState.RUNNING], by[TrialState.WAITING], spec.budget, best,
@@ -194,8 +202,10 @@ def ensure_grid_queued(study: optuna.Study, spec: SweepSpec) -> int:
     if spec.method != "grid":
         return 0
     covered = set()
-    for t in study.get_trials(deepcopy=False):
-        if t.state == TrialState.FAIL and t.user_attrs.get(REQUEUED_ATTR):
+    trials = study.get_trials(deepcopy=False)
+    requeued = requeued_numbers(trials)
+    for t in trials:
+        if t.state == TrialState.FAIL and t.number in requeued:
             continue
         point = trial_point(t)
         if point:
@@ -211,15 +221,10 @@ def ensure_grid_queued(study: optuna.Study, spec: SweepSpec) -> int:
 def requeue(study: optuna.Study, trial: FrozenTrial, reason: str | None = None) -> None:
     """Queue a failed trial's params again (dead worker, Ctrl-C, --retry-failed).
     Also Optuna's ``failed_trial_callback`` for heartbeat-stale trials of RDB storages."""
-    storage = study._storage
-    if reason:
-        storage.set_trial_user_attr(trial._trial_id, ERROR_ATTR, reason)
-    elif ERROR_ATTR not in trial.user_attrs:
-        storage.set_trial_user_attr(trial._trial_id, ERROR_ATTR, "worker stopped sending heartbeats")
-    storage.set_trial_user_attr(trial._trial_id, REQUEUED_ATTR, True)
+    reason = reason or trial.user_attrs.get(ERROR_ATTR) or "worker stopped sending heartbeats"
     point = trial_point(trial)
     if point and set(point) >= set(_searched_names(study)):
-        study.enqueue_trial(point, user_attrs={"retry_of": trial.number})
+        study.enqueue_trial(point, user_attrs={RETRY_OF_ATTR: trial.number, RETRY_REASON_ATTR: reason})
 
 
 def _searched_names(study: optuna.Study) -> list[str]:
@@ -272,10 +277,12 @@ def reap_dead_trials(study: optuna.Study, orphan_after_s: float = 120.0) -> int:
         else:
             reason = f"worker pid {owner.get('pid')} on {HOST} died while running this trial"
         try:
+            # The reason goes on while the trial is still RUNNING; then one reaper wins the FAIL.
+            study._storage.set_trial_user_attr(t._trial_id, ERROR_ATTR, reason)
             if not study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # another worker reaped it first
+            continue  # another worker reaped it (or it finished) first
         requeue(study, study._storage.get_trial(t._trial_id), reason)
         reaped += 1
     return reaped
@@ -283,10 +290,12 @@ def reap_dead_trials(study: optuna.Study, orphan_after_s: float = 120.0) -> int:
 
 def retry_failed(study: optuna.Study) -> int:
     """``resume --retry-failed``: queue again every failed point (that did not complete since)."""
-    done = {space.params_key(t.params) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    trials = study.get_trials(deepcopy=False)
+    requeued = requeued_numbers(trials)
+    done = {space.params_key(t.params) for t in trials if t.state == TrialState.COMPLETE}
     n = 0
-    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        if t.user_attrs.get(REQUEUED_ATTR) or space.params_key(t.params) in done:
+    for t in trials:
+        if t.state != TrialState.FAIL or t.number in requeued or space.params_key(t.params) in done:
             continue
         requeue(study, t, t.user_attrs.get(ERROR_ATTR, "failed"))
         done.add(space.params_key(t.params))

@@ -63,7 +63,7 @@ def test_builds_and_trains_or_refuses(name: str, extra: dict[str, Any], shape: t
     x = rng.random((20, *shape), dtype=np.float32)
     y = np.arange(20) % N_CLASSES
     params = {f"model__{k}": v for k, v in {**CHEAP.get(name, {}), **extra}.items()}
-    est = make_estimator(_spec(name), {"optimizer": "adam", "epochs": 1, "batch_size": 20, **params}, seed=0)
+    est = make_estimator(_spec(name), {"optimizer": "adam", "epochs": 1, "batch_size": 20, "run_eagerly": True, **params}, seed=0)
     est.fit(x, y)
     assert np.isfinite(est.history_["loss"][-1])
     assert est.predict_proba(x[:4]).shape == (4, N_CLASSES)

@@ -1,0 +1,136 @@
+"""Resume and workers: no trial lost or run twice, whatever happens (issue: kill -9, Ctrl-C,
+several workers on one SQLite file)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+
+from conftest import cli_env, run_cli, write_sweep
+
+GRID = list(range(1, 9))
+
+
+def slow_grid(workdir: Path, name: str, points: list[int] = GRID):
+    return write_sweep(workdir / f"{name}.yaml", name=name, trial_function="trial_functions:slow",
+                       params={"model__units": points})
+
+
+def load(workdir: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{workdir / 'store.db'}")
+
+
+def states(workdir: Path, name: str) -> Counter:
+    try:
+        return Counter(t.state.name for t in load(workdir, name).get_trials())
+    except Exception:  # store or study not created yet
+        return Counter()
+
+
+def wait_for(predicate, timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def assert_exactly_once(study: optuna.Study, points: list[int]) -> None:
+    trials = study.get_trials()
+    done = Counter(t.params["model__units"] for t in trials if t.state.name == "COMPLETE")
+    assert done == Counter(points), f"completed per point: {dict(done)}"
+    assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
+
+
+@pytest.mark.parametrize("when", ["before_first_trial_ends", "mid_sweep", "during_last_trial"])
+def test_sigkill_then_resume_completes_every_point_once(workdir: Path, when: str) -> None:
+    sweep = slow_grid(workdir, "kill")
+    proc = subprocess.Popen([sys.executable, "-m", "sweeper", "run", str(sweep), "--quiet", "--no-report"],
+                            cwd=workdir, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    target = {"before_first_trial_ends": 0, "mid_sweep": 4, "during_last_trial": len(GRID) - 1}[when]
+    wait_for(lambda: states(workdir, "kill")["COMPLETE"] >= target and states(workdir, "kill")["RUNNING"] == 1)
+    proc.kill()
+    proc.wait()
+    before = {t.number: t.value for t in load(workdir, "kill").get_trials() if t.state.name == "COMPLETE"}
+    assert states(workdir, "kill")["RUNNING"] == 1  # left behind by the dead process
+
+    resumed = run_cli("resume", "kill", "--storage", f"sqlite:///{workdir / 'store.db'}", "--quiet", cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr
+    study = load(workdir, "kill")
+    assert_exactly_once(study, GRID)
+    after = {t.number: t.value for t in study.get_trials() if t.state.name == "COMPLETE"}
+    assert before.items() <= after.items(), "a completed trial was lost or changed"
+    dead = [t for t in study.get_trials() if t.state.name == "FAIL"]
+    assert len(dead) == 1 and "died" in dead[0].user_attrs["error"]
+
+
+def test_resume_twice_runs_nothing_again(workdir: Path) -> None:
+    sweep = slow_grid(workdir, "again", [1, 2])
+    assert run_cli("run", str(sweep), "--quiet", "--no-report", cwd=workdir).returncode == 0
+    for _ in range(2):
+        r = run_cli("resume", "again", "--storage", f"sqlite:///{workdir / 'store.db'}", "--quiet", "--no-report", cwd=workdir)
+        assert r.returncode == 0, r.stderr
+    assert len(load(workdir, "again").get_trials()) == 2
+
+
+def test_ctrl_c_requeues_running_trial_and_store_stays_readable(workdir: Path) -> None:
+    sweep = slow_grid(workdir, "ctrlc", [1, 2, 3])
+    proc = subprocess.Popen([sys.executable, "-m", "sweeper", "run", str(sweep), "--quiet", "--no-report"],
+                            cwd=workdir, env={**cli_env(), "SWEEPER_TEST_SLEEP": "2"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: states(workdir, "ctrlc")["RUNNING"] == 1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "sweeper resume ctrlc" in err and "Traceback" not in err
+    interrupted = [t for t in load(workdir, "ctrlc").get_trials() if t.state.name == "FAIL"]
+    assert len(interrupted) == 1 and "interrupted" in interrupted[0].user_attrs["error"]
+    r = run_cli("resume", "ctrlc", "--storage", f"sqlite:///{workdir / 'store.db'}", "--quiet", "--no-report", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    assert_exactly_once(load(workdir, "ctrlc"), [1, 2, 3])
+
+
+def test_four_workers_200_trials_no_lock_errors_no_duplicates(workdir: Path) -> None:
+    sweep = write_sweep(workdir / "many.yaml", name="many", trial_function="trial_functions:quick",
+                        params={"model__units": list(range(1, 21)), "model__dropout": [i / 10 for i in range(10)]})
+    proc = run_cli("run", str(sweep), "--workers", "4", "--quiet", "--no-report", cwd=workdir, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "locked" not in proc.stderr.lower() and "Traceback" not in proc.stderr
+    trials = load(workdir, "many").get_trials()
+    assert len(trials) == 200 and all(t.state.name == "COMPLETE" for t in trials)
+    assert len({(t.params["model__units"], t.params["model__dropout"]) for t in trials}) == 200
+
+
+def test_killed_worker_trial_is_rerun_by_another(workdir: Path) -> None:
+    sweep = slow_grid(workdir, "wkill")
+    proc = subprocess.Popen([sys.executable, "-m", "sweeper", "run", str(sweep), "--workers", "3", "--quiet", "--no-report"],
+                            cwd=workdir, env={**cli_env(), "SWEEPER_TEST_SLEEP": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def running_owner() -> int | None:
+        try:
+            for t in load(workdir, "wkill").get_trials(states=(optuna.trial.TrialState.RUNNING,)):
+                if "sweeper:owner" in t.system_attrs:
+                    return int(t.system_attrs["sweeper:owner"]["pid"])
+        except Exception:
+            return None
+        return None
+
+    wait_for(lambda: running_owner() is not None)
+    victim = running_owner()
+    import os
+
+    os.kill(victim, signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    study = load(workdir, "wkill")
+    assert_exactly_once(study, GRID)
+    dead = [t for t in study.get_trials() if t.state.name == "FAIL"]
+    assert len(dead) == 1 and f"pid {victim}" in dead[0].user_attrs["error"]
