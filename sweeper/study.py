@@ -59,7 +59,7 @@ def make_storage(url: str, heartbeat: int | None = HEARTBEAT_S, must_exist: bool
             engine_kwargs=engine_kwargs,
             heartbeat_interval=heartbeat,
             grace_period=3 * heartbeat if heartbeat else None,
-            failed_trial_callback=requeue,
+            heartbeat_stale_trial_callback=requeue,
         )
     except ModuleNotFoundError as exc:
         raise StudyError(f"storage {url}: missing driver ({exc.name}); pip install psycopg2-binary") from None
@@ -73,10 +73,10 @@ def make_sampler(spec: SweepSpec, salt: int = 0) -> optuna.samplers.BaseSampler:
     """The Optuna sampler for the sweep's method. ``salt`` varies the seed on restarts and across
     workers, so a seeded sampler never replays the params it proposed before (optuna#3255)."""
     seed = (spec.seed + 1_000_003 * salt) % (2**32)
-    if spec.method == "grid":
-        grid = {name: list(p.values or ()) for name, p in spec.params.items()}
-        return optuna.samplers.GridSampler(grid, seed=seed)
-    if spec.method == "random":
+    if spec.method in ("grid", "random"):
+        # Grid: every point is queued in the study once (ensure_grid_queued) and claimed
+        # atomically, so the sampler is never consulted. Optuna's GridSampler picks points itself
+        # and repeats them under parallel workers (optuna#2039, #4627), so it is not used.
         return optuna.samplers.RandomSampler(seed=seed)
     if spec.method == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
