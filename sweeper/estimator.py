@@ -37,8 +37,11 @@ def make_estimator(
 
     routed = dict(params)
     optimizer = optimizer_class(str(routed.pop("optimizer", "adam")))
+    builder = resolve_builder(spec.model)
+    if spec.augmentation.active:
+        builder = with_augmentation(builder, spec, seed)
     return KerasClassifier(
-        model=resolve_builder(spec.model),
+        model=builder,
         optimizer=optimizer,
         loss="sparse_categorical_crossentropy",  # labels are already 0..K-1 (data.py)
         metrics=["accuracy"],
@@ -47,3 +50,24 @@ def make_estimator(
         callbacks=list(callbacks) or None,
         **routed,
     )
+
+
+def with_augmentation(builder: Any, spec: SweepSpec, seed: int) -> Any:
+    """The same builder with the sweep's augmentation layers in front (active in fit only).
+    ``functools.wraps`` keeps the signature, so scikeras still routes ``model__*`` params."""
+    import functools
+
+    @functools.wraps(builder)
+    def build(meta: dict[str, Any], **kwargs: Any) -> Any:
+        import keras
+
+        from sweeper.training import augmentation_layers
+
+        base = builder(meta, **kwargs)
+        inputs = keras.Input(tuple(meta["X_shape_"][1:]))
+        x = inputs
+        for layer in augmentation_layers(spec.augmentation, seed):
+            x = layer(x)
+        return keras.Model(inputs, base(x), name=f"augmented_{base.name}")
+
+    return build

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from sweeper import space
 from sweeper import study as st
 from sweeper.errors import SweeperError
-from sweeper.runner import EpochHook, TrialResult
+from sweeper.runner import CURRENT_TRIAL, EpochHook, TrialResult
 from sweeper.spec import SweepSpec
 
 Evaluate = Callable[[SweepSpec, dict[str, Any], int, "EpochHook | None"], "TrialResult | float"]
@@ -102,14 +102,18 @@ def run_one(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, evaluate:
             searched = space.suggest(trial, spec)
             params = space.full_params(spec, searched)
             seed = space.trial_seed(spec, params)
-            live = spec.kfold is None  # per-epoch reports (pruning) need one split
+            live = spec.kfold is None and spec.repeats == 1  # live per-epoch reports (pruning) need one run
 
             def on_epoch(epoch: int, value: float) -> None:
                 trial.report(value, epoch)
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned at epoch {epoch + 1} ({value:.4f})")
 
-            result = evaluate(spec, params, seed, on_epoch if live else None)
+            token = CURRENT_TRIAL.set(f"trial-{trial.number}")
+            try:
+                result = evaluate(spec, params, seed, on_epoch if live else None)
+            finally:
+                CURRENT_TRIAL.reset(token)
             if isinstance(result, TrialResult):
                 if not live:
                     for epoch, value in enumerate(result.curve):

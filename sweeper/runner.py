@@ -5,6 +5,7 @@ The runner only trains and scores; the study loop stores what it returns.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import gc
 import math
@@ -89,26 +90,40 @@ class _EpochCallback:
         return Forward()
 
 
+# The study loop names the trial being run (TensorBoard folders are per trial number).
+CURRENT_TRIAL: contextvars.ContextVar[str | None] = contextvars.ContextVar("sweeper_trial", default=None)
+
+
 def run_trial(
     spec: SweepSpec,
     ds: Dataset,
     params: dict[str, Any],
     seed: int,
     on_epoch: EpochHook | None = None,
+    tag: str | None = None,
 ) -> TrialResult:
-    """Train and score one configuration on every split of the sweep's validation scheme."""
+    """Train and score one configuration on every split (x repeats) of the sweep's validation."""
     import keras
+
+    from sweeper.training import keras_callbacks
 
     metric_key = "val_accuracy" if spec.metric == "accuracy" else "val_loss"
     folds = splits(spec, ds)
+    runs = [(i, r, tr, va) for i, (tr, va) in enumerate(folds) for r in range(spec.repeats)]
     scores, losses, train_accs, curves, epochs = [], [], [], [], []
     fit_time, n_params = 0.0, 0
     try:
-        for i, (tr, va) in enumerate(folds):
-            callbacks = [keras.callbacks.TerminateOnNaN()]
-            if on_epoch is not None and len(folds) == 1:
+        for i, r, tr, va in runs:
+            log_dir = None
+            if spec.callbacks.tensorboard:
+                from sweeper.paths import study_dir
+
+                tag = tag or CURRENT_TRIAL.get() or f"seed-{seed}"
+                log_dir = str(study_dir(spec.name) / "tensorboard" / tag / f"split{i}-repeat{r}")
+            callbacks = keras_callbacks(spec.callbacks, log_dir)
+            if on_epoch is not None and len(runs) == 1:
                 callbacks.append(_EpochCallback(spec.metric, on_epoch))
-            est = make_estimator(spec, params, seed + i, callbacks)
+            est = make_estimator(spec, params, seed + 7919 * i + 104729 * r, callbacks)
             t0 = time.perf_counter()
             est.fit(ds.x[tr], ds.y[tr], validation_data=(ds.x[va], ds.y[va]))
             fit_time += time.perf_counter() - t0
@@ -116,8 +131,14 @@ def run_trial(
             if not all(math.isfinite(v) for v in hist["loss"]):
                 bad = next(j for j, v in enumerate(hist["loss"]) if not math.isfinite(v))
                 raise TrialError(f"loss became NaN at epoch {bad + 1}: training stopped")
-            scores.append(float(hist[metric_key][-1]))
-            losses.append(float(hist["val_loss"][-1]))
+            if spec.callbacks.restores_weights:
+                # The kept weights are not the last epoch's: score what the model now is.
+                val_loss, val_acc = est.model_.evaluate(ds.x[va], ds.y[va], batch_size=1024, verbose=0)[:2]
+                final = {"val_loss": float(val_loss), "val_accuracy": float(val_acc)}
+            else:
+                final = {"val_loss": float(hist["val_loss"][-1]), "val_accuracy": float(hist["val_accuracy"][-1])}
+            scores.append(final[metric_key])
+            losses.append(final["val_loss"])
             train_accs.append(float(hist["accuracy"][-1]))
             curves.append([float(v) for v in hist[metric_key]])
             epochs.append(len(hist["loss"]))
@@ -135,7 +156,7 @@ def run_trial(
         split_scores=scores,
         val_loss=float(np.mean(losses)),
         train_accuracy=float(np.mean(train_accs)),
-        fit_time=fit_time / len(folds),
+        fit_time=fit_time / len(runs),
         epochs_run=int(max(epochs)),
         n_params=n_params,
         curve=curve,

@@ -18,6 +18,14 @@ import yaml
 
 from sweeper import names
 from sweeper.errors import SpecError, SweeperError
+from sweeper.training import (
+    Augmentation,
+    Callbacks,
+    Pruner,
+    parse_augmentation,
+    parse_callbacks,
+    parse_pruner,
+)
 
 DATASETS = ("digits", "mnist5k", "csv", "mnist", "fashion_mnist", "cifar10")
 METHODS = ("grid", "random", "tpe", "cmaes", "gp")
@@ -27,9 +35,10 @@ DEFAULT_STORAGE = "sqlite:///sweeper.db"
 TOP_KEYS = {
     "name", "description", "data", "model", "params", "method", "trials", "timeout",
     "objective", "validation", "training", "seed", "storage", "trial_function",
+    "callbacks", "augmentation", "pruner",
 }
 DATA_KEYS = {"dataset", "path", "label_column", "test_path", "id_column", "limit"}
-VALIDATION_KEYS = {"holdout", "kfold"}
+VALIDATION_KEYS = {"holdout", "kfold", "repeats"}
 OBJECTIVE_KEYS = {"metric", "direction"}
 TRAINING_DEFAULTS: dict[str, Any] = {"epochs": 10, "batch_size": 128}
 
@@ -75,8 +84,12 @@ class SweepSpec:
     direction: str = "maximize"
     holdout: float | None = 0.2
     kfold: int | None = None
+    repeats: int = 1  # each split trained with this many seeds; mean and std over all runs
     seed: int = 0
     storage: str = DEFAULT_STORAGE
+    callbacks: Callbacks = field(default_factory=Callbacks)
+    augmentation: Augmentation = field(default_factory=Augmentation)
+    pruner: Pruner = field(default_factory=Pruner)
     description: str = ""
     trial_function: str | None = None  # advanced: module:function replacing the Keras trial
     source: str = ""
@@ -388,6 +401,8 @@ def spec_from_dict(raw: Any, source: str = "") -> SweepSpec:
         raise _err(source, "objective.direction", f"{direction!r} is not maximize or minimize")
 
     validation = _mapping(source, "validation", raw.get("validation", {"holdout": 0.2}), VALIDATION_KEYS)
+    repeats = _value(source, "validation.repeats", "epochs", validation.get("repeats", 1))
+    validation = {k: v for k, v in validation.items() if k != "repeats"} or {"holdout": 0.2}
     if len(validation) != 1:
         raise _err(source, "validation", "give exactly one of 'holdout: FRACTION' or 'kfold: K'")
     holdout = kfold = None
@@ -416,7 +431,10 @@ def spec_from_dict(raw: Any, source: str = "") -> SweepSpec:
     spec = SweepSpec(
         name=name.strip(), data=data, model=model, params=params, fixed=fixed, method=method,
         trials=trials, timeout=timeout, metric=metric, direction=direction, holdout=holdout,
-        kfold=kfold, seed=seed, storage=storage, description=str(description),
+        kfold=kfold, repeats=repeats, seed=seed, storage=storage, description=str(description),
+        callbacks=parse_callbacks(source, raw.get("callbacks")),
+        augmentation=parse_augmentation(source, raw.get("augmentation"), data.dataset),
+        pruner=parse_pruner(source, raw.get("pruner")),
         trial_function=trial_function, source=source,
         raw=normalised,
     )

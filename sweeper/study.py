@@ -87,7 +87,9 @@ def make_sampler(spec: SweepSpec, salt: int = 0) -> optuna.samplers.BaseSampler:
 
 def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
     """No pruning unless the sweep file asks for it: a grid must score every point in full."""
-    return optuna.pruners.NopPruner()
+    from sweeper.training import optuna_pruner
+
+    return optuna_pruner(spec.pruner)
 
 
 def create_or_load(spec: SweepSpec, storage: BaseStorage) -> optuna.Study:
