@@ -75,6 +75,9 @@ def _mnist5k() -> Dataset:
 
 
 def _keras(name: str) -> Dataset:
+    from sweeper.tfimport import tensorflow
+
+    tensorflow()
     import keras
 
     loader = getattr(keras.datasets, name)

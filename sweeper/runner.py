@@ -47,7 +47,9 @@ def configure_tensorflow(deterministic: bool = True) -> None:
     global _configured
     if _configured:
         return
-    import tensorflow as tf
+    from sweeper.tfimport import tensorflow
+
+    tf = tensorflow()
 
     for gpu in tf.config.list_physical_devices("GPU"):
         tf.config.experimental.set_memory_growth(gpu, True)
