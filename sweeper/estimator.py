@@ -40,6 +40,8 @@ def make_estimator(
     builder = resolve_builder(spec.model)
     if spec.augmentation.active:
         builder = with_augmentation(builder, spec, seed)
+    if spec.compute.active:
+        builder = with_compute(builder, spec)
     return KerasClassifier(
         model=builder,
         optimizer=optimizer,
@@ -70,4 +72,40 @@ def with_augmentation(builder: Any, spec: SweepSpec, seed: int) -> Any:
             x = layer(x)
         return keras.Model(inputs, base(x), name=f"augmented_{base.name}")
 
+    return build
+
+
+def with_compute(builder: Any, spec: SweepSpec) -> Any:
+    """The builder, compiled here with the sweep's XLA / steps_per_execution / mixed precision
+    settings (scikeras compiles only models that arrive uncompiled)."""
+    import functools
+
+    compute = spec.compute
+
+    @functools.wraps(builder)
+    def build(meta: dict[str, Any], compile_kwargs: dict[str, Any], **kwargs: Any) -> Any:
+        import keras
+
+        if compute.mixed_precision:
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        try:
+            model = builder(meta, **kwargs)
+            if compute.mixed_precision:
+                # Softmax and loss in float32: float16 probabilities underflow.
+                outputs = keras.layers.Activation("linear", dtype="float32")(model.output)
+                model = keras.Model(model.input, outputs, name=model.name)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        model.compile(**compile_kwargs, jit_compile=compute.jit_compile,
+                      steps_per_execution=compute.steps_per_execution)
+        return model
+
+    # scikeras passes compile_kwargs only to builders whose signature names it.
+    import inspect
+
+    sig = inspect.signature(builder)
+    extra = inspect.Parameter("compile_kwargs", inspect.Parameter.KEYWORD_ONLY)
+    params = [p for p in sig.parameters.values() if p.kind != p.VAR_KEYWORD]
+    params += [extra] + [p for p in sig.parameters.values() if p.kind == p.VAR_KEYWORD]
+    build.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
     return build

@@ -43,17 +43,17 @@ _configured = False
 
 
 def configure_tensorflow(deterministic: bool = True) -> None:
-    """Once per worker process: quiet logs, op determinism on CPU, memory growth on GPUs."""
+    """Once per worker process: quiet import, GPU memory growth or cap, threads, op determinism
+    on CPU (on GPUs determinism costs speed; the seeds still fix initial weights)."""
     global _configured
     if _configured:
         return
+    from sweeper.devices import configure_worker_devices
     from sweeper.tfimport import tensorflow
 
     tf = tensorflow()
-
-    for gpu in tf.config.list_physical_devices("GPU"):
-        tf.config.experimental.set_memory_growth(gpu, True)
-    if deterministic:
+    configure_worker_devices(tf)
+    if deterministic and not tf.config.list_physical_devices("GPU"):
         tf.config.experimental.enable_op_determinism()
     _configured = True
 

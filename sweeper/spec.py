@@ -21,9 +21,11 @@ from sweeper.errors import SpecError, SweeperError
 from sweeper.training import (
     Augmentation,
     Callbacks,
+    Compute,
     Pruner,
     parse_augmentation,
     parse_callbacks,
+    parse_compute,
     parse_pruner,
 )
 
@@ -35,7 +37,7 @@ DEFAULT_STORAGE = "sqlite:///sweeper.db"
 TOP_KEYS = {
     "name", "description", "data", "model", "params", "method", "trials", "timeout",
     "objective", "validation", "training", "seed", "storage", "trial_function",
-    "callbacks", "augmentation", "pruner",
+    "callbacks", "augmentation", "pruner", "compute",
 }
 DATA_KEYS = {"dataset", "path", "label_column", "test_path", "id_column", "limit"}
 VALIDATION_KEYS = {"holdout", "kfold", "repeats"}
@@ -90,6 +92,7 @@ class SweepSpec:
     callbacks: Callbacks = field(default_factory=Callbacks)
     augmentation: Augmentation = field(default_factory=Augmentation)
     pruner: Pruner = field(default_factory=Pruner)
+    compute: Compute = field(default_factory=Compute)
     description: str = ""
     trial_function: str | None = None  # advanced: module:function replacing the Keras trial
     source: str = ""
@@ -435,6 +438,7 @@ def spec_from_dict(raw: Any, source: str = "") -> SweepSpec:
         callbacks=parse_callbacks(source, raw.get("callbacks")),
         augmentation=parse_augmentation(source, raw.get("augmentation"), data.dataset),
         pruner=parse_pruner(source, raw.get("pruner")),
+        compute=parse_compute(source, raw.get("compute")),
         trial_function=trial_function, source=source,
         raw=normalised,
     )

@@ -65,6 +65,19 @@ class Pruner:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Compute:
+    """How trials use the hardware: results may differ slightly (mixed precision), never the API."""
+
+    mixed_precision: bool = False  # float16 compute on GPUs (softmax kept in float32)
+    jit_compile: bool = False  # XLA-compile the train step
+    steps_per_execution: int = 1  # batches per graph call: less Python overhead for small models
+
+    @property
+    def active(self) -> bool:
+        return self.mixed_precision or self.jit_compile or self.steps_per_execution > 1
+
+
 PRUNERS = {
     "none": {},
     "median": {"n_startup_trials": int, "n_warmup_steps": int, "interval_steps": int},
@@ -188,6 +201,19 @@ def parse_pruner(source: str, raw: Any) -> Pruner:
             raise SpecError(source, f"pruner.{k}", f"unknown option for {kind} (allowed: {', '.join(PRUNERS[kind]) or 'none'})")
         options[k] = _num(source, f"pruner.{k}", v, integer=True)
     return Pruner(kind, options)
+
+
+def parse_compute(source: str, raw: Any) -> Compute:
+    if raw is None:
+        return Compute()
+    raw = _section(source, "compute", raw)
+    _check_keys(source, "compute", raw, {"mixed_precision", "jit_compile", "steps_per_execution"})
+    return Compute(
+        mixed_precision=_bool(source, "compute.mixed_precision", raw.get("mixed_precision", False)),
+        jit_compile=_bool(source, "compute.jit_compile", raw.get("jit_compile", False)),
+        steps_per_execution=_num(source, "compute.steps_per_execution", raw.get("steps_per_execution", 1),
+                                 lo=1, integer=True),
+    )
 
 
 # --------------------------------------------------------------------------- builders

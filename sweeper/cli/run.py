@@ -37,13 +37,18 @@ def register(sub: Any) -> None:
     p.add_argument("study")
     add_storage(p)
     p.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--gpu", type=int, default=None, help="pin this worker to one GPU (sets CUDA_VISIBLE_DEVICES)")
     p.add_argument("--max-failures", type=int, default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_worker)
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=int, default=1, help="worker processes on this host (default 1)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes on this host (default: 1 per GPU slot, else 1)")
+    p.add_argument("--gpus", default=None, help="GPUs to use: all (default), none, or a list like 0,1")
+    p.add_argument("--trials-per-gpu", type=int, default=1, metavar="K",
+                   help="pack K trials on each GPU, each capped at 90%%/K of its memory (default 1)")
     p.add_argument("--max-failures", type=int, default=None, help="stop once this many trials failed")
     p.add_argument("--reports", default="reports", help="folder for the report (default reports/)")
     p.add_argument("--no-report", action="store_true", help="do not write the HTML report at the end")
@@ -73,6 +78,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    if args.gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(args.gpu)  # before TensorFlow starts
     storage = st.make_storage(args.storage, must_exist=True)
     study, spec = st.load(args.study, storage)
     study.sampler = st.make_sampler(spec, st.worker_salt(study, args.index))
@@ -95,10 +102,15 @@ def _check_data(spec: SweepSpec) -> None:
 
 
 def _execute(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace) -> int:
+    from sweeper.devices import detect_gpus, plan_workers, select_gpus
+
     deadline = time.monotonic() + spec.timeout if spec.timeout else None
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         raise SweeperError(f"--workers: {args.workers} must be >= 1")
-    if args.workers == 1:
+    gpus = select_gpus(args.gpus, detect_gpus()) if not spec.trial_function else []
+    placements = plan_workers(gpus, args.trials_per_gpu, args.workers, os.cpu_count() or 1)
+    if len(placements) == 1:
+        os.environ.update(placements[0].env())
         study.sampler = st.make_sampler(spec, st.worker_salt(study, 0))
         bar = _ProgressBar(spec, st.progress(study, spec), args.quiet)
         _install_sigint()
@@ -113,7 +125,7 @@ def _execute(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace) ->
         finally:
             bar.close()
     else:
-        prog = _run_workers(study, spec, url, args, deadline)
+        prog = _run_workers(study, spec, url, args, deadline, placements)
     return _finish(study, spec, prog, args)
 
 
@@ -132,7 +144,8 @@ def _finish(study: Any, spec: SweepSpec, prog: st.Progress, args: argparse.Names
     return 0
 
 
-def _run_workers(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace, deadline: float | None) -> st.Progress:
+def _run_workers(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace, deadline: float | None,
+                 placements: list[Any]) -> st.Progress:
     """K local worker processes share the store through Optuna's gRPC storage proxy, served from
     this process: one writer to the SQLite file, so no 'database is locked' (optuna#820)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -151,7 +164,8 @@ def _run_workers(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace
     cmd = [sys.executable, "-m", "sweeper", "worker", spec.name, "--storage", worker_url, "--quiet"]
     if args.max_failures is not None:
         cmd += ["--max-failures", str(args.max_failures)]
-    procs = [subprocess.Popen(cmd + ["--index", str(i)], env=_worker_env(i)) for i in range(args.workers)]
+    procs = [subprocess.Popen(cmd + ["--index", str(i)], env={**os.environ, **p.env()})
+             for i, p in enumerate(placements)]
     bar = _ProgressBar(spec, st.progress(study, spec), args.quiet)
     try:
         while any(p.poll() is None for p in procs):
@@ -177,12 +191,6 @@ def _run_workers(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace
     if crashed:
         print(f"sweeper: {len(crashed)} worker(s) exited with errors {crashed}", file=sys.stderr)
     return st.progress(study, spec)
-
-
-def _worker_env(index: int) -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("TF_NUM_INTEROP_THREADS", "1")
-    return env
 
 
 def _free_port() -> int:
