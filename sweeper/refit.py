@@ -46,7 +46,8 @@ def refit(spec: SweepSpec, ds: Dataset, trial: optuna.trial.FrozenTrial, out_dir
         params["epochs"] = int(epochs_run)
     import keras
 
-    est = make_estimator(spec, params, space.trial_seed(spec, params), [keras.callbacks.TerminateOnNaN()])
+    keras.utils.set_random_seed(space.trial_seed(spec, params))  # the trial's initial weights
+    est = make_estimator(spec, params, None, [keras.callbacks.TerminateOnNaN()])
     est.fit(ds.x, ds.y)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"trial-{trial.number}.keras"

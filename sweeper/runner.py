@@ -17,7 +17,7 @@ import numpy as np
 
 from sweeper.data import Dataset
 from sweeper.errors import TrialError
-from sweeper.estimator import make_estimator
+from sweeper.reuse import fit_estimator
 from sweeper.spec import SweepSpec
 
 EpochHook = Callable[[int, float], None]
@@ -125,9 +125,9 @@ def run_trial(
             callbacks = keras_callbacks(spec.callbacks, log_dir)
             if on_epoch is not None and len(runs) == 1:
                 callbacks.append(_EpochCallback(spec.metric, on_epoch))
-            est = make_estimator(spec, params, seed + 7919 * i + 104729 * r, callbacks)
             t0 = time.perf_counter()
-            est.fit(ds.x[tr], ds.y[tr], validation_data=(ds.x[va], ds.y[va]))
+            est = fit_estimator(spec, params, seed + 7919 * i + 104729 * r, callbacks,
+                                ds.x[tr], ds.y[tr], (ds.x[va], ds.y[va]), reuse=spec.compute.reuse_models)
             fit_time += time.perf_counter() - t0
             hist = est.history_
             if not all(math.isfinite(v) for v in hist["loss"]):
@@ -147,8 +147,9 @@ def run_trial(
             n_params = int(est.model_.count_params())
             del est
     finally:
-        # Free the graph and weights of this trial: a long sweep must not grow (keras#11478).
-        keras.backend.clear_session()
+        if not spec.compute.reuse_models:
+            # Free the graph and weights of this trial: a long sweep must not grow (keras#11478).
+            keras.backend.clear_session()
         gc.collect()
     width = min(len(c) for c in curves)
     curve = [float(np.mean([c[e] for c in curves])) for e in range(width)]

@@ -72,6 +72,7 @@ class Compute:
     mixed_precision: bool = False  # float16 compute on GPUs (softmax kept in float32)
     jit_compile: bool = False  # XLA-compile the train step
     steps_per_execution: int = 1  # batches per graph call: less Python overhead for small models
+    reuse_models: bool = True  # reuse traced models across trials of one structure (reuse.py)
 
     @property
     def active(self) -> bool:
@@ -207,12 +208,13 @@ def parse_compute(source: str, raw: Any) -> Compute:
     if raw is None:
         return Compute()
     raw = _section(source, "compute", raw)
-    _check_keys(source, "compute", raw, {"mixed_precision", "jit_compile", "steps_per_execution"})
+    _check_keys(source, "compute", raw, {"mixed_precision", "jit_compile", "steps_per_execution", "reuse_models"})
     return Compute(
         mixed_precision=_bool(source, "compute.mixed_precision", raw.get("mixed_precision", False)),
         jit_compile=_bool(source, "compute.jit_compile", raw.get("jit_compile", False)),
         steps_per_execution=_num(source, "compute.steps_per_execution", raw.get("steps_per_execution", 1),
                                  lo=1, integer=True),
+        reuse_models=_bool(source, "compute.reuse_models", raw.get("reuse_models", True)),
     )
 
 

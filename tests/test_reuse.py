@@ -1,0 +1,47 @@
+"""Reusing traced models across trials must not change results: a trial run alone and the same
+trial run inside a sweep (after other trials of the same structure) train identically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import write_sweep
+from sweeper import reuse
+from sweeper.data import load_dataset
+from sweeper.runner import configure_tensorflow, run_trial
+from sweeper.space import full_params, trial_seed
+from sweeper.spec import load_spec
+
+
+def test_trial_alone_equals_trial_inside_a_sweep(tmp_path: Path) -> None:
+    configure_tensorflow()
+    spec = load_spec(write_sweep(tmp_path / "r.yaml", params={"optimizer__learning_rate": [0.003, 0.01, 0.03]},
+                                 training={"epochs": 3, "batch_size": 32, "model__units": 16,
+                                           "model__batchnorm": True, "model__dropout": 0.2}))
+    ds = load_dataset(spec.data)
+
+    def trial(lr: float):
+        params = full_params(spec, {"optimizer__learning_rate": lr})
+        return run_trial(spec, ds, params, trial_seed(spec, params))
+
+    reuse.clear()
+    alone = trial(0.01)  # fresh model: nothing cached
+    reuse.clear()
+    trial(0.003)  # the sweep's earlier trials leave a traced model of the same structure ...
+    trial(0.03)
+    inside = trial(0.01)  # ... which this trial reuses
+    assert len(reuse._cache) == 1
+    assert inside.curve == alone.curve and inside.val_loss == alone.val_loss
+    assert inside.train_accuracy == alone.train_accuracy
+
+
+def test_different_structures_are_not_shared(tmp_path: Path) -> None:
+    spec = load_spec(write_sweep(tmp_path / "r.yaml"))
+    import numpy as np
+
+    x = np.zeros((4, 8, 8, 1))
+    a = reuse.structure_key(spec, {"model__batchnorm": True, "optimizer__learning_rate": 0.1}, x, 10)
+    b = reuse.structure_key(spec, {"model__batchnorm": True, "optimizer__learning_rate": 0.2, "epochs": 3}, x, 10)
+    c = reuse.structure_key(spec, {"model__batchnorm": False, "optimizer__learning_rate": 0.1}, x, 10)
+    d = reuse.structure_key(spec, {"model__batchnorm": True, "optimizer": "sgd", "optimizer__momentum": 0.9}, x, 10)
+    assert a == b and a != c and a != d
