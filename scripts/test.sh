@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Set up sweeper in .venv (first run only) and run the test suite (PostgreSQL tests mandatory
-# when SWEEPER_REQUIRE_POSTGRES=1, as .ci/run sets it).
+# Set up sweeper in .venv (first run only), headless Chromium for the report tests (Debian's
+# package, only when missing), and run the test suite. .ci/run makes the PostgreSQL and browser
+# tests mandatory (SWEEPER_REQUIRE_POSTGRES=1, SWEEPER_REQUIRE_BROWSER=1); elsewhere they skip
+# with a reason when the server or the browser cannot be had.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/install_browser.sh || echo "note: could not install chromium; browser tests will skip" >&2
 exec .venv/bin/python -m pytest -q "$@"

@@ -1,100 +1,122 @@
-"""Reports: rows from the store -> ``reports/STUDY/index.html`` (static, offline).
+"""Reports: a study in the store -> ``reports/STUDY/index.html`` (static, offline) with PNG
+figures beside it; ``best-trial/index.html`` for the best trial (``--best``); comparisons.
 
-The page is HiPlot's document with a summary (escaped) put in front of the plot.
+The study is read once into plain rows (``collect``); insights, figures and pages take those
+rows, and only ``hiplot_page`` knows the plotting library.
 """
 
 from __future__ import annotations
 
-import html
-import math
+import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import optuna
-from optuna.trial import TrialState
 
-from sweeper import results
+from sweeper.report.collect import LOG_PARAMS, StudyData, collect
 from sweeper.spec import SweepSpec
 
-LOG_PARAMS = ("optimizer__learning_rate", "model__l2", "optimizer__weight_decay")
+__all__ = ["LOG_PARAMS", "plot_rows", "report_dir", "write_compare", "write_report"]
 
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return "" if math.isnan(v) else f"{v:.4g}"
-    return "" if v is None else str(v)
+HIDDEN = ["trial", "val_loss", "mean_fit_time", "epochs_run"]
+BEST_DIR = "best-trial"  # not best/: `sweeper best` keeps its refitted models there
 
 
 def plot_rows(study: optuna.Study, spec: SweepSpec) -> list[dict[str, Any]]:
     """One row per trial: params by their routed names, the objective, the state."""
-    out = []
-    for r in results.rows(study):
-        row: dict[str, Any] = {k[len("param_"):]: v for k, v in r.items() if k.startswith("param_")}
-        row["state"] = r["state"]
-        row["trial"] = r["number"]
-        row[spec.metric] = r["mean_test_score"]
-        for key in ("val_loss", "mean_fit_time", "epochs_run"):
-            row[key] = r[key]
-        out.append(row)
-    return out
+    from sweeper.report.collect import plot_rows as rows_of
+
+    return rows_of(collect(study, spec))
 
 
-def _summary_html(study: optuna.Study, spec: SweepSpec) -> str:
-    trials = study.get_trials(deepcopy=False)
-    counts = {s.name.lower(): sum(1 for t in trials if t.state == s) for s in TrialState}
-    spent = sum((t.duration.total_seconds() for t in trials if t.duration), 0.0)
-    esc = html.escape
-    lines = [
-        f"<h1>sweeper study: {esc(spec.name)}</h1>",
-        f"<p>dataset <b>{esc(spec.data.dataset)}</b> · model <b>{esc(spec.model)}</b> · method "
-        f"<b>{esc(spec.method)}</b> · objective <b>{esc(spec.metric)}</b> ({esc(spec.direction)}) · "
-        f"validation <b>{esc(f'{spec.kfold}-fold' if spec.kfold else f'holdout {spec.holdout}')}</b></p>",
-        "<p>trials: " + ", ".join(f"{n} {esc(k)}" for k, n in counts.items() if n) +
-        f" · time in trials {spent / 60:.1f} min</p>",
-    ]
-    best = results.top(study, 10, spec.direction == "maximize")
-    if best:
-        cols = [k for k in best[0] if k.startswith("param_")] + ["mean_test_score", "std_test_score", "mean_fit_time"]
-        head = "".join(f"<th>{esc(c.removeprefix('param_'))}</th>" for c in ["number"] + cols)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{esc(_fmt(r.get(c)))}</td>" for c in ["number"] + cols) + "</tr>" for r in best
-        )
-        lines.append(f"<h2>Top {len(best)} trials</h2><table class='sw-top'><tr>{head}</tr>{body}</table>")
-    failed = [t for t in trials if t.state == TrialState.FAIL]
-    if failed:
-        items = "".join(
-            f"<li>trial {t.number}: {esc(str(t.user_attrs.get('error', 'failed')))}</li>" for t in failed[:20]
-        )
-        lines.append(f"<h2>Failures</h2><ul>{items}</ul>")
-    style = (
-        "<style>.sw-summary{font-family:sans-serif;padding:8px 16px}.sw-summary table{border-collapse:collapse}"
-        ".sw-summary td,.sw-summary th{border:1px solid #ccc;padding:2px 6px;font-size:13px}</style>"
-    )
-    return style + "<div class='sw-summary' id='sweeper-summary'>" + "".join(lines) + "</div>"
+def report_dir(out_dir: str | Path, name: str) -> Path:
+    return Path(out_dir) / _safe_dirname(name)
 
 
-def write_report(study: optuna.Study, spec: SweepSpec, out_dir: str | Path = "reports") -> Path:
-    """Write ``out_dir/STUDY/index.html`` and return its path."""
-    from sweeper.report.hiplot_page import parallel_plot_html
+def _plot(data: StudyData) -> str:
+    from sweeper.report.collect import plot_rows as rows_of
+    from sweeper.report.hiplot_page import experiment_options, plot_fragment
 
-    rows = plot_rows(study, spec)
-    params = list(spec.params)
-    page = parallel_plot_html(
+    rows = rows_of(data)
+    if not rows:
+        return "<div class='sw'><p class='muted'>No trials yet: nothing to plot.</p></div>"
+    options = experiment_options(
         rows,
-        order=params + [spec.metric],
-        color_by=spec.metric,
-        log_columns=[p for p in params if p in LOG_PARAMS],
-        hidden=["trial", "val_loss", "mean_fit_time", "epochs_run"],
+        order=["state"] + data.params + [data.metric],
+        color_by=data.metric,
+        log_columns=data.log_params,
+        hidden=HIDDEN,
+        categorical=["state"],
     )
-    page = page.replace("<title>HiPlot</title>", f"<title>{html.escape(spec.name)} · sweeper</title>", 1)
-    page = page.replace('<body style="margin:0px">', '<body style="margin:0px">' + _summary_html(study, spec), 1)
-    target = Path(out_dir) / _safe_dirname(spec.name) / "index.html"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(page, encoding="utf-8")
-    return target
+    return plot_fragment(options)
+
+
+def write_report(study: optuna.Study, spec: SweepSpec, out_dir: str | Path = "reports", *, best: bool = False) -> Path:
+    """Write ``out_dir/STUDY/index.html`` (and its figures) and return its path. With ``best``,
+    also refit the best trial and write ``best-trial/index.html`` (Keras trials only)."""
+    from sweeper.report import figures, importance, insights, pages
+
+    data = collect(study, spec)
+    target = report_dir(out_dir, spec.name)
+    target.mkdir(parents=True, exist_ok=True)
+    imp = importance.importances(study, data.params)
+    found = insights.insights(data.trials, data.params, data.metric, data.maximize, imp.order(),
+                              {p: s for p in imp.order() if (s := imp.score(p)) is not None})
+    done = data.complete()
+    figs = pages.Figures()
+    if done:
+        for i, p in enumerate(data.params, 1):
+            name = f"effect-{i}.png"
+            figures.effect_plot(p, done, data.metric, p in data.log_params, target / name)
+            figs.effects.append((p, name))
+        if figures.curves_plot(data.ranked(), data.metric, target / "curves.png"):
+            figs.curves = "curves.png"
+    best_link = None
+    if best:
+        from sweeper.report.best import write_best
+
+        write_best(data, spec, target / BEST_DIR)
+    if (target / BEST_DIR / "index.html").exists():
+        best_link = f"{BEST_DIR}/index.html"
+    page = pages.index_page(data, _plot(data), found, imp, figs, best_link)
+    path = target / "index.html"
+    _write_atomic(path, page)
+    return path
+
+
+def write_compare(studies: Sequence[tuple[optuna.Study, SweepSpec]], out_dir: str | Path = "reports") -> Path:
+    """One parallel plot across studies (a ``study`` column says which); returns the page's path."""
+    from sweeper.report import pages
+    from sweeper.report.collect import plot_rows as rows_of
+    from sweeper.report.hiplot_page import experiment_options, plot_fragment
+
+    datas = [collect(s, spec) for s, spec in studies]
+    rows = [r for d in datas for r in rows_of(d, study_column="study")]
+    params = list(dict.fromkeys(p for d in datas for p in d.params))
+    metrics = list(dict.fromkeys(d.metric for d in datas))
+    logs = list(dict.fromkeys(p for d in datas for p in d.log_params))
+    options = experiment_options(
+        rows, order=["study", "state"] + params + metrics, color_by=metrics[0],
+        log_columns=logs, hidden=HIDDEN, categorical=["study", "state"],
+    )
+    names = [d.name for d in datas]
+    label = "-".join(_safe_dirname(n) for n in names)
+    if len(label) > 80:
+        label = label[:60] + "-" + hashlib.sha256("\0".join(names).encode()).hexdigest()[:12]
+    path = Path(out_dir) / f"compare-{label}" / "index.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, pages.compare_page(datas, plot_fragment(options)))
+    return path
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    # The report server may read the page while it is rewritten: replace it in one step.
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
 
 
 def _safe_dirname(name: str) -> str:
-    """A study name as a folder name (any character a user types must still give a path)."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip(".")
-    return safe or "study"
+    from sweeper.paths import safe_dirname
+
+    return safe_dirname(name)

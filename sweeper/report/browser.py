@@ -205,6 +205,10 @@ class Browser:
             self._drain(poll_s)
         raise BrowserError(f"timed out waiting for {expression[:80]!r}")
 
+    def events(self, method: str) -> list[dict[str, Any]]:
+        """DevTools events of that kind received since the last ``open``."""
+        return [e for e in self._events if e["method"] == method]
+
     def settle(self, seconds: float = 0.3) -> None:
         """Let late events (errors thrown by timers) arrive."""
         self._drain(seconds)

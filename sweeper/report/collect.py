@@ -1,0 +1,141 @@
+"""A study -> plain data for the report: one dict per trial and the study's facts.
+
+The only report module that reads Optuna objects (besides importances, which use Optuna's
+evaluators); everything downstream takes these plain rows, so the plotting stays replaceable.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from sweeper import results
+from sweeper import study as st
+from sweeper.spec import SweepSpec
+
+# Parameters a person reads on a log scale even when the sweep lists values (not a log range).
+LOG_PARAMS = ("optimizer__learning_rate", "model__l2", "optimizer__weight_decay")
+STATES = ("complete", "pruned", "fail", "running", "waiting")
+
+
+@dataclass
+class StudyData:
+    """What a report shows about one study, as plain Python values."""
+
+    name: str
+    dataset: str
+    model: str
+    method: str
+    metric: str
+    direction: str
+    validation: str
+    description: str
+    params: list[str]
+    log_params: list[str]
+    trial_function: str | None
+    budget: int | None
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    time_in_trials_s: float = 0.0
+    first_start: str | None = None
+    last_complete: str | None = None
+
+    @property
+    def maximize(self) -> bool:
+        return self.direction == "maximize"
+
+    def complete(self) -> list[dict[str, Any]]:
+        """Completed trials with a finite objective."""
+        return [t for t in self.trials if t["state"] == "complete" and _finite(t["value"])]
+
+    def ranked(self) -> list[dict[str, Any]]:
+        """Completed trials, best first."""
+        return sorted(self.complete(), key=lambda t: t["value"], reverse=self.maximize)
+
+    def best(self) -> dict[str, Any] | None:
+        ranked = self.ranked()
+        return ranked[0] if ranked else None
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def trial_dict(t: FrozenTrial, requeued: set[int]) -> dict[str, Any]:
+    """One trial as plain values: number, state, params, value, metrics, curve, times, error."""
+    flat = results.trial_row(t, requeued)
+    metrics = t.user_attrs.get(st.METRICS_ATTR) or {}
+    curve = [float(v) for _, v in sorted(t.intermediate_values.items())]
+    if not curve and isinstance(metrics.get("curve"), list):
+        curve = [float(v) for v in metrics["curve"]]
+    return {
+        "number": t.number,
+        "state": flat["state"],
+        "params": dict(t.params),
+        "value": flat["mean_test_score"],
+        "std": flat["std_test_score"],
+        "val_loss": flat["val_loss"],
+        "train_accuracy": flat["train_accuracy"],
+        "fit_time": flat["mean_fit_time"],
+        "epochs_run": flat["epochs_run"],
+        "n_params": flat["n_params"],
+        "curve": curve,
+        "duration_s": flat["duration_s"],
+        "completed": t.datetime_complete.isoformat(sep=" ", timespec="seconds") if t.datetime_complete else None,
+        "error": flat["error"],
+        "retried": flat["retried"],
+    }
+
+
+def collect(study: optuna.Study, spec: SweepSpec) -> StudyData:
+    trials = study.get_trials(deepcopy=False)
+    requeued = st.requeued_numbers(trials)
+    rows = [trial_dict(t, requeued) for t in trials]
+    counts = {s: 0 for s in STATES}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    starts = [t.datetime_start for t in trials if t.datetime_start]
+    ends = [t.datetime_complete for t in trials if t.datetime_complete]
+    log_params = [n for n, p in spec.params.items() if p.log or n in LOG_PARAMS]
+    return StudyData(
+        name=spec.name,
+        dataset=spec.data.dataset + (f" (limit {spec.data.limit})" if spec.data.limit else ""),
+        model=spec.model,
+        method=spec.method,
+        metric=spec.metric,
+        direction=spec.direction,
+        validation=f"{spec.kfold}-fold CV" if spec.kfold else f"holdout {spec.holdout:g}",
+        description=spec.description,
+        params=list(spec.params),
+        log_params=log_params,
+        trial_function=spec.trial_function,
+        budget=spec.budget,
+        trials=rows,
+        counts=counts,
+        time_in_trials_s=sum(r["duration_s"] or 0.0 for r in rows),
+        first_start=min(starts).isoformat(sep=" ", timespec="seconds") if starts else None,
+        last_complete=max(ends).isoformat(sep=" ", timespec="seconds") if ends else None,
+    )
+
+
+def plot_rows(data: StudyData, study_column: str | None = None) -> list[dict[str, Any]]:
+    """One row per trial for the parallel plot: params by their routed names, the state, the
+    objective (empty for failed/pruned trials), and a few metrics for the table."""
+    out = []
+    for t in data.trials:
+        row: dict[str, Any] = {}
+        if study_column is not None:
+            row[study_column] = data.name
+        row.update(t["params"])
+        row["state"] = t["state"]
+        row["trial"] = t["number"]
+        row[data.metric] = t["value"]
+        row["val_loss"] = t["val_loss"]
+        row["mean_fit_time"] = t["fit_time"]
+        row["epochs_run"] = t["epochs_run"]
+        out.append(row)
+    return out
