@@ -94,10 +94,22 @@ def _error_text(exc: BaseException) -> str:
 
 def run_one(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, evaluate: Evaluate) -> TrialState:
     """Evaluate one claimed trial and store its outcome. Exceptions become a FAIL with the error
-    text; Ctrl-C re-queues the trial and propagates."""
+    text; Ctrl-C re-queues the trial and propagates. If another worker failed this trial in the
+    meantime (a false stale heartbeat), its verdict stands and this worker goes on."""
     storage = study._storage
-    storage.set_trial_system_attr(trial._trial_id, st.OWNER_ATTR, st.owner_record())
-    with _Heartbeat(study, trial._trial_id):
+    tid = trial._trial_id
+
+    def finish(state: TrialState, value: float | None = None, attrs: dict[str, Any] | None = None) -> TrialState:
+        try:
+            for key, v in (attrs or {}).items():
+                storage.set_trial_user_attr(tid, key, v)
+            study.tell(trial, value, state=None if value is not None else state, skip_if_finished=True)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass
+        return storage.get_trial(tid).state
+
+    storage.set_trial_system_attr(tid, st.OWNER_ATTR, st.owner_record())
+    with _Heartbeat(study, tid):
         try:
             searched = space.suggest(trial, spec)
             params = space.full_params(spec, searched)
@@ -118,25 +130,21 @@ def run_one(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, evaluate:
                 if not live:
                     for epoch, value in enumerate(result.curve):
                         trial.report(value, epoch)
-                storage.set_trial_user_attr(trial._trial_id, st.METRICS_ATTR, result.as_attrs())
-                value = result.mean_test_score
-            else:
-                value = float(result)
-            study.tell(trial, value)
-            return TrialState.COMPLETE
+                return finish(TrialState.COMPLETE, result.mean_test_score, {st.METRICS_ATTR: result.as_attrs()})
+            return finish(TrialState.COMPLETE, float(result))
         except optuna.TrialPruned:
-            study.tell(trial, state=TrialState.PRUNED)
-            return TrialState.PRUNED
+            return finish(TrialState.PRUNED)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return storage.get_trial(tid).state  # failed by another worker while running
         except KeyboardInterrupt:
             reason = "interrupted (Ctrl-C); queued again"
-            storage.set_trial_user_attr(trial._trial_id, st.ERROR_ATTR, reason)
-            study.tell(trial, state=TrialState.FAIL)
-            st.requeue(study, storage.get_trial(trial._trial_id), reason)
+            finish(TrialState.FAIL, attrs={st.ERROR_ATTR: reason})
+            frozen = storage.get_trial(tid)
+            if frozen.user_attrs.get(st.ERROR_ATTR) == reason:  # ours, not another worker's verdict
+                st.requeue(study, frozen, reason)
             raise
         except Exception as exc:
-            storage.set_trial_user_attr(trial._trial_id, st.ERROR_ATTR, _error_text(exc))
-            study.tell(trial, state=TrialState.FAIL)
-            return TrialState.FAIL
+            return finish(TrialState.FAIL, attrs={st.ERROR_ATTR: _error_text(exc)})
 
 
 def work(study: optuna.Study, spec: SweepSpec, evaluate: Evaluate, options: LoopOptions | None = None,

@@ -6,12 +6,14 @@ The study storage is the one source of truth: resume, workers, show, export and 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import optuna
 from optuna.storages import BaseStorage
@@ -55,18 +57,53 @@ def make_storage(url: str, heartbeat: int | None = HEARTBEAT_S, must_exist: bool
         engine_kwargs = {"connect_args": {"timeout": 60}}
     try:
         rdb = optuna.storages.RDBStorage(
-            url,
+            _with_driver(url),
             engine_kwargs=engine_kwargs,
             heartbeat_interval=heartbeat,
             grace_period=3 * heartbeat if heartbeat else None,
             heartbeat_stale_trial_callback=requeue,
         )
-    except ModuleNotFoundError as exc:
-        raise StudyError(f"storage {url}: missing driver ({exc.name}); pip install psycopg2-binary") from None
+    except ImportError as exc:  # Optuna re-raises the driver's ModuleNotFoundError as ImportError
+        missing = getattr(exc, "name", None) or getattr(exc.__cause__, "name", None) or "a database driver"
+        raise StudyError(f"storage {url}: missing driver ({missing}); pip install psycopg2-binary") from None
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StudyError(f"storage {url}: cannot open ({first})") from None
+    db = rdb.engine.url.database
+    if rdb.engine.name == "sqlite" and db not in (None, "", ":memory:") and os.access(db, os.W_OK):
+        _serialize_sqlite_transactions(rdb.engine)  # (a read-only file has no updates to race)
     return optuna.storages.get_storage(rdb)
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://`` names no driver, and SQLAlchemy >= 2.1 then wants psycopg (3), which sweeper
+    does not install: use psycopg2 (a dependency) when psycopg is absent."""
+    import importlib.util
+
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in ("postgresql", "postgres") and importlib.util.find_spec("psycopg") is None \
+            and importlib.util.find_spec("psycopg2") is not None:
+        return f"postgresql+psycopg2://{rest}"
+    return url
+
+
+def _serialize_sqlite_transactions(engine: Any) -> None:
+    """Every transaction on a SQLite store starts with BEGIN IMMEDIATE (SQLAlchemy's pysqlite
+    recipe). pysqlite otherwise begins a transaction only at the first write, so Optuna's
+    read-check-write state updates (no FOR UPDATE in SQLite) race between connections: two
+    clients both moved one WAITING trial to RUNNING, two reapers both failed and re-queued one
+    dead trial. With the write lock taken first, the second one sees the first one's update."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None  # let the BEGIN below be the only one
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections pooled while Optuna created the tables predate the hooks
 
 
 def make_sampler(spec: SweepSpec, salt: int = 0) -> optuna.samplers.BaseSampler:
@@ -92,9 +129,52 @@ def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
     return optuna_pruner(spec.pruner)
 
 
+@contextlib.contextmanager
+def study_lock(storage: BaseStorage, name: str) -> Iterator[None]:
+    """Serialise study creation and grid queueing between processes (two `run`/`resume` at
+    once would otherwise queue points twice): a PostgreSQL advisory lock, or a file lock next
+    to a SQLite file. Other storages are written by one process (the gRPC proxy's owner)."""
+    backend = getattr(storage, "_backend", storage)
+    engine = getattr(backend, "engine", None)
+    if engine is None:
+        yield
+        return
+    if engine.name == "postgresql":
+        import zlib
+
+        from sqlalchemy import text
+
+        key = zlib.crc32(f"sweeper:{name}".encode())
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+        return
+    database = engine.url.database
+    if engine.name == "sqlite" and database and database != ":memory:":
+        import fcntl
+
+        with open(f"{database}.sweeper-lock", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        return
+    yield
+
+
 def create_or_load(spec: SweepSpec, storage: BaseStorage) -> optuna.Study:
     """Create the study for a sweep (grid points queued once), or load it when the same sweep
     already exists. A different sweep under the same name is refused, nothing changed."""
+    with study_lock(storage, spec.name):
+        return _create_or_load(spec, storage)
+
+
+def _create_or_load(spec: SweepSpec, storage: BaseStorage) -> optuna.Study:
     direction = spec.direction
     try:
         study = optuna.load_study(study_name=spec.name, storage=storage, sampler=make_sampler(spec),
@@ -121,12 +201,15 @@ def create_or_load(spec: SweepSpec, storage: BaseStorage) -> optuna.Study:
 def load(name: str, storage: BaseStorage, salt: int = 0) -> tuple[optuna.Study, SweepSpec]:
     """Load a sweeper study and the sweep definition stored with it."""
     try:
-        summaries = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+        storage.get_study_id_from_name(name)  # one query, not a scan of every study's trials
+    except KeyError:
+        try:
+            names = sorted(s.study_name for s in storage.get_all_studies())
+        except Exception:
+            names = []
+        raise StudyError(f"no study named {name!r} in this store (studies: {', '.join(names) or 'none'})") from None
     except Exception as exc:
         raise StudyError(f"cannot read the store ({str(exc).splitlines()[0]})") from None
-    if name not in summaries:
-        known = ", ".join(sorted(summaries)) or "none"
-        raise StudyError(f"no study named {name!r} in this store (studies: {known})")
     study = optuna.load_study(study_name=name, storage=storage, pruner=optuna.pruners.NopPruner())
     raw = study.user_attrs.get(SPEC_ATTR)
     if raw is None:

@@ -78,10 +78,15 @@ def cmd_show(args: argparse.Namespace) -> int:
         _print_table([{c.removeprefix("param_"): _fmt(r.get(c)) for c in cols} for r in top])
     failures = [r for r in results.rows(study) if r["state"] == "fail"]
     if failures:
+        # A trial failed by Optuna's heartbeat check (worker lost on another host) is finished
+        # before sweeper can write its reason on it; the reason is on its re-run.
+        retry_reasons = {t.user_attrs[st.RETRY_OF_ATTR]: t.user_attrs.get(st.RETRY_REASON_ATTR)
+                         for t in study.get_trials(deepcopy=False) if st.RETRY_OF_ATTR in t.user_attrs}
         print(f"\nfailures ({len(failures)}):")
         for r in failures:
             note = " (queued again)" if r["retried"] else ""
-            print(f"  trial {r['number']}: {r['error'] or 'no reason stored'}{note}")
+            reason = r["error"] or retry_reasons.get(r["number"]) or "no reason stored"
+            print(f"  trial {r['number']}: {reason}{note}")
     return 0
 
 

@@ -68,9 +68,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     storage = st.make_storage(args.storage, must_exist=True)
     study, spec = st.load(args.study, storage)
-    reaped = st.reap_dead_trials(study)
-    queued = st.ensure_grid_queued(study, spec)
-    retried = st.retry_failed(study) if args.retry_failed else 0
+    with st.study_lock(storage, spec.name):
+        reaped = st.reap_dead_trials(study)
+        queued = st.ensure_grid_queued(study, spec)
+        retried = st.retry_failed(study) if args.retry_failed else 0
     if not args.quiet:
         print(f"resuming {spec.name}: {reaped} dead trial(s) re-queued, {queued} grid point(s) queued, "
               f"{retried} failed trial(s) queued again", file=sys.stderr)
