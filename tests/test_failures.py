@@ -79,3 +79,16 @@ def test_builder_error_and_nan_loss_are_failed_trials(tmp_path: Path) -> None:
     loop.work(study, spec, loop.keras_evaluate)
     (t,) = study.get_trials()
     assert t.state.name == "FAIL" and t.user_attrs["error"] == "ValueError: boom: cannot build with units=4"
+
+
+def test_worker_survives_a_trial_failed_by_another_worker(tmp_path: Path) -> None:
+    from sweeper import loop
+    from sweeper import study as st
+    from sweeper.spec import load_spec
+
+    spec = load_spec(write_sweep(tmp_path / "e.yaml", name="elsewhere", trial_function="trial_functions:failed_elsewhere",
+                                 params={"model__units": [1, 2]}))
+    study = st.create_or_load(spec, st.make_storage(spec.storage))
+    prog = loop.work(study, spec, loop.resolve_evaluate(spec))  # no exception: the worker carries on
+    assert prog.done
+    assert [t.state.name for t in study.get_trials()] == ["FAIL", "FAIL"]  # the other verdict stands

@@ -45,3 +45,13 @@ def curve(spec: Any, params: dict[str, Any], seed: int, on_epoch: Any) -> float:
         if on_epoch is not None:
             on_epoch(epoch, level)
     return level
+
+
+def failed_elsewhere(spec: Any, params: dict[str, Any], seed: int, on_epoch: Any) -> float:
+    """While this trial runs, 'another worker' fails it (as a false stale heartbeat would)."""
+    import optuna
+
+    study = optuna.load_study(study_name=spec.name, storage=spec.storage)
+    for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
+        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+    return score(params)
