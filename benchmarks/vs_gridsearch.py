@@ -1,0 +1,140 @@
+"""sweeper against the notebook way, same job, one process run (goal: time ratio <= 0.6).
+
+The notebook way (SEEDS.md §A): scikit-learn ``GridSearchCV(KerasClassifier, cv=3)``, sequential,
+a new model per fit. sweeper: the same grid as a study, same model builder, same epochs, same
+data, the same stratified folds (``StratifiedKFold(3, shuffle=True, random_state=42)`` on both
+sides). Prints both wall times, the ratio, and both best scores.
+
+    .venv/bin/python benchmarks/vs_gridsearch.py                 # 16-point subset of the §A grid
+    .venv/bin/python benchmarks/vs_gridsearch.py --grid full     # all 96 points (about 40 min here)
+    .venv/bin/python benchmarks/vs_gridsearch.py --workers 2     # sweeper with 2 single-thread workers
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+GRIDS: dict[str, dict[str, list[Any]]] = {
+    # The notebook's full grid (96 points).
+    "full": {
+        "batch_size": [1024, 2048],
+        "epochs": [15, 30],
+        "optimizer": ["rmsprop", "adam"],
+        "optimizer__learning_rate": [0.001, 0.002, 0.01],
+        "model__batchnorm": [True, False],
+        "model__dropout": [0.2, 0.4],
+    },
+    # A stated subset: the §A grid at batch 1024, 15 epochs, two learning rates (16 points).
+    "small": {
+        "batch_size": [1024],
+        "epochs": [15],
+        "optimizer": ["rmsprop", "adam"],
+        "optimizer__learning_rate": [0.001, 0.01],
+        "model__batchnorm": [True, False],
+        "model__dropout": [0.2, 0.4],
+    },
+}
+SEED = 42
+
+
+def notebook_way(grid: dict[str, list[Any]]) -> tuple[float, float, dict[str, Any]]:
+    """GridSearchCV over a scikeras KerasClassifier, exactly as the notebook did it."""
+    import keras
+    from scikeras.wrappers import KerasClassifier
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+    from sweeper.data import load_dataset
+    from sweeper.models.mlp import build_mlp
+    from sweeper.spec import DataSpec
+
+    ds = load_dataset(DataSpec("mnist5k"))
+    classes = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam}
+    param_grid = {**grid, "optimizer": [classes[o] for o in grid["optimizer"]]}
+    clf = KerasClassifier(model=build_mlp, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                          optimizer="adam", verbose=0, random_state=SEED)
+    search = GridSearchCV(clf, param_grid, cv=StratifiedKFold(3, shuffle=True, random_state=SEED), n_jobs=1,
+                          refit=False)
+    t0 = time.perf_counter()
+    search.fit(ds.x, ds.y)
+    wall = time.perf_counter() - t0
+    best = dict(search.best_params_)
+    best["optimizer"] = best["optimizer"].__name__.lower()
+    return wall, float(search.best_score_), best
+
+
+def sweeper_way(grid: dict[str, list[Any]], workers: int) -> tuple[float, float, dict[str, Any]]:
+    import optuna
+    import yaml
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        sweep = {
+            "name": "vs-gridsearch", "data": {"dataset": "mnist5k"}, "model": "mlp", "method": "grid",
+            "params": grid, "validation": {"kfold": 3}, "seed": SEED, "storage": store,
+        }
+        path = Path(tmp) / "sweep.yaml"
+        path.write_text(yaml.safe_dump(sweep))
+        t0 = time.perf_counter()
+        if workers == 1:
+            from sweeper import loop
+            from sweeper import study as st
+            from sweeper.spec import load_spec
+
+            spec = load_spec(path)
+            study = st.create_or_load(spec, st.make_storage(store))
+            loop.work(study, spec, loop.keras_evaluate)
+        else:
+            subprocess.run([sys.executable, "-m", "sweeper", "run", str(path), "--workers", str(workers),
+                            "--quiet", "--no-report"], check=True)
+        wall = time.perf_counter() - t0
+        study = optuna.load_study(study_name="vs-gridsearch", storage=store)
+        return wall, float(study.best_value), dict(study.best_params)
+
+
+def warm_up() -> None:
+    """One untimed fit, so neither side pays TensorFlow's start-up inside its timing."""
+    from sweeper.runner import configure_tensorflow
+
+    configure_tensorflow()  # quiet import, op determinism (CPU), as a sweeper worker has it
+    import keras
+    import numpy as np
+
+    from sweeper.models.mlp import build_mlp
+
+    keras.utils.set_random_seed(0)
+    model = build_mlp({"X_shape_": (None, 28, 28, 1), "n_classes_": 10})
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(np.zeros((64, 28, 28, 1)), np.zeros(64), epochs=1, verbose=0)
+    keras.backend.clear_session()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--grid", choices=sorted(GRIDS), default="small")
+    ap.add_argument("--workers", type=int, default=1, help="sweeper worker processes (default 1, like the notebook)")
+    args = ap.parse_args()
+    grid = GRIDS[args.grid]
+    n = 1
+    for values in grid.values():
+        n *= len(values)
+    print(f"grid {args.grid!r}: {n} points x 3 folds on mnist5k (§A MLP), sweeper workers: {args.workers}")
+    warm_up()
+    nb_wall, nb_best, nb_params = notebook_way(grid)
+    print(f"  notebook (GridSearchCV, sequential): {nb_wall:8.1f} s   best mean CV accuracy {nb_best:.4f}  {nb_params}")
+    sw_wall, sw_best, sw_params = sweeper_way(grid, args.workers)
+    print(f"  sweeper                            : {sw_wall:8.1f} s   best mean CV accuracy {sw_best:.4f}  {sw_params}")
+    print(f"ratio sweeper / notebook = {sw_wall / nb_wall:.2f}   (goal <= 0.6); "
+          f"best-score difference {100 * (sw_best - nb_best):+.2f} points")
+
+
+if __name__ == "__main__":
+    main()
