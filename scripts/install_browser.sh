@@ -10,5 +10,5 @@ if [ "$(id -u)" != "0" ]; then
   SUDO="sudo"
 fi
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update
-$SUDO apt-get install -y chromium
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq chromium >/dev/null
