@@ -36,6 +36,10 @@ def keras_evaluate(spec: SweepSpec, params: dict[str, Any], seed: int, on_epoch:
 
 def resolve_evaluate(spec: SweepSpec) -> Evaluate:
     ref = spec.trial_function
+    if not ref and spec.model.lower() == "autokeras":
+        from sweeper import automl
+
+        return automl.evaluator()  # an AutoKeras search per trial; refuses if the extra is missing
     if not ref:
         return keras_evaluate
     module, _, name = ref.partition(":")

@@ -219,12 +219,20 @@ def _check_key(source: str, path: str, key: str, builder_keys: set[str]) -> str:
     raise _err(source, path, f"unknown parameter (known: {', '.join(known)})")
 
 
-def _value(source: str, path: str, key: str, v: Any) -> Any:
-    rule = RULES.get(key, _check_scalar)
+def _checked(source: str, path: str, rule: Callable[[Any], Any], v: Any) -> Any:
     try:
         return rule(v)
     except ValueError as exc:
         raise _err(source, path, str(exc)) from None
+
+
+POSITIVE_INT = _check_int(1)
+POSITIVE = _check_float(0.0, None, lo_open=True)
+FRACTION = _check_float(0.0, 1.0, hi_open=True)
+
+
+def _value(source: str, path: str, key: str, v: Any) -> Any:
+    return _checked(source, path, RULES.get(key, _check_scalar), v)
 
 
 def _param(source: str, path: str, key: str, raw: Any) -> ParamSpec:
@@ -296,7 +304,7 @@ def _data(source: str, raw: Any) -> DataSpec:
     dataset = dataset.lower()
     limit = raw.get("limit")
     if limit is not None:
-        limit = _value(source, "data.limit", "epochs", limit)  # a positive integer
+        limit = _checked(source, "data.limit", POSITIVE_INT, limit)
     label = raw.get("label_column", "label")
     id_column = raw.get("id_column", "id")
     for key, v in (("label_column", label), ("id_column", id_column)):
@@ -385,10 +393,10 @@ def spec_from_dict(raw: Any, source: str = "") -> SweepSpec:
 
     trials = raw.get("trials")
     if trials is not None:
-        trials = _value(source, "trials", "epochs", trials)
+        trials = _checked(source, "trials", POSITIVE_INT, trials)
     timeout = raw.get("timeout")
     if timeout is not None:
-        timeout = _value(source, "timeout", "optimizer__learning_rate", timeout)  # > 0
+        timeout = _checked(source, "timeout", POSITIVE, timeout)
     if method != "grid" and trials is None and timeout is None:
         raise _err(source, "trials", f"method {method!r} needs 'trials' and/or 'timeout'")
 
@@ -404,17 +412,17 @@ def spec_from_dict(raw: Any, source: str = "") -> SweepSpec:
         raise _err(source, "objective.direction", f"{direction!r} is not maximize or minimize")
 
     validation = _mapping(source, "validation", raw.get("validation", {"holdout": 0.2}), VALIDATION_KEYS)
-    repeats = _value(source, "validation.repeats", "epochs", validation.get("repeats", 1))
+    repeats = _checked(source, "validation.repeats", POSITIVE_INT, validation.get("repeats", 1))
     validation = {k: v for k, v in validation.items() if k != "repeats"} or {"holdout": 0.2}
     if len(validation) != 1:
         raise _err(source, "validation", "give exactly one of 'holdout: FRACTION' or 'kfold: K'")
     holdout = kfold = None
     if "holdout" in validation:
-        holdout = _value(source, "validation.holdout", "model__dropout", validation["holdout"])
+        holdout = _checked(source, "validation.holdout", FRACTION, validation["holdout"])
         if holdout == 0:
             raise _err(source, "validation.holdout", "0 leaves nothing to validate on")
     else:
-        kfold = _value(source, "validation.kfold", "epochs", validation["kfold"])
+        kfold = _checked(source, "validation.kfold", POSITIVE_INT, validation["kfold"])
         if kfold < 2:
             raise _err(source, "validation.kfold", f"{kfold!r} must be >= 2")
 
@@ -444,6 +452,10 @@ def spec_from_dict(raw: Any, source: str = "") -> SweepSpec:
     )
     if spec.budget == 0:
         raise _err(source, "trials", "the budget is 0 trials")
+    if model.lower() == "autokeras":
+        from sweeper.automl import check_spec
+
+        check_spec(spec)  # holdout only, no sweeper callbacks/augmentation/optimizer keys
     return spec
 
 

@@ -21,6 +21,8 @@ BUILTIN: dict[str, str] = {
     "sopcnn": "sweeper.models.sopcnn:build_sopcnn",
     "vgg": "sweeper.models.vgg:build_vgg",
     "cifar_cnn": "sweeper.models.cifar_cnn:build_cifar_cnn",
+    # Not a Keras builder: an AutoKeras search run by sweeper.automl.evaluate (extra sweeper[automl]).
+    "autokeras": "sweeper.automl:autokeras_search",
 }
 
 Builder = Callable[..., Any]
