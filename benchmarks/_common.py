@@ -50,6 +50,43 @@ def noop_trial(spec: SweepSpec, params: dict[str, Any], seed: int, on_epoch: Any
     return float(seed % 1000) / 1000.0
 
 
+WHAT_IF = {
+    "single-gc": "sweeper.runner: skip its explicit gc.collect() after each trial "
+                 "(keras clear_session(), called when reuse_models is off, already collects)",
+    "purge-gradients": "after each trial drop the CustomGradient-* entries TF registered during it "
+                       "(they pin every traced train graph: tensorflow#97697)",
+}
+
+
+def apply_what_if(names: Sequence[str]) -> None:
+    """Patch this process to try a proposed change to sweeper without editing it (see WHAT_IF)."""
+    for name in names:
+        if name not in WHAT_IF:
+            raise SystemExit(f"unknown --what-if {name!r} (known: {', '.join(WHAT_IF)})")
+    if "single-gc" in names:
+        import types
+
+        import sweeper.runner
+
+        sweeper.runner.gc = types.SimpleNamespace(collect=lambda *a: 0)  # type: ignore[assignment]
+    if "purge-gradients" in names:
+        import keras
+        from tensorflow.python.framework import ops
+
+        registry = ops.gradient_registry._registry
+        clear_session = keras.backend.clear_session
+        known = set(registry)
+
+        def purging_clear_session(*args: Any, **kwargs: Any) -> Any:
+            nonlocal known
+            for key in [k for k in registry if k not in known and k.startswith("CustomGradient-")]:
+                del registry[key]
+            known = set(registry)
+            return clear_session(*args, **kwargs)
+
+        keras.backend.clear_session = purging_clear_session
+
+
 def rss_mb() -> float:
     import psutil
 
@@ -73,6 +110,12 @@ def trial_durations_s(trials: Sequence[Any]) -> list[float]:
     """Per-trial seconds (datetime_start -> datetime_complete), in trial-number order."""
     done = sorted((t for t in trials if t.datetime_start and t.datetime_complete), key=lambda t: t.number)
     return [(t.datetime_complete - t.datetime_start).total_seconds() for t in done]
+
+
+def load_note(start_load: float) -> str:
+    """Other work on the machine skews timings: say how busy it was."""
+    return (f"machine: {os.cpu_count()} CPUs, 1-min load average {start_load:.2f} at start, "
+            f"{os.getloadavg()[0]:.2f} at end")
 
 
 def mean(values: Sequence[float]) -> float:

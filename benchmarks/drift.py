@@ -3,8 +3,10 @@
 Runs ``--trials`` (default 200) tiny Keras trials one after another through ``sweeper.loop.work``
 with the real ``keras_evaluate`` in this one process: an mlp (units 8) on 300 rows of ``digits``,
 1 epoch, batch 64, holdout 0.2, a random search over the learning rate, in a temporary SQLite
-file. After each trial an ``on_trial`` callback records the time and the process RSS (psutil).
-Before that, an untimed 2-trial warm-up sweep (own store) pays for imports and first graphs.
+file. With sweeper's default ``compute.reuse_models: true`` every trial reuses one traced model
+(sweeper/reuse.py); ``--no-reuse`` builds and traces a new model per trial. After each trial an
+``on_trial`` callback records the time and the process RSS (psutil). Before that, an untimed
+2-trial warm-up sweep (own store, same model structure) pays for imports and first graphs.
 
 Per-trial time is measured two ways:
   * trial: the stored ``datetime_start -> datetime_complete`` (claim/ask to tell);
@@ -14,9 +16,13 @@ Per-trial time is measured two ways:
 Goals: mean time of the last 20 trials / first 20 trials <= 1.1; RSS growth <= 100 MB
 (RSS after the last trial minus RSS after the first).
 
+``--what-if single-gc,purge-gradients`` patches this process (not the sources) to try two
+proposed changes: see ``WHAT_IF`` in benchmarks/_common.py.
+
 Run from the repository root:
-    .venv/bin/python benchmarks/drift.py               # 200 trials, about 2-3 minutes on 2 cores
+    .venv/bin/python benchmarks/drift.py               # 200 trials, about 6-8 minutes on 2 cores
     .venv/bin/python benchmarks/drift.py --trials 60   # shorter
+    .venv/bin/python benchmarks/drift.py --trials 60 --what-if single-gc,purge-gradients
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from sweeper.spec import SweepSpec  # noqa: E402
 WINDOW = 20
 
 
-def sweep_spec(name: str, trials: int, rows: int, epochs: int) -> SweepSpec:
+def sweep_spec(name: str, trials: int, rows: int, epochs: int, reuse: bool = True) -> SweepSpec:
     return common.make_spec(
         name=name,
         data={"dataset": "digits", "limit": rows},
@@ -48,6 +54,7 @@ def sweep_spec(name: str, trials: int, rows: int, epochs: int) -> SweepSpec:
         params={"optimizer__learning_rate": {"low": 1e-3, "high": 1e-2, "log": True}},
         training={"model__units": 8, "epochs": epochs, "batch_size": 64},
         validation={"holdout": 0.2},
+        compute={"reuse_models": reuse},
     )
 
 
@@ -81,15 +88,21 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=200)
     ap.add_argument("--rows", type=int, default=300, help="digits rows used (data limit, default 300)")
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--no-reuse", action="store_true",
+                    help="compute.reuse_models: false (a new model and graph every trial)")
+    ap.add_argument("--what-if", default="", help=f"comma-separated patches to try: {', '.join(common.WHAT_IF)}")
     args = ap.parse_args()
+    what_if = [w for w in args.what_if.split(",") if w]
+    common.apply_what_if(what_if)
     if args.trials < 2 * WINDOW:
         ap.error(f"--trials must be >= {2 * WINDOW}")
     common.quiet_optuna()
+    load0 = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory(prefix="sweeper-drift-") as folder:
-        run(sweep_spec("warm-up", 2, args.rows, args.epochs), common.sqlite_url(folder, "warm-up"))
+        run(sweep_spec("warm-up", 2, args.rows, args.epochs, not args.no_reuse), common.sqlite_url(folder, "warm-up"))
         print(f"warm-up done, RSS {common.rss_mb():.0f} MB; running {args.trials} trials", flush=True)
-        trial_s, loop_s, rss = run(sweep_spec("drift", args.trials, args.rows, args.epochs),
+        trial_s, loop_s, rss = run(sweep_spec("drift", args.trials, args.rows, args.epochs, not args.no_reuse),
                                    common.sqlite_url(folder, "drift"))
 
     n = len(rss)
@@ -98,7 +111,9 @@ def main() -> None:
         first, last = common.mean(series[:WINDOW]), common.mean(series[-WINDOW:])
         rows.append([label, first, last, last / first, "<= 1.1", "met" if last / first <= 1.1 else "NOT met"])
     common.print_table(
-        f"drift: {n} trials, mlp units 8 on digits[:{args.rows}], {args.epochs} epoch(s), SQLite, one process",
+        f"drift: {n} trials, mlp units 8 on digits[:{args.rows}], {args.epochs} epoch(s), SQLite, one process, "
+        + f"reuse_models {'off' if args.no_reuse else 'on'}"
+        + (f"; what-if: {', '.join(what_if)}" if what_if else ""),
         ["time per trial", f"first {WINDOW} mean s", f"last {WINDOW} mean s", "last/first", "goal", "status"],
         rows,
     )
@@ -120,6 +135,7 @@ def main() -> None:
         [[f"{a + 1}-{b}", common.mean(trial_s[a:b]), common.mean(loop_s[a:b]),
           common.mean(loop_s[a:b]) - common.mean(trial_s[a:b]), rss[b - 1]] for a, b in buckets],
     )
+    print(common.load_note(load0))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ Measures the wall time of N configurations (default 6: an mlp on ``digits``, a g
 
   (a) by sweeper: a real Optuna study in a fresh temporary SQLite file (``make_storage`` +
       ``create_or_load``), driven by ``sweeper.loop.work`` with the default ``keras_evaluate``
-      (scikeras KerasClassifier, per-epoch reports, stored metrics, clear_session + gc per trial);
+      (scikeras KerasClassifier, per-epoch reports, stored metrics, sweeper's model cache on
+      unless ``--no-reuse``; each round's units differ, so no round reuses an earlier one's models);
   (b) by a bare Keras loop: ``build_mlp`` from sweeper/models/mlp.py, compiled with the same
       optimizer / loss / metrics, fit on the same stratified train/val split with
       ``validation_data``, same epochs and batch size, same seeds, ``clear_session`` between fits.
@@ -17,6 +18,9 @@ rounds alternate the order: round 1 bare then sweeper, round 2 sweeper then bare
 The sweeper figure includes creating its study (schema + queued grid points) in a new file.
 
 Goal: total wall time sweeper / bare <= 1.05.
+
+``--what-if single-gc,purge-gradients`` patches this process (not the sources) to try two
+proposed changes: see ``WHAT_IF`` in benchmarks/_common.py. The purge applies to both sides.
 
 Run from the repository root:
     .venv/bin/python benchmarks/overhead.py                      # 6 configs, 5 epochs, 2 rounds
@@ -52,21 +56,25 @@ class Side:
     wall_s: float = 0.0
     trials: int = 0
     trial_s: list[float] = field(default_factory=list)  # one trial, end to end
-    fit_s: list[float] = field(default_factory=list)  # model.fit alone
+    fit_s: list[float] = field(default_factory=list)  # build + compile + model.fit
     scores: list[float] = field(default_factory=list)
 
 
-def sweep_spec(args: argparse.Namespace, name: str) -> SweepSpec:
+def sweep_spec(args: argparse.Namespace, name: str, round_: int) -> SweepSpec:
+    """The round's grid: units x dropout. Units shift by one per round, so every round's models
+    are new graph structures and sweeper's model cache (sweeper/reuse.py) cannot carry traced
+    models from one round to the next: each round measures a fresh sweep."""
     dropouts = [round(0.1 * i, 1) for i in range(math.ceil(args.configs / 3))]
     return common.make_spec(
         name=name,
         data={"dataset": args.dataset},
         method="grid",
         trials=args.configs,
-        params={"model__units": [16, 32, 64], "model__dropout": dropouts},
+        params={"model__units": [16 + round_, 32 + round_, 64 + round_], "model__dropout": dropouts},
         training={"optimizer": "adam", "optimizer__learning_rate": 1e-3,
                   "epochs": args.epochs, "batch_size": args.batch_size},
         validation={"holdout": 0.2},
+        compute={"reuse_models": not args.no_reuse},
         seed=0,
     )
 
@@ -84,7 +92,7 @@ def bare_fit(spec: SweepSpec, params: dict[str, Any], seed: int) -> tuple[float,
     (tr, va), = splits(spec, ds)
     model_kw = {k[len("model__"):]: v for k, v in params.items() if k.startswith("model__")}
     t0 = time.perf_counter()
-    keras.utils.set_random_seed(seed)  # what scikeras' random_state does around build and fit
+    keras.utils.set_random_seed(seed)  # as sweeper (reuse.py) seeds before building and fitting
     model = build_mlp({"X_shape_": ds.x.shape, "n_classes_": ds.n_classes}, **model_kw)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=params["optimizer__learning_rate"]),
@@ -155,22 +163,28 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2, help="rounds, alternating which side goes first (default 2)")
+    ap.add_argument("--no-reuse", action="store_true", help="sweep with compute.reuse_models: false")
+    ap.add_argument("--what-if", default="", help=f"comma-separated patches to try: {', '.join(common.WHAT_IF)}")
     args = ap.parse_args()
+    what_if = [w for w in args.what_if.split(",") if w]
+    common.apply_what_if(what_if)
     common.quiet_optuna()
+    load0 = os.getloadavg()[0]
 
     bare, sweep = Side("bare keras"), Side("sweeper")
     with tempfile.TemporaryDirectory(prefix="sweeper-overhead-") as folder:
-        warm_up(sweep_spec(args, "warm-up"), folder)
+        warm_up(sweep_spec(args, "warm-up", 100), folder)
         for r in range(args.repeats):
-            spec = sweep_spec(args, f"overhead-{r}")
+            spec = sweep_spec(args, f"overhead-{r}", r)
             order = ("bare", "sweeper") if r % 2 == 0 else ("sweeper", "bare")
+            before = {"bare": bare.wall_s, "sweeper": sweep.wall_s}
             for which in order:
                 if which == "bare":
                     run_bare(spec, bare)
                 else:
                     run_sweeper(spec, folder, sweep)
-            print(f"round {r + 1}/{args.repeats} ({' then '.join(order)}): "
-                  f"bare {bare.wall_s:.2f}s, sweeper {sweep.wall_s:.2f}s so far", flush=True)
+            print(f"round {r + 1}/{args.repeats} ({' then '.join(order)}): bare {bare.wall_s - before['bare']:.2f}s, "
+                  f"sweeper {sweep.wall_s - before['sweeper']:.2f}s, RSS {common.rss_mb():.0f} MB", flush=True)
 
     rows = [
         [s.name, s.trials, s.wall_s, s.wall_s / max(s.trials, 1), common.mean(s.trial_s),
@@ -180,7 +194,8 @@ def main() -> None:
     common.print_table(
         f"overhead: {args.configs} configs x {args.repeats} rounds, mlp on {args.dataset}, "
         f"{args.epochs} epochs, batch {args.batch_size}, holdout 0.2 (order: bare first in odd rounds, "
-        "sweeper first in even rounds)",
+        "sweeper first in even rounds), reuse_models " + ("off" if args.no_reuse else "on")
+        + (f"; what-if: {', '.join(what_if)}" if what_if else ""),
         ["side", "trials", "total s", "total/trial s", "trial mean s", "fit mean s*", "non-fit s", "mean val acc"],
         rows,
     )
@@ -192,6 +207,7 @@ def main() -> None:
           "non-fit = trial mean - fit mean")
     print("(trial mean: bare = build+compile+fit+clear_session; sweeper = stored datetime_start -> "
           "datetime_complete; total includes sweeper's study creation and loop bookkeeping)")
+    print(common.load_note(load0))
 
 
 if __name__ == "__main__":

@@ -151,13 +151,23 @@ def run_one(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, evaluate:
             return finish(TrialState.FAIL, attrs={st.ERROR_ATTR: _error_text(exc)})
 
 
+REAP_EVERY_S = 10.0  # dead-trial checks cost SQL per call: not every trial (a claim-less worker checks each poll)
+
+
 def work(study: optuna.Study, spec: SweepSpec, evaluate: Evaluate, options: LoopOptions | None = None,
          on_trial: Callable[[st.Progress], None] | None = None) -> st.Progress:
     """Run trials until the study's budget is met (or deadline / stop / max failures)."""
     opts = options or LoopOptions()
+    last_reap = -float("inf")
+    ran_one = False
     while True:
-        st.reap_dead_trials(study)
+        if time.monotonic() - last_reap >= REAP_EVERY_S:
+            st.reap_dead_trials(study)
+            last_reap = time.monotonic()
         prog = st.progress(study, spec)
+        if ran_one and on_trial is not None:
+            on_trial(prog)
+            ran_one = False
         if prog.done or (opts.stop is not None and opts.stop.is_set()):
             return prog
         if opts.deadline is not None and time.monotonic() >= opts.deadline:
@@ -175,11 +185,11 @@ def work(study: optuna.Study, spec: SweepSpec, evaluate: Evaluate, options: Loop
                 if in_flight == 0:
                     return prog  # nothing left that could still need this worker
                 time.sleep(opts.poll_s)  # a running trial may die and come back queued
+                last_reap = -float("inf")  # so look for dead ones on every poll
                 continue
             trial = _ask(study)
         run_one(study, trial, spec, evaluate)
-        if on_trial is not None:
-            on_trial(st.progress(study, spec))
+        ran_one = True
 
 
 def _ask(study: optuna.Study) -> optuna.Trial:

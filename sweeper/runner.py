@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import gc
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,7 +16,7 @@ import numpy as np
 
 from sweeper.data import Dataset
 from sweeper.errors import TrialError
-from sweeper.reuse import fit_estimator
+from sweeper.reuse import fit_estimator, purge_gradient_registry
 from sweeper.spec import SweepSpec
 
 EpochHook = Callable[[int, float], None]
@@ -52,6 +51,7 @@ def configure_tensorflow(deterministic: bool = True) -> None:
     from sweeper.tfimport import tensorflow
 
     tf = tensorflow()
+    purge_gradient_registry()  # first call: remember TensorFlow's own registry entries
     configure_worker_devices(tf)
     if deterministic and not tf.config.list_physical_devices("GPU"):
         tf.config.experimental.enable_op_determinism()
@@ -148,9 +148,10 @@ def run_trial(
             del est
     finally:
         if not spec.compute.reuse_models:
-            # Free the graph and weights of this trial: a long sweep must not grow (keras#11478).
+            # Free the graph and weights of this trial: a long sweep must not grow (keras#11478,
+            # tensorflow#97697). clear_session already runs the garbage collector.
             keras.backend.clear_session()
-        gc.collect()
+            purge_gradient_registry()
     width = min(len(c) for c in curves)
     curve = [float(np.mean([c[e] for c in curves])) for e in range(width)]
     return TrialResult(

@@ -85,7 +85,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     study, spec = st.load(args.study, storage)
     study.sampler = st.make_sampler(spec, st.worker_salt(study, args.index))
     evaluate = loop.resolve_evaluate(spec)
-    say = (lambda p: None) if args.quiet else _line_reporter(spec)
+    say = None if args.quiet else _line_reporter(spec)
     _install_sigint()
     prog = loop.work(study, spec, evaluate, loop.LoopOptions(max_failures=args.max_failures), say)
     if not args.quiet:
