@@ -177,7 +177,7 @@ def work(study: optuna.Study, spec: SweepSpec, evaluate: Evaluate, options: Loop
                 f"stopped: {prog.failed} trials failed (--max-failures {opts.max_failures}); "
                 f"see 'sweeper show {spec.name}' for the reasons"
             )
-        trial = st.claim_waiting(study)
+        trial = st.claim_waiting(study) if prog.waiting else None
         if trial is None:
             in_flight = prog.running + prog.waiting
             exhausted = spec.method == "grid" or (prog.budget is not None and prog.finished + in_flight >= prog.budget)
