@@ -36,7 +36,7 @@ def _save(fig: Any, path: Path) -> Path:
 
 
 def effect_plot(
-    param: str, trials: Sequence[dict[str, Any]], metric: str, log: bool, path: Path, max_points: int = 3000
+    param: str, trials: Sequence[dict[str, Any]], metric: str, log: bool, path: Path, max_points: int = 1000
 ) -> Path:
     """Objective by the parameter's value: each trial a dot; per value its mean with a 95%
     interval (a few values), or a binned mean (a range)."""

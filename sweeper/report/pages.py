@@ -117,7 +117,7 @@ def importances_html(imp: Importances, params: Sequence[str]) -> str:
     note = f"<p class='muted'>{esc(imp.note)}</p>" if imp.note else ""
     return (f"<table id='sweeper-importances'>{head}{body}</table>"
             "<p class='muted'>Optuna's evaluators (normalised to sum to 1). fANOVA is Optuna's default; it sees "
-            "a random sample of at most 200 trials (16 trees), mean decrease impurity (a random forest) up to 2,000.</p>" + note)
+            "a random sample of at most 200 trials (16 trees), mean decrease impurity (a random forest) up to 500.</p>" + note)
 
 
 def top_table_html(data: StudyData, k: int = 10) -> str:
