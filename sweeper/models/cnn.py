@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sweeper.errors import TrialError
-from sweeper.models.layers import activation_layer, input_and_classes
+from sweeper.models.layers import conv_block, dense_block, input_and_classes
 
 
 def build_cnn(
@@ -27,17 +27,11 @@ def build_cnn(
     x = inputs = keras.Input(shape)
     for f in (filters, filters * 2):
         # 'same' padding keeps 8x8 digits usable: 8 -> 4 -> 2 after the two pools.
-        x = keras.layers.Conv2D(f, 3, padding="same", kernel_initializer=kernel_initializer, kernel_regularizer=reg)(x)
-        if batchnorm:
-            x = keras.layers.BatchNormalization(momentum=0.9)(x)
-        x = activation_layer(activation)(x)
+        x = conv_block(x, f, 3, batchnorm=batchnorm, activation=activation,
+                       kernel_initializer=kernel_initializer, reg=reg)
         x = keras.layers.MaxPooling2D(2)(x)
     x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(units, kernel_initializer=kernel_initializer, kernel_regularizer=reg)(x)
-    if batchnorm:
-        x = keras.layers.BatchNormalization(momentum=0.9)(x)
-    x = activation_layer(activation)(x)
-    if dropout:
-        x = keras.layers.Dropout(dropout)(x)
+    x = dense_block(x, units, batchnorm=batchnorm, activation=activation, dropout=dropout,
+                    kernel_initializer=kernel_initializer, reg=reg)
     outputs = keras.layers.Dense(n_classes, activation="softmax")(x)
     return keras.Model(inputs, outputs, name="cnn")

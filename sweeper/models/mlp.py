@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sweeper.models.layers import activation_layer, input_and_classes
+from sweeper.models.layers import dense_block, input_and_classes
 
 
 def build_mlp(
@@ -24,11 +24,7 @@ def build_mlp(
     x = inputs = keras.Input(shape)
     x = keras.layers.Flatten()(x)
     for width in (units, units * 2, units * 4):
-        x = keras.layers.Dense(width, kernel_initializer=kernel_initializer, kernel_regularizer=reg)(x)
-        if batchnorm:
-            x = keras.layers.BatchNormalization(momentum=0.9)(x)
-        x = activation_layer(activation)(x)
-        if dropout:
-            x = keras.layers.Dropout(dropout)(x)
+        x = dense_block(x, width, batchnorm=batchnorm, activation=activation, dropout=dropout,
+                        kernel_initializer=kernel_initializer, reg=reg)
     outputs = keras.layers.Dense(n_classes, activation="softmax")(x)
     return keras.Model(inputs, outputs, name="mlp")
