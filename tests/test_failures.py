@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
-import pytest
 
 from conftest import run_cli, write_sweep
 
