@@ -107,10 +107,10 @@ def run_one(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, evaluate:
         try:
             for key, v in (attrs or {}).items():
                 storage.set_trial_user_attr(tid, key, v)
-            study.tell(trial, value, state=None if value is not None else state, skip_if_finished=True)
+            told = study.tell(trial, value, state=None if value is not None else state, skip_if_finished=True)
         except optuna.exceptions.UpdateFinishedTrialError:
-            pass
-        return storage.get_trial(tid).state
+            return storage.get_trial(tid).state  # finished by another worker: its verdict stands
+        return told.state
 
     storage.set_trial_system_attr(tid, st.OWNER_ATTR, st.owner_record())
     with _Heartbeat(study, tid):
