@@ -125,3 +125,18 @@ def loads_data(spec: Any, params: dict[str, Any], seed: int, on_epoch: Any) -> f
     ds = load_dataset(spec.data)
     time.sleep(float(os.environ.get("SWEEPER_TEST_SLEEP", "0.3")))
     return len(ds.y) + params["model__units"] / 1000
+
+
+def dead_owner() -> dict[str, Any]:
+    """The owner record of a process of this host that has exited (as after kill -9)."""
+    import subprocess
+
+    import psutil
+
+    from sweeper import study as st
+
+    proc = subprocess.Popen(["sleep", "30"])
+    record = {"host": st.HOST, "pid": proc.pid, "started": psutil.Process(proc.pid).create_time()}
+    proc.kill()
+    proc.wait()
+    return record

@@ -9,7 +9,6 @@ queued again exactly once however many reapers see it; progress() counting each 
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -18,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import psutil
 import pytest
 from optuna.trial import TrialState
 
@@ -26,7 +24,7 @@ from sweeper import loop, space
 from sweeper import study as st
 from sweeper.errors import StudyError
 from sweeper.spec import SweepSpec, spec_from_dict
-from storages import store_url
+from storages import dead_owner, store_url
 
 KINDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres), "grpc"]
 
@@ -101,15 +99,6 @@ def race(n: int, fn: Callable[[int], Any]) -> list[Any]:
     if errors:
         raise errors[0]
     return out
-
-
-def dead_owner() -> dict[str, Any]:
-    """The owner record of a process of this host that has exited (as after kill -9)."""
-    proc = subprocess.Popen(["sleep", "30"])
-    record = {"host": st.HOST, "pid": proc.pid, "started": psutil.Process(proc.pid).create_time()}
-    proc.kill()
-    proc.wait()
-    return record
 
 
 def evaluate(spec: SweepSpec, params: dict[str, Any], seed: int, on_epoch: Any) -> float:

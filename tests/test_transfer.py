@@ -7,13 +7,11 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import optuna
-import psutil
 import pytest
 from optuna.trial import TrialState
 
@@ -22,7 +20,7 @@ from sweeper import loop, transfer
 from sweeper import study as st
 from sweeper.errors import StudyError
 from sweeper.spec import SweepSpec, spec_from_dict
-from storages import postgres_url  # noqa: F401 - fixture
+from storages import dead_owner, postgres_url  # noqa: F401 - fixture
 
 UNITS = list(range(1, 9))
 
@@ -44,14 +42,6 @@ def evaluate(spec: SweepSpec, params: dict[str, Any], seed: int, on_epoch: Any) 
         raise optuna.TrialPruned("pruned at epoch 1")
     on_epoch(1, math.nan)
     return math.inf if units == 4 else units / 100
-
-
-def dead_owner() -> dict[str, Any]:
-    proc = subprocess.Popen(["sleep", "30"])
-    record = {"host": st.HOST, "pid": proc.pid, "started": psutil.Process(proc.pid).create_time()}
-    proc.kill()
-    proc.wait()
-    return record
 
 
 def every_state_study(url: str, name: str = "moved") -> optuna.Study:
