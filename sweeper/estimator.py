@@ -33,7 +33,7 @@ def make_estimator(
     callbacks: Sequence[Any] = (),
 ) -> Any:
     """A ``KerasClassifier`` whose ``get_params()`` contain ``params`` unchanged."""
-    from scikeras.wrappers import KerasClassifier
+    from sweeper.classifier import SweeperClassifier
 
     routed = dict(params)
     optimizer = optimizer_class(str(routed.pop("optimizer", "adam")))
@@ -42,7 +42,7 @@ def make_estimator(
         builder = with_augmentation(builder, spec, seed)
     if spec.compute.active:
         builder = with_compute(builder, spec)
-    return KerasClassifier(
+    return SweeperClassifier(
         model=builder,
         optimizer=optimizer,
         loss="sparse_categorical_crossentropy",  # labels are already 0..K-1 (data.py)

@@ -1,0 +1,62 @@
+"""The estimator every trial trains: scikeras's ``KerasClassifier``, fed through ``tf.data``.
+
+Keras re-slices NumPy inputs through a fresh adapter pipeline every epoch, and evaluates NumPy
+validation data the same way; for the small models people sweep that costs more than the
+training (the §A MLP on mnist5k: 15 epochs took 3.0 s from NumPy, 1.6 s from the pipeline below).
+Here the arrays become tensors once per fit, each epoch draws a seeded permutation of row
+indices and gathers whole batches, and the validation batches are cached. Everything else
+(routing, target encoding, history) stays scikeras's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scikeras.wrappers import KerasClassifier
+
+
+def training_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int | None) -> Any:
+    """Batches of (x, y) in a new seeded order each epoch (the same orders for the same seed);
+    in stored order when ``seed`` is None."""
+    import tensorflow as tf
+
+    xt, yt = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
+    rows = tf.data.Dataset.range(len(x))
+    if seed is not None:
+        rows = rows.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    batches = rows.batch(batch_size).map(lambda idx: (tf.gather(xt, idx), tf.gather(yt, idx)))
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def evaluation_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int) -> Any:
+    """Fixed batches, materialised on the first pass and replayed for every later epoch."""
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache().prefetch(tf.data.AUTOTUNE)
+
+
+class SweeperClassifier(KerasClassifier):
+    """``KerasClassifier`` whose ``fit`` feeds NumPy data to Keras as ``tf.data`` pipelines.
+
+    The shuffle seed is ``random_state`` when set, else drawn from NumPy's global generator (which
+    sweeper seeds per trial), so a trial's batches are the same whether its model is new or
+    reused. Sample weights and non-array inputs go through scikeras unchanged.
+    """
+
+    def _fit_keras_model(self, X: Any, y: Any, sample_weight: Any, warm_start: bool, epochs: int,
+                         initial_epoch: int, **kwargs: Any) -> None:
+        if sample_weight is None and isinstance(X, np.ndarray) and isinstance(y, np.ndarray):
+            params = self.get_params()  # fit__ keys win over plain ones, as scikeras routes them
+            batch_size = params.get("fit__batch_size", params.get("batch_size")) or 32  # Keras's default
+            batch_size = len(X) if batch_size == -1 else int(batch_size)
+            seed = self._random_state if self._random_state is not None else int(np.random.randint(0, 2**31 - 1))
+            shuffle = params.get("fit__shuffle", params.get("shuffle", True))
+            X, y = training_pipeline(X, y, batch_size, seed if shuffle else None), None
+            kwargs["shuffle"] = False  # the pipeline shuffles
+            validation = kwargs.get("validation_data")
+            if isinstance(validation, tuple) and len(validation) == 2:
+                val_batch = params.get("fit__validation_batch_size", params.get("validation_batch_size")) or batch_size
+                kwargs["validation_data"] = evaluation_pipeline(np.asarray(validation[0]), np.asarray(validation[1]),
+                                                                int(val_batch))
+        super()._fit_keras_model(X, y, sample_weight, warm_start, epochs, initial_epoch, **kwargs)
