@@ -96,8 +96,10 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}"[:500] if first else type(exc).__name__
 
 
-def run_one(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, evaluate: Evaluate) -> TrialState:
-    """Evaluate one claimed trial and store its outcome. Exceptions become a FAIL with the error
+def run_one(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, evaluate: Evaluate,
+            owned: bool = False) -> TrialState:
+    """Evaluate one claimed trial and store its outcome (``owned``: its owner record is stored
+    already). Exceptions become a FAIL with the error
     text; Ctrl-C re-queues the trial and propagates. If another worker failed this trial in the
     meantime (a false stale heartbeat), its verdict stands and this worker goes on."""
     storage = study._storage
@@ -107,17 +109,22 @@ def run_one(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, evaluate:
         try:
             for key, v in (attrs or {}).items():
                 storage.set_trial_user_attr(tid, key, v)
-            told = study.tell(trial, value, state=None if value is not None else state, skip_if_finished=True)
+            return _tell(study, trial, value, None if value is not None else state)
         except optuna.exceptions.UpdateFinishedTrialError:
             return storage.get_trial(tid).state  # finished by another worker: its verdict stands
-        return told.state
 
-    storage.set_trial_system_attr(tid, st.OWNER_ATTR, st.owner_record())
+    if not owned:
+        storage.set_trial_system_attr(tid, st.OWNER_ATTR, st.owner_record())
     with _Heartbeat(study, tid):
         try:
             searched = space.suggest(trial, spec)
             params = space.full_params(spec, searched)
             seed = space.trial_seed(spec, params)
+            if spec.method != "grid" and space.is_discrete(spec):
+                twin = st.completed_twin(study, searched, trial.number)
+                if twin is not None:  # the same config trained before: same seed, same result
+                    attrs = {k: v for k, v in twin.user_attrs.items() if k == st.METRICS_ATTR}
+                    return finish(TrialState.COMPLETE, twin.value, {**attrs, st.DUPLICATE_OF_ATTR: twin.number})
             live = spec.kfold is None and spec.repeats == 1  # live per-epoch reports (pruning) need one run
 
             def on_epoch(epoch: int, value: float) -> None:
@@ -151,6 +158,16 @@ def run_one(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, evaluate:
             return finish(TrialState.FAIL, attrs={st.ERROR_ATTR: _error_text(exc)})
 
 
+def _tell(study: optuna.Study, trial: optuna.Trial, value: float | None, state: TrialState | None) -> TrialState:
+    """``study.tell`` minus the read-back of the stored trial it returns: the state is all the loop
+    needs. ``Study.optimize`` tells through the same internal function; other versions fall back."""
+    try:
+        from optuna.study._tell import _tell_with_warning
+    except ImportError:
+        return study.tell(trial, value, state=state, skip_if_finished=True).state
+    return _tell_with_warning(study, trial, value, state, skip_if_finished=True)[0]
+
+
 REAP_EVERY_S = 10.0  # dead-trial checks cost SQL per call: not every trial (a claim-less worker checks each poll)
 
 
@@ -178,6 +195,7 @@ def work(study: optuna.Study, spec: SweepSpec, evaluate: Evaluate, options: Loop
                 f"see 'sweeper show {spec.name}' for the reasons"
             )
         trial = st.claim_waiting(study) if prog.waiting else None
+        owned = False
         if trial is None:
             in_flight = prog.running + prog.waiting
             exhausted = spec.method == "grid" or (prog.budget is not None and prog.finished + in_flight >= prog.budget)
@@ -187,15 +205,14 @@ def work(study: optuna.Study, spec: SweepSpec, evaluate: Evaluate, options: Loop
                 time.sleep(opts.poll_s)  # a running trial may die and come back queued
                 last_reap = -float("inf")  # so look for dead ones on every poll
                 continue
-            trial = _ask(study)
-        run_one(study, trial, spec, evaluate)
+            trial, owned = _ask(study), True
+        run_one(study, trial, spec, evaluate, owned)
         ran_one = True
 
 
 def _ask(study: optuna.Study) -> optuna.Trial:
-    import warnings
-
-    with warnings.catch_warnings():
-        # Optuna warns that heartbeats are for optimize(); _Heartbeat records them for us.
-        warnings.simplefilter("ignore")
-        return study.ask()
+    """``study.ask()`` minus its queue lookup (the loop claims queued trials itself), with this
+    worker's owner record written in the same insert as the new trial: one storage call, where
+    ask-then-record took three (queue read, insert, attribute write)."""
+    template = optuna.trial.create_trial(state=TrialState.RUNNING, system_attrs={st.OWNER_ATTR: st.owner_record()})
+    return optuna.Trial(study, study._storage.create_new_trial(study._study_id, template_trial=template))

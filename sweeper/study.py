@@ -28,6 +28,7 @@ OWNER_ATTR = "sweeper:owner"
 RETRY_OF_ATTR = "retry_of"  # on a queued re-run: the number of the failed trial it replaces
 RETRY_REASON_ATTR = "retry_reason"
 ERROR_ATTR = "error"
+DUPLICATE_OF_ATTR = "duplicate_of"  # a sampler's repeat of a completed point: its result, not a re-run
 METRICS_ATTR = "metrics"
 HEARTBEAT_S = 10
 HOST = socket.gethostname()
@@ -319,11 +320,17 @@ def _searched_names(study: optuna.Study) -> list[str]:
     return [canonical_key(k) for k in (raw.get("params") or {})]
 
 
+_owner: dict[str, Any] = {}
+
+
 def owner_record() -> dict[str, Any]:
+    """This process, as stored on the trials it runs (kept per pid: a forked child is not its parent)."""
     import psutil
 
-    me = psutil.Process()
-    return {"host": HOST, "pid": me.pid, "started": me.create_time()}
+    if _owner.get("pid") != os.getpid():
+        me = psutil.Process()
+        _owner.update(host=HOST, pid=me.pid, started=me.create_time())
+    return dict(_owner)
 
 
 def _owner_alive(owner: dict[str, Any]) -> bool:
@@ -386,6 +393,20 @@ def retry_failed(study: optuna.Study) -> int:
         done.add(space.params_key(t.params))
         n += 1
     return n
+
+
+def completed_twin(study: optuna.Study, searched: dict[str, Any], number: int) -> FrozenTrial | None:
+    """The first completed trial (other than ``number``) with exactly these searched params.
+
+    On a discrete space a sampler proposes points it has tried before (TPE does, often); the
+    trial seed depends on the params only, so training again would reproduce the stored result.
+    """
+    key = space.params_key(searched)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.number != number and t.value is not None and not t.user_attrs.get(DUPLICATE_OF_ATTR) \
+                and space.params_key(t.params) == key:
+            return t
+    return None
 
 
 def claim_waiting(study: optuna.Study) -> optuna.Trial | None:
