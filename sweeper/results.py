@@ -30,6 +30,7 @@ def trial_row(t: FrozenTrial, requeued: set[int] = frozenset()) -> dict[str, Any
     row["error"] = t.user_attrs.get(st.ERROR_ATTR)
     row["retried"] = t.number in requeued
     row["retry_of"] = t.user_attrs.get(st.RETRY_OF_ATTR)
+    row["duplicate_of"] = t.user_attrs.get(st.DUPLICATE_OF_ATTR)
     return row
 
 

@@ -53,6 +53,12 @@ def suggest(trial: optuna.Trial, spec: SweepSpec) -> dict[str, Any]:
     return out
 
 
+def is_discrete(spec: SweepSpec) -> bool:
+    """Every searched parameter takes finitely many values (lists, int or stepped ranges), so a
+    sampler can propose the same point twice."""
+    return all(p.values is not None or p.is_int or p.step for p in spec.params.values())
+
+
 def full_params(spec: SweepSpec, searched: dict[str, Any]) -> dict[str, Any]:
     """Fixed training settings overlaid with the searched values."""
     return {**spec.fixed, **searched}

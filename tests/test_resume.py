@@ -134,3 +134,24 @@ def test_killed_worker_trial_is_rerun_by_another(workdir: Path) -> None:
     assert_exactly_once(study, GRID)
     dead = [t for t in study.get_trials() if t.state.name == "FAIL"]
     assert len(dead) == 1 and f"pid {victim}" in dead[0].user_attrs["error"]
+
+
+def test_sampler_repeats_reuse_stored_results_instead_of_training_again(workdir: Path, monkeypatch) -> None:
+    """A seeded sampler on a small discrete space proposes points again (optuna#3255): each
+    point is trained once; a repeat stores its twin's result and says so."""
+    calls = workdir / "calls.txt"
+    monkeypatch.setenv("SWEEPER_TEST_CALLS", str(calls))
+    sweep = write_sweep(workdir / "dup.yaml", name="dup", method="tpe", trials=12,
+                        trial_function="trial_functions:counted", params={"model__units": [1, 2, 3]})
+    res = run_cli("run", str(sweep), "--quiet", "--no-report", cwd=workdir)
+    assert res.returncode == 0, res.stderr
+    trials = load(workdir, "dup").get_trials()
+    assert len(trials) == 12 and all(t.state.name == "COMPLETE" for t in trials)
+    trained = calls.read_text().split()
+    assert len(trained) == len(set(trained)) <= 3  # every point trained at most once
+    by_number = {t.number: t for t in trials}
+    repeats = [t for t in trials if "duplicate_of" in t.user_attrs]
+    assert len(repeats) == 12 - len(trained) >= 9
+    for t in repeats:
+        twin = by_number[t.user_attrs["duplicate_of"]]
+        assert twin.params == t.params and twin.value == t.value and "duplicate_of" not in twin.user_attrs

@@ -55,3 +55,10 @@ def failed_elsewhere(spec: Any, params: dict[str, Any], seed: int, on_epoch: Any
     for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
         study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
     return score(params)
+
+
+def counted(spec: Any, params: dict[str, Any], seed: int, on_epoch: Any) -> float:
+    """Appends one line per call to $SWEEPER_TEST_CALLS (to count trainings), then scores."""
+    with open(os.environ["SWEEPER_TEST_CALLS"], "a") as f:
+        f.write(f"{params.get('model__units')}\n")
+    return score(params)

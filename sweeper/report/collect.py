@@ -88,6 +88,7 @@ def trial_dict(t: FrozenTrial, requeued: set[int]) -> dict[str, Any]:
         "completed": t.datetime_complete.isoformat(sep=" ", timespec="seconds") if t.datetime_complete else None,
         "error": flat["error"],
         "retried": flat["retried"],
+        "duplicate_of": flat["duplicate_of"],
     }
 
 

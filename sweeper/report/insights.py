@@ -246,8 +246,8 @@ def insights(
 ) -> list[ParamInsight]:
     """One ``ParamInsight`` per parameter, most important first (``order``; parameters missing
     from it follow, by their largest effect)."""
-    done = [t for t in trials if t.get("state", "complete") == "complete"
-            and isinstance(t.get("value"), (int, float)) and math.isfinite(t["value"])]
+    done = [t for t in trials if t.get("state", "complete") == "complete" and t.get("duplicate_of") is None
+            and isinstance(t.get("value"), (int, float)) and math.isfinite(t["value"])]  # repeats count once
     found = [param_insight(p, done, params, metric, maximize, (importance or {}).get(p)) for p in params]
     rank = {p: i for i, p in enumerate(order)}
 
