@@ -37,7 +37,7 @@ DEFAULT_STORAGE = "sqlite:///sweeper.db"
 TOP_KEYS = {
     "name", "description", "data", "model", "params", "method", "trials", "timeout",
     "objective", "validation", "training", "seed", "storage", "trial_function",
-    "callbacks", "augmentation", "pruner", "compute",
+    "callbacks", "augmentation", "pruner", "compute", "sampler",
 }
 DATA_KEYS = {"dataset", "path", "label_column", "test_path", "id_column", "limit"}
 VALIDATION_KEYS = {"holdout", "kfold", "repeats"}
@@ -92,6 +92,7 @@ class SweepSpec:
     callbacks: Callbacks = field(default_factory=Callbacks)
     augmentation: Augmentation = field(default_factory=Augmentation)
     pruner: Pruner = field(default_factory=Pruner)
+    sampler: dict[str, Any] = field(default_factory=dict)  # options of the method's Optuna sampler
     compute: Compute = field(default_factory=Compute)
     description: str = ""
     trial_function: str | None = None  # advanced: module:function replacing the Keras trial
@@ -115,6 +116,38 @@ class SweepSpec:
 
 
 # --------------------------------------------------------------------------- values
+def parse_sampler(source: str, method: str, raw: Any) -> dict[str, Any]:
+    """``sampler:`` options, passed to the method's Optuna sampler as keyword arguments (e.g.
+    ``n_startup_trials: 5`` for tpe). Checked by building the sampler once here."""
+    if raw is None:
+        return {}
+    options = _mapping(source, "sampler", raw)
+    if method not in names.SAMPLERS:
+        raise _err(source, "sampler", f"method {method!r} uses no sampler (its points are queued)")
+    import inspect
+
+    import optuna
+
+    cls = getattr(optuna.samplers, names.SAMPLERS[method])
+    known = [k for k in inspect.signature(cls).parameters if k != "seed"]
+    for key, value in options.items():
+        if key == "seed":
+            raise _err(source, "sampler.seed", "sweeper seeds the sampler from the sweep's 'seed'")
+        if key not in known:
+            raise _err(source, f"sampler.{key}", f"not an option of {cls.__name__} (options: {', '.join(known)})")
+        if not isinstance(value, (bool, int, float, str)):
+            raise _err(source, f"sampler.{key}", f"{value!r} is not a single number, flag or name")
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # experimental-option warnings belong to the run
+            cls(**options)
+    except (TypeError, ValueError) as exc:
+        raise _err(source, "sampler", f"{cls.__name__} refuses these options ({str(exc).splitlines()[0]})") from None
+    return dict(options)
+
+
 def _err(source: str, path: str, msg: str) -> SpecError:
     return SpecError(source, path, msg)
 
@@ -437,6 +470,8 @@ def spec_from_dict(raw: Any, source: str = "") -> SweepSpec:
     if trial_function is not None and (not isinstance(trial_function, str) or ":" not in trial_function):
         raise _err(source, "trial_function", f"{trial_function!r} is not a module:function reference")
 
+    sampler = parse_sampler(source, method, raw.get("sampler"))
+
     normalised = dict(raw)
     normalised["data"] = {k: v for k, v in data.__dict__.items() if v is not None}
     spec = SweepSpec(
@@ -446,6 +481,7 @@ def spec_from_dict(raw: Any, source: str = "") -> SweepSpec:
         callbacks=parse_callbacks(source, raw.get("callbacks")),
         augmentation=parse_augmentation(source, raw.get("augmentation"), data.dataset),
         pruner=parse_pruner(source, raw.get("pruner")),
+        sampler=sampler,
         compute=parse_compute(source, raw.get("compute")),
         trial_function=trial_function, source=source,
         raw=normalised,

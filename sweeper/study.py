@@ -19,7 +19,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper import space
+from sweeper import names, space
 from sweeper.errors import StudyError
 from sweeper.spec import SweepSpec, spec_from_dict
 
@@ -111,16 +111,15 @@ def make_sampler(spec: SweepSpec, salt: int = 0) -> optuna.samplers.BaseSampler:
     """The Optuna sampler for the sweep's method. ``salt`` varies the seed on restarts and across
     workers, so a seeded sampler never replays the params it proposed before (optuna#3255)."""
     seed = (spec.seed + 1_000_003 * salt) % (2**32)
-    if spec.method in ("grid", "random"):
+    if spec.method == "grid":
         # Grid: every point is queued in the study once (ensure_grid_queued) and claimed
         # atomically, so the sampler is never consulted. Optuna's GridSampler picks points itself
         # and repeats them under parallel workers (optuna#2039, #4627), so it is not used.
         return optuna.samplers.RandomSampler(seed=seed)
     if spec.method == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-    if spec.method == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
+        return optuna.samplers.CmaEsSampler(seed=seed, **{"warn_independent_sampling": False, **spec.sampler})
+    cls = getattr(optuna.samplers, names.SAMPLERS[spec.method])
+    return cls(seed=seed, **spec.sampler)
 
 
 def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:

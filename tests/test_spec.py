@@ -36,6 +36,15 @@ def test_ranges_make_a_non_grid_space() -> None:
     assert spec.params["model__units"].is_int and spec.params["optimizer__learning_rate"].log
 
 
+def test_sampler_options_reach_the_optuna_sampler() -> None:
+    from sweeper.study import make_sampler
+
+    spec = spec_from_dict(with_(method="tpe", trials=5, sampler={"n_startup_trials": 5, "multivariate": True}))
+    sampler = make_sampler(spec)
+    assert type(sampler).__name__ == "TPESampler"
+    assert sampler._n_startup_trials == 5 and sampler._multivariate  # Optuna keeps its options private
+
+
 def test_the_notebook_grid_has_96_points() -> None:
     spec = load_spec(Path(__file__).parent.parent / "sweeps" / "notebook_mlp_grid.yaml")
     assert spec.grid_size == 96 and spec.kfold == 3
@@ -57,6 +66,11 @@ BAD = [
     ("batch size type", with_(training={"batch_size": 12.5}), "training.batch_size: 12.5 is not an integer"),
     ("grid with range", with_(method="grid", params={"lr": {"low": 0.1, "high": 0.2}}), "params.optimizer__learning_rate: grid search needs a list"),
     ("model param unknown to builder", with_(params={"model__filters": [8]}), "params.model__filters: unknown parameter"),
+    ("sampler option unknown", with_(method="tpe", trials=3, sampler={"n_startup": 5}),
+     "sampler.n_startup: not an option of TPESampler"),
+    ("sampler option not a value", with_(method="tpe", trials=3, sampler={"n_startup_trials": [5]}),
+     "sampler.n_startup_trials: [5] is not a single number"),
+    ("sampler for a grid", with_(method="grid", sampler={"n_startup_trials": 5}), "sampler: method 'grid' uses no sampler"),
 ]
 
 
