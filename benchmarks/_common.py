@@ -55,6 +55,7 @@ WHAT_IF = {
                  "(keras clear_session(), called when reuse_models is off, already collects)",
     "purge-gradients": "after each trial drop the CustomGradient-* entries TF registered during it "
                        "(they pin every traced train graph: tensorflow#97697)",
+    "numpy-fit": "feed NumPy arrays to Keras as plain scikeras does, instead of sweeper's tf.data pipelines",
 }
 
 
@@ -69,6 +70,12 @@ def apply_what_if(names: Sequence[str]) -> None:
         import sweeper.runner
 
         sweeper.runner.gc = types.SimpleNamespace(collect=lambda *a: 0)  # type: ignore[assignment]
+    if "numpy-fit" in names:
+        from scikeras.wrappers import KerasClassifier
+
+        from sweeper.classifier import SweeperClassifier
+
+        SweeperClassifier._fit_keras_model = KerasClassifier._fit_keras_model  # type: ignore[method-assign]
     if "purge-gradients" in names:
         import keras
         from tensorflow.python.framework import ops

@@ -99,9 +99,10 @@ def _error_text(exc: BaseException) -> str:
 def run_one(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, evaluate: Evaluate,
             owned: bool = False) -> TrialState:
     """Evaluate one claimed trial and store its outcome (``owned``: its owner record is stored
-    already). Exceptions become a FAIL with the error
-    text; Ctrl-C re-queues the trial and propagates. If another worker failed this trial in the
-    meantime (a false stale heartbeat), its verdict stands and this worker goes on."""
+    already). Exceptions become a FAIL with the error text; Ctrl-C re-queues the trial and
+    propagates. If another worker failed this trial in the meantime (a false stale heartbeat),
+    its verdict stands and this worker goes on. A repeat of a completed point stores that
+    point's result instead of training it again."""
     storage = study._storage
     tid = trial._trial_id
 
