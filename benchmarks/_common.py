@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sweeper.spec import SweepSpec, spec_from_dict  # noqa: E402
+from sweeper.config.spec import SweepSpec, spec_from_dict  # noqa: E402
 
 NOOP_TRIAL = "benchmarks._common:noop_trial"
 
@@ -51,7 +51,7 @@ def noop_trial(spec: SweepSpec, params: dict[str, Any], seed: int, on_epoch: Any
 
 
 WHAT_IF = {
-    "single-gc": "sweeper.runner: skip its explicit gc.collect() after each trial "
+    "single-gc": "sweeper.train.trial: skip its explicit gc.collect() after each trial "
                  "(keras clear_session(), called when reuse_models is off, already collects)",
     "purge-gradients": "after each trial drop the CustomGradient-* entries TF registered during it "
                        "(they pin every traced train graph: tensorflow#97697)",
@@ -67,13 +67,13 @@ def apply_what_if(names: Sequence[str]) -> None:
     if "single-gc" in names:
         import types
 
-        import sweeper.runner
+        import sweeper.train.trial
 
-        sweeper.runner.gc = types.SimpleNamespace(collect=lambda *a: 0)  # type: ignore[assignment]
+        sweeper.train.trial.gc = types.SimpleNamespace(collect=lambda *a: 0)  # type: ignore[assignment]
     if "numpy-fit" in names:
         from scikeras.wrappers import KerasClassifier
 
-        from sweeper.classifier import SweeperClassifier
+        from sweeper.train.classifier import SweeperClassifier
 
         SweeperClassifier._fit_keras_model = KerasClassifier._fit_keras_model  # type: ignore[method-assign]
     if "purge-gradients" in names:

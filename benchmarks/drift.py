@@ -40,7 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import _common as common  # noqa: E402
-from sweeper.spec import SweepSpec  # noqa: E402
+from sweeper.config.spec import SweepSpec  # noqa: E402
 
 WINDOW = 20
 
@@ -63,14 +63,17 @@ def run(spec: SweepSpec, url: str) -> tuple[list[float], list[float], list[float
     from optuna.trial import TrialState
 
     from sweeper import loop
-    from sweeper import study as st
-
-    study = st.create_or_load(spec, st.make_storage(url))
-    study.sampler = st.make_sampler(spec, st.worker_salt(study, 0))
+    from sweeper.search.strategy import strategy_for
+    from sweeper.store.progress import Progress
+    from sweeper.store.storage import make_storage
+    from sweeper.store.studies import create_or_load
+    from sweeper.store.trials import worker_salt
+    study = create_or_load(spec, make_storage(url))
+    study.sampler = strategy_for(spec).sampler(worker_salt(study, 0))
     stamps: list[float] = []
     rss: list[float] = []
 
-    def on_trial(prog: st.Progress) -> None:
+    def on_trial(prog: Progress) -> None:
         stamps.append(time.perf_counter())
         rss.append(common.rss_mb())
         if len(stamps) % 20 == 0:

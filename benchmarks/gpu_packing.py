@@ -1,7 +1,7 @@
 """Trials per hour with K = 1, 2, 4 trials packed on each GPU (goal: >= 2.5x at the best K for
-the §A MLP), through `sweeper run --trials-per-gpu K`.
+the notebook-A MLP), through `sweeper run --trials-per-gpu K`.
 
-Each K runs the same sweep (the §A MLP on mnist5k, 24 learning-rate/batchnorm/dropout points,
+Each K runs the same sweep (the notebook-A MLP on mnist5k, 24 learning-rate/batchnorm/dropout points,
 holdout 0.2, 15 epochs, batch 1024) in a fresh store; trials/hour counts completed trials over
 the wall time of the whole `sweeper run`, worker start-up included.
 
@@ -53,14 +53,14 @@ def main() -> None:
     ap.add_argument("--cpu", action="store_true", help="pack K CPU worker processes instead of K trials per GPU")
     ap.add_argument("--k", default="1,2,4", help="values of K (default 1,2,4)")
     args = ap.parse_args()
-    from sweeper.devices import detect_gpus
+    from sweeper.train.devices import detect_gpus
 
     gpus = detect_gpus()
     if not gpus and not args.cpu:
         print("no NVIDIA GPU found (nvidia-smi): nothing to measure; use --cpu for the CPU variant")
         return
     where = "CPU workers" if args.cpu else f"{len(gpus)} GPU(s): " + ", ".join(f"#{g.index} {g.memory_mb} MiB" for g in gpus)
-    print(f"§A MLP on mnist5k, {len(SWEEP['params']['optimizer__learning_rate']) * 6} trials per run, {where}")
+    print(f"notebook-A MLP on mnist5k, {len(SWEEP['params']['optimizer__learning_rate']) * 6} trials per run, {where}")
     rows = []
     with tempfile.TemporaryDirectory() as d:
         for k in [int(v) for v in args.k.split(",")]:

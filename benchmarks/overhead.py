@@ -45,7 +45,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import _common as common  # noqa: E402
-from sweeper.spec import SweepSpec  # noqa: E402
+from sweeper.config.spec import SweepSpec  # noqa: E402
 
 
 @dataclass
@@ -62,7 +62,7 @@ class Side:
 
 def sweep_spec(args: argparse.Namespace, name: str, round_: int) -> SweepSpec:
     """The round's grid: units x dropout. Units shift by one per round, so every round's models
-    are new graph structures and sweeper's model cache (sweeper/reuse.py) cannot carry traced
+    are new graph structures and sweeper's model cache (sweeper/train/reuse.py) cannot carry traced
     models from one round to the next: each round measures a fresh sweep."""
     dropouts = [round(0.1 * i, 1) for i in range(math.ceil(args.configs / 3))]
     return common.make_spec(
@@ -84,15 +84,14 @@ def bare_fit(spec: SweepSpec, params: dict[str, Any], seed: int) -> tuple[float,
     scikeras' ``est.fit`` that sweeper records as ``fit_time``; final val_accuracy)."""
     import keras
 
-    from sweeper.data import load_dataset
-    from sweeper.models.mlp import build_mlp
-    from sweeper.runner import splits
+    from sweeper.train.data import load_dataset, splits
+    from sweeper.train.models.mlp import build_mlp
 
     ds = load_dataset(spec.data)
     (tr, va), = splits(spec, ds)
     model_kw = {k[len("model__"):]: v for k, v in params.items() if k.startswith("model__")}
     t0 = time.perf_counter()
-    keras.utils.set_random_seed(seed)  # as sweeper (reuse.py) seeds before building and fitting
+    keras.utils.set_random_seed(seed)  # as sweeper (train/reuse.py) seeds before building and fitting
     model = build_mlp({"X_shape_": ds.x.shape, "n_classes_": ds.n_classes}, **model_kw)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=params["optimizer__learning_rate"]),
@@ -108,8 +107,7 @@ def bare_fit(spec: SweepSpec, params: dict[str, Any], seed: int) -> tuple[float,
 
 
 def run_bare(spec: SweepSpec, side: Side) -> None:
-    from sweeper import space
-
+    from sweeper.search import space
     points = space.grid_points(spec)[: spec.budget]
     t_start = time.perf_counter()
     for point in points:
@@ -127,11 +125,13 @@ def run_sweeper(spec: SweepSpec, folder: str, side: Side) -> None:
     from optuna.trial import TrialState
 
     from sweeper import loop
-    from sweeper import study as st
-
+    from sweeper.search.strategy import strategy_for
+    from sweeper.store.storage import make_storage
+    from sweeper.store.studies import create_or_load
+    from sweeper.store.trials import worker_salt
     t0 = time.perf_counter()
-    study = st.create_or_load(spec, st.make_storage(common.sqlite_url(folder, spec.name)))
-    study.sampler = st.make_sampler(spec, st.worker_salt(study, 0))
+    study = create_or_load(spec, make_storage(common.sqlite_url(folder, spec.name)))
+    study.sampler = strategy_for(spec).sampler(worker_salt(study, 0))
     loop.work(study, spec, loop.keras_evaluate)
     side.wall_s += time.perf_counter() - t0
     trials = study.get_trials(states=(TrialState.COMPLETE,))
@@ -144,16 +144,16 @@ def run_sweeper(spec: SweepSpec, folder: str, side: Side) -> None:
 def warm_up(spec: SweepSpec, folder: str) -> None:
     import scikeras.wrappers  # noqa: F401  (import cost is not per-trial)
 
-    from sweeper import space
-    from sweeper import study as st
-    from sweeper.data import load_dataset
-    from sweeper.runner import configure_tensorflow
+    from sweeper.search import space
+    from sweeper.store.storage import make_storage
+    from sweeper.train.data import load_dataset
+    from sweeper.train.runtime import configure_tensorflow
 
     configure_tensorflow()  # op determinism on for both sides, as sweeper sets it
     load_dataset(spec.data)
     params = space.full_params(spec, space.grid_points(spec)[0])
     bare_fit(spec, params, 0)
-    st.make_storage(common.sqlite_url(folder, "warm-up"))
+    make_storage(common.sqlite_url(folder, "warm-up"))
 
 
 def main() -> None:

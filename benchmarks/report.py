@@ -22,8 +22,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import print_table, quiet_optuna  # noqa: E402
-from sweeper import study as st  # noqa: E402
-from sweeper.report import synthetic, write_report  # noqa: E402
+from sweeper.report import write_report  # noqa: E402
+from sweeper.store.storage import make_storage
+from sweeper.store.studies import load
+from sweeper.testing import synthetic  # noqa: E402
 
 PARAMS = {
     "batch_size": [32, 64, 128, 256],
@@ -48,7 +50,7 @@ def ensure_store(path: Path, n: int, fresh: bool) -> tuple[str, str, float | Non
 
 def browser_times(page: Path, n: int) -> dict[str, float]:
     from sweeper.report import hiplot_page as hp
-    from sweeper.report.browser import Browser, find_chromium, is_blank
+    from sweeper.testing.browser import Browser, find_chromium, is_blank
 
     if not find_chromium():
         print("chromium missing (scripts/install_browser.sh): no render times", file=sys.stderr)
@@ -82,7 +84,7 @@ def main() -> int:
         print(f"wrote {args.trials} synthetic trials into {store} in {wrote:.1f} s")
 
     t0 = time.perf_counter()
-    study, spec = st.load(name, st.make_storage(url, heartbeat=None, must_exist=True))
+    study, spec = load(name, make_storage(url, heartbeat=None, must_exist=True))
     study.get_trials(deepcopy=False)
     read_s = time.perf_counter() - t0
 

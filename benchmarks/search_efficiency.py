@@ -2,7 +2,7 @@
 search is within 0.3 points of the grid's best validation accuracy (goal: <= 25 % of the grid's
 epochs).
 
-Both searches run through sweeper on mnist5k (holdout 0.2, the §A MLP), same space, same
+Both searches run through sweeper on mnist5k (holdout 0.2, the notebook-A MLP), same space, same
 epochs per full trial, and the same sweep seed: the same validation split and, for a given
 config, the same initial weights, batches and scores (trial seeds depend on the sweep seed and
 the params; training is deterministic on CPU). So a search is judged on finding good configs,
@@ -54,7 +54,7 @@ Curve = list[tuple[int, float]]  # (cumulative epochs, best completed score so f
 
 
 def sweep(method: str, tmp: Path, sampler_seed: int, trials: int | None) -> Any:
-    from sweeper.spec import spec_from_dict
+    from sweeper.config.spec import spec_from_dict
 
     raw: dict[str, Any] = {
         "name": f"{method}-{sampler_seed}", "data": {"dataset": "mnist5k"}, "model": "mlp", "method": method,
@@ -69,11 +69,12 @@ def sweep(method: str, tmp: Path, sampler_seed: int, trials: int | None) -> Any:
 def run(method: str, tmp: Path, sampler_seed: int, trials: int | None) -> tuple[Curve, dict[str, list[float]]]:
     """Run one search for real; its curve, and each completed config's per-epoch scores."""
     from sweeper import loop
-    from sweeper import study as st
-
+    from sweeper.search.strategy import strategy_for
+    from sweeper.store.storage import make_storage
+    from sweeper.store.studies import create_or_load
     spec = sweep(method, tmp, sampler_seed, trials)
-    study = st.create_or_load(spec, st.make_storage(spec.storage))
-    study.sampler = st.make_sampler(spec, salt=sampler_seed)  # salt 0: the sweep seed itself
+    study = create_or_load(spec, make_storage(spec.storage))
+    study.sampler = strategy_for(spec).sampler(salt=sampler_seed)  # salt 0: the sweep seed itself
     loop.work(study, spec, loop.keras_evaluate)
     trials_ = sorted(study.get_trials(), key=lambda t: t.number)
     curve, epochs, best = [], 0, float("-inf")
@@ -97,12 +98,12 @@ def replay(table: dict[str, list[float]], tmp: Path, sampler_seed: int, trials: 
     same handling of repeated configs (their twin's result, no epochs)."""
     import optuna
 
-    from sweeper import space
-    from sweeper import study as st
+    from sweeper.search import space
+    from sweeper.search.strategy import make_pruner, strategy_for
 
     spec = sweep("tpe", tmp, sampler_seed, trials)
     study = optuna.create_study(study_name=spec.name, direction="maximize",
-                                sampler=st.make_sampler(spec, salt=sampler_seed), pruner=st.make_pruner(spec))
+                                sampler=strategy_for(spec).sampler(salt=sampler_seed), pruner=make_pruner(spec.pruner))
     curve, epochs, best = [], 0, float("-inf")
     for _ in range(trials):
         trial = study.ask()
@@ -138,7 +139,7 @@ def main() -> None:
     args = ap.parse_args()
     import optuna
 
-    from sweeper.runner import configure_tensorflow
+    from sweeper.train.runtime import configure_tensorflow
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     configure_tensorflow()

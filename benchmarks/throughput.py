@@ -6,7 +6,7 @@ random sampler (method random), so the figures are the cost of the loop and its 
 Each pair runs on the same storage set-up, in this order (bare first):
 
   * 1 worker, SQLite file: bare ``study.optimize`` on ``sqlite:///...`` (Optuna's default cached
-    RDBStorage), then sweeper's ``loop.work`` in this process on ``sweeper.study.make_storage``
+    RDBStorage), then sweeper's ``loop.work`` in this process on ``sweeper.store.storage.make_storage``
     (the storage ``sweeper run`` uses: RDB with 10 s heartbeats and a failed-trial callback).
     A reference row runs bare ``study.optimize`` on ``make_storage`` too, to separate the cost of
     that storage configuration from the cost of sweeper's loop.
@@ -15,7 +15,7 @@ Each pair runs on the same storage set-up, in this order (bare first):
     as ``sweeper run --workers K`` does: bare = K spawned processes each running
     ``study.optimize`` through ``GrpcStorageProxy`` (their share of the trials); sweeper = K
     ``python -m sweeper worker STUDY --storage grpc://... --quiet --index i`` processes on a study
-    made by ``sweeper.study.create_or_load`` (they share its budget).
+    made by ``sweeper.store.studies.create_or_load`` (they share its budget).
   * Reference, bare only: JournalStorage(JournalFileBackend), 1 process and K processes.
 
 trials/s = completed trials / seconds from the first trial's start to the last trial's end
@@ -50,7 +50,7 @@ from typing import Any, Callable
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import _common as common  # noqa: E402
-from sweeper.spec import SweepSpec  # noqa: E402
+from sweeper.config.spec import SweepSpec  # noqa: E402
 
 PARAMS = {
     "optimizer__learning_rate": {"low": 1e-4, "high": 1e-1, "log": True},
@@ -126,11 +126,13 @@ def bare_one(setup: str, storage: Any, n: int, pair: str = "") -> Row:
 
 def sweeper_one(url: str, n: int) -> Row:
     from sweeper import loop
-    from sweeper import study as st
-
+    from sweeper.search.strategy import strategy_for
+    from sweeper.store.storage import make_storage
+    from sweeper.store.studies import create_or_load
+    from sweeper.store.trials import worker_salt
     spec = sweep_spec("sweeper-1", n)
-    study = st.create_or_load(spec, st.make_storage(url))
-    study.sampler = st.make_sampler(spec, st.worker_salt(study, 0))
+    study = create_or_load(spec, make_storage(url))
+    study.sampler = strategy_for(spec).sampler(worker_salt(study, 0))
     sql = count_sql(study._storage)
     t0 = time.perf_counter()
     loop.work(study, spec, loop.resolve_evaluate(spec))
@@ -198,10 +200,11 @@ def bare_grpc(url: str, n: int, k: int) -> Row:
 
 
 def sweeper_grpc(url: str, n: int, k: int) -> Row:
-    from sweeper import study as st
+    from sweeper.store.storage import make_storage
+    from sweeper.store.studies import create_or_load
 
     spec = sweep_spec("sweeper-k", n)
-    study = st.create_or_load(spec, st.make_storage(url))
+    study = create_or_load(spec, make_storage(url))
     sql = count_sql(study._storage)
     server, port = _serve(study._storage)
     cmd = [sys.executable, "-m", "sweeper", "worker", spec.name, "--storage", f"grpc://127.0.0.1:{port}", "--quiet"]
@@ -244,17 +247,17 @@ def main() -> None:
     args = ap.parse_args()
     common.quiet_optuna()
     load0 = os.getloadavg()[0]
-    from sweeper import study as st
+    from sweeper.store.storage import make_storage
 
     n1, nk, k = args.trials_1, args.trials_k, args.workers
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="sweeper-throughput-") as d:
-        st.make_storage(common.sqlite_url(d, "warm-up"))  # imports and schema code paths, untimed
+        make_storage(common.sqlite_url(d, "warm-up"))  # imports and schema code paths, untimed
         steps: list[tuple[str, Callable[[], Row]]] = [
             ("bare 1 sqlite", lambda: bare_one("bare optuna, sqlite", common.sqlite_url(d, "b1"), n1, "sqlite-1")),
             ("sweeper 1 sqlite", lambda: sweeper_one(common.sqlite_url(d, "s1"), n1)),
             ("bare 1 make_storage", lambda: bare_one("bare optuna, sqlite (make_storage, ref)",
-                                                     st.make_storage(common.sqlite_url(d, "b1m")), n1)),
+                                                     make_storage(common.sqlite_url(d, "b1m")), n1)),
             (f"bare {k} grpc", lambda: bare_grpc(common.sqlite_url(d, "bk"), nk, k)),
             (f"sweeper {k} grpc", lambda: sweeper_grpc(common.sqlite_url(d, "sk"), nk, k)),
         ]

@@ -1,11 +1,11 @@
 """sweeper against the notebook way, same job, one process run (goal: time ratio <= 0.6).
 
-The notebook way (SEEDS.md §A): scikit-learn ``GridSearchCV(KerasClassifier, cv=3)``, sequential,
+The notebook way (docs/reference_notebooks.md, notebook A): scikit-learn ``GridSearchCV(KerasClassifier, cv=3)``, sequential,
 a new model per fit. sweeper: the same grid as a study, same model builder, same epochs, same
 data, the same stratified folds (``StratifiedKFold(3, shuffle=True, random_state=42)`` on both
 sides). Prints both wall times, the ratio, and both best scores.
 
-    .venv/bin/python benchmarks/vs_gridsearch.py                 # 16-point subset of the §A grid
+    .venv/bin/python benchmarks/vs_gridsearch.py                 # 16-point subset of the notebook-A grid
     .venv/bin/python benchmarks/vs_gridsearch.py --grid full     # all 96 points (about 40 min here)
     .venv/bin/python benchmarks/vs_gridsearch.py --workers 2     # sweeper with 2 single-thread workers
 """
@@ -33,7 +33,7 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
         "model__batchnorm": [True, False],
         "model__dropout": [0.2, 0.4],
     },
-    # A stated subset: the §A grid at batch 1024, 15 epochs, two learning rates (16 points).
+    # A stated subset: the notebook-A grid at batch 1024, 15 epochs, two learning rates (16 points).
     "small": {
         "batch_size": [1024],
         "epochs": [15],
@@ -52,9 +52,9 @@ def notebook_way(grid: dict[str, list[Any]]) -> tuple[float, float, dict[str, An
     from scikeras.wrappers import KerasClassifier
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
-    from sweeper.data import load_dataset
-    from sweeper.models.mlp import build_mlp
-    from sweeper.spec import DataSpec
+    from sweeper.config.spec import DataSpec
+    from sweeper.train.data import load_dataset
+    from sweeper.train.models.mlp import build_mlp
 
     ds = load_dataset(DataSpec("mnist5k"))
     classes = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam}
@@ -86,11 +86,12 @@ def sweeper_way(grid: dict[str, list[Any]], workers: int) -> tuple[float, float,
         t0 = time.perf_counter()
         if workers == 1:
             from sweeper import loop
-            from sweeper import study as st
-            from sweeper.spec import load_spec
+            from sweeper.config.spec import load_spec
+            from sweeper.store.storage import make_storage
+            from sweeper.store.studies import create_or_load
 
             spec = load_spec(path)
-            study = st.create_or_load(spec, st.make_storage(store))
+            study = create_or_load(spec, make_storage(store))
             loop.work(study, spec, loop.keras_evaluate)
         else:
             subprocess.run([sys.executable, "-m", "sweeper", "run", str(path), "--workers", str(workers),
@@ -102,13 +103,13 @@ def sweeper_way(grid: dict[str, list[Any]], workers: int) -> tuple[float, float,
 
 def warm_up() -> None:
     """One untimed fit, so neither side pays TensorFlow's start-up inside its timing."""
-    from sweeper.runner import configure_tensorflow
+    from sweeper.train.runtime import configure_tensorflow
 
     configure_tensorflow()  # quiet import, op determinism (CPU), as a sweeper worker has it
     import keras
     import numpy as np
 
-    from sweeper.models.mlp import build_mlp
+    from sweeper.train.models.mlp import build_mlp
 
     keras.utils.set_random_seed(0)
     model = build_mlp({"X_shape_": (None, 28, 28, 1), "n_classes_": 10})
@@ -126,7 +127,7 @@ def main() -> None:
     n = 1
     for values in grid.values():
         n *= len(values)
-    print(f"grid {args.grid!r}: {n} points x 3 folds on mnist5k (§A MLP), sweeper workers: {args.workers}")
+    print(f"grid {args.grid!r}: {n} points x 3 folds on mnist5k (notebook-A MLP), sweeper workers: {args.workers}")
     warm_up()
     nb_wall, nb_best, nb_params = notebook_way(grid)
     print(f"  notebook (GridSearchCV, sequential): {nb_wall:8.1f} s   best mean CV accuracy {nb_best:.4f}  {nb_params}")

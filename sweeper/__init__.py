@@ -14,15 +14,13 @@ __all__ = ["load_spec", "spec_from_dict", "open_study", "run_sweep", "make_estim
 
 def __getattr__(name: str) -> Any:
     if name in ("load_spec", "spec_from_dict"):
-        from sweeper import spec
-
+        from sweeper.config import spec
         return getattr(spec, name)
     if name in ("open_study", "run_sweep"):
         from sweeper import api
-
         return getattr(api, name)
     if name == "make_estimator":
-        from sweeper.estimator import make_estimator
+        from sweeper.train.estimator import make_estimator
 
         return make_estimator
     raise AttributeError(name)

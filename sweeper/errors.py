@@ -25,5 +25,9 @@ class StudyError(SweeperError):
     """A study cannot be found, created or resumed."""
 
 
+class MaxFailuresReached(SweeperError):
+    """``--max-failures N``: the sweep stopped because N trials failed."""
+
+
 class TrialError(Exception):
     """A trial failed in a way worth a short reason (NaN loss, bad shape); stored on the trial."""

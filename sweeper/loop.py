@@ -13,22 +13,34 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import optuna
-from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
-from sweeper import space
-from sweeper import study as st
-from sweeper.errors import SweeperError
-from sweeper.runner import CURRENT_TRIAL, EpochHook, TrialResult
-from sweeper.spec import SweepSpec
+from sweeper.config.spec import SweepSpec
+from sweeper.errors import MaxFailuresReached, SweeperError
+from sweeper.search import space
+from sweeper.search.strategy import strategy_for
+from sweeper.store import optuna_internals as oi
+from sweeper.store.keys import DUPLICATE_OF_ATTR, ERROR_ATTR, METRICS_ATTR, OWNER_ATTR
+from sweeper.store.progress import Progress, progress
+from sweeper.store.trials import (
+    ask_new,
+    claim_waiting,
+    completed_twin,
+    owner_record,
+    reap_dead_trials,
+    requeue,
+)
+from sweeper.train.fit import EpochHook
+from sweeper.train.trial import CURRENT_TRIAL, TrialResult
 
 Evaluate = Callable[[SweepSpec, dict[str, Any], int, "EpochHook | None"], "TrialResult | float"]
 
 
 def keras_evaluate(spec: SweepSpec, params: dict[str, Any], seed: int, on_epoch: EpochHook | None) -> TrialResult:
     """The default trial: a scikeras KerasClassifier on the sweep's dataset (loaded once)."""
-    from sweeper.data import load_dataset
-    from sweeper.runner import configure_tensorflow, run_trial
+    from sweeper.train.data import load_dataset
+    from sweeper.train.runtime import configure_tensorflow
+    from sweeper.train.trial import run_trial
 
     configure_tensorflow()
     return run_trial(spec, load_dataset(spec.data), params, seed, on_epoch)
@@ -37,8 +49,7 @@ def keras_evaluate(spec: SweepSpec, params: dict[str, Any], seed: int, on_epoch:
 def resolve_evaluate(spec: SweepSpec) -> Evaluate:
     ref = spec.trial_function
     if not ref and spec.model.lower() == "autokeras":
-        from sweeper import automl
-
+        from sweeper.train import automl
         return automl.evaluator()  # an AutoKeras search per trial; refuses if the extra is missing
     if not ref:
         return keras_evaluate
@@ -54,8 +65,7 @@ class _Heartbeat:
     dead worker from a slow one. Optuna does this inside ``optimize``; we claim trials ourselves."""
 
     def __init__(self, study: optuna.Study, trial_id: int) -> None:
-        storage = study._storage
-        self._storage = storage if isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() else None
+        self._storage = oi.heartbeat_storage(oi.storage_of(study))
         self._trial_id = trial_id
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -103,29 +113,29 @@ def run_one(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, evaluate:
     propagates. If another worker failed this trial in the meantime (a false stale heartbeat),
     its verdict stands and this worker goes on. A repeat of a completed point stores that
     point's result instead of training it again."""
-    storage = study._storage
-    tid = trial._trial_id
+    storage = oi.storage_of(study)
+    tid = oi.trial_id(trial)
 
     def finish(state: TrialState, value: float | None = None, attrs: dict[str, Any] | None = None) -> TrialState:
         try:
             for key, v in (attrs or {}).items():
                 storage.set_trial_user_attr(tid, key, v)
-            return _tell(study, trial, value, None if value is not None else state)
+            return oi.tell(study, trial, value, None if value is not None else state)
         except optuna.exceptions.UpdateFinishedTrialError:
             return storage.get_trial(tid).state  # finished by another worker: its verdict stands
 
     if not owned:
-        storage.set_trial_system_attr(tid, st.OWNER_ATTR, st.owner_record())
+        storage.set_trial_system_attr(tid, OWNER_ATTR, owner_record())
     with _Heartbeat(study, tid):
         try:
             searched = space.suggest(trial, spec)
             params = space.full_params(spec, searched)
             seed = space.trial_seed(spec, params)
-            if spec.method != "grid" and space.is_discrete(spec):
-                twin = st.completed_twin(study, searched, trial.number)
+            if strategy_for(spec).may_repeat():
+                twin = completed_twin(study, searched, trial.number)
                 if twin is not None:  # the same config trained before: same seed, same result
-                    attrs = {k: v for k, v in twin.user_attrs.items() if k == st.METRICS_ATTR}
-                    return finish(TrialState.COMPLETE, twin.value, {**attrs, st.DUPLICATE_OF_ATTR: twin.number})
+                    attrs = {k: v for k, v in twin.user_attrs.items() if k == METRICS_ATTR}
+                    return finish(TrialState.COMPLETE, twin.value, {**attrs, DUPLICATE_OF_ATTR: twin.number})
             live = spec.kfold is None and spec.repeats == 1  # live per-epoch reports (pruning) need one run
 
             def on_epoch(epoch: int, value: float) -> None:
@@ -142,7 +152,7 @@ def run_one(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, evaluate:
                 if not live:
                     for epoch, value in enumerate(result.curve):
                         trial.report(value, epoch)
-                return finish(TrialState.COMPLETE, result.mean_test_score, {st.METRICS_ATTR: result.as_attrs()})
+                return finish(TrialState.COMPLETE, result.mean_test_score, {METRICS_ATTR: result.as_attrs()})
             return finish(TrialState.COMPLETE, float(result))
         except optuna.TrialPruned:
             return finish(TrialState.PRUNED)
@@ -150,39 +160,30 @@ def run_one(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, evaluate:
             return storage.get_trial(tid).state  # failed by another worker while running
         except KeyboardInterrupt:
             reason = "interrupted (Ctrl-C); queued again"
-            finish(TrialState.FAIL, attrs={st.ERROR_ATTR: reason})
+            finish(TrialState.FAIL, attrs={ERROR_ATTR: reason})
             frozen = storage.get_trial(tid)
-            if frozen.user_attrs.get(st.ERROR_ATTR) == reason:  # ours, not another worker's verdict
-                st.requeue(study, frozen, reason)
+            if frozen.user_attrs.get(ERROR_ATTR) == reason:  # ours, not another worker's verdict
+                requeue(study, frozen, reason)
             raise
         except Exception as exc:
-            return finish(TrialState.FAIL, attrs={st.ERROR_ATTR: _error_text(exc)})
-
-
-def _tell(study: optuna.Study, trial: optuna.Trial, value: float | None, state: TrialState | None) -> TrialState:
-    """``study.tell`` minus the read-back of the stored trial it returns: the state is all the loop
-    needs. ``Study.optimize`` tells through the same internal function; other versions fall back."""
-    try:
-        from optuna.study._tell import _tell_with_warning
-    except ImportError:
-        return study.tell(trial, value, state=state, skip_if_finished=True).state
-    return _tell_with_warning(study, trial, value, state, skip_if_finished=True)[0]
+            return finish(TrialState.FAIL, attrs={ERROR_ATTR: _error_text(exc)})
 
 
 REAP_EVERY_S = 10.0  # dead-trial checks cost SQL per call: not every trial (a claim-less worker checks each poll)
 
 
 def work(study: optuna.Study, spec: SweepSpec, evaluate: Evaluate, options: LoopOptions | None = None,
-         on_trial: Callable[[st.Progress], None] | None = None) -> st.Progress:
+         on_trial: Callable[[Progress], None] | None = None) -> Progress:
     """Run trials until the study's budget is met (or deadline / stop / max failures)."""
     opts = options or LoopOptions()
+    strategy = strategy_for(spec)
     last_reap = -float("inf")
     ran_one = False
     while True:
         if time.monotonic() - last_reap >= REAP_EVERY_S:
-            st.reap_dead_trials(study)
+            reap_dead_trials(study)
             last_reap = time.monotonic()
-        prog = st.progress(study, spec)
+        prog = progress(study, spec)
         if ran_one and on_trial is not None:
             on_trial(prog)
             ran_one = False
@@ -191,29 +192,20 @@ def work(study: optuna.Study, spec: SweepSpec, evaluate: Evaluate, options: Loop
         if opts.deadline is not None and time.monotonic() >= opts.deadline:
             return prog
         if opts.max_failures is not None and prog.failed >= opts.max_failures:
-            raise SweeperError(
+            raise MaxFailuresReached(
                 f"stopped: {prog.failed} trials failed (--max-failures {opts.max_failures}); "
                 f"see 'sweeper show {spec.name}' for the reasons"
             )
-        trial = st.claim_waiting(study) if prog.waiting else None
+        trial = claim_waiting(study) if prog.waiting else None
         owned = False
         if trial is None:
             in_flight = prog.running + prog.waiting
-            exhausted = spec.method == "grid" or (prog.budget is not None and prog.finished + in_flight >= prog.budget)
-            if exhausted:
+            if not strategy.can_ask(prog.finished, in_flight, prog.budget):
                 if in_flight == 0:
                     return prog  # nothing left that could still need this worker
                 time.sleep(opts.poll_s)  # a running trial may die and come back queued
                 last_reap = -float("inf")  # so look for dead ones on every poll
                 continue
-            trial, owned = _ask(study), True
+            trial, owned = ask_new(study), True
         run_one(study, trial, spec, evaluate, owned)
         ran_one = True
-
-
-def _ask(study: optuna.Study) -> optuna.Trial:
-    """``study.ask()`` minus its queue lookup (the loop claims queued trials itself), with this
-    worker's owner record written in the same insert as the new trial: one storage call, where
-    ask-then-record took three (queue read, insert, attribute write)."""
-    template = optuna.trial.create_trial(state=TrialState.RUNNING, system_attrs={st.OWNER_ATTR: st.owner_record()})
-    return optuna.Trial(study, study._storage.create_new_trial(study._study_id, template_trial=template))

@@ -86,9 +86,9 @@ def grpc_proxy(sqlite_path: Path) -> Iterator[str]:
 
     from optuna.storages._grpc.server import make_server
 
-    from sweeper import study as st
+    from sweeper.store.storage import make_storage
 
-    backend = st.make_storage(f"sqlite:///{sqlite_path}")
+    backend = make_storage(f"sqlite:///{sqlite_path}")
     port = free_port()
     server = make_server(backend, "127.0.0.1", port, ThreadPoolExecutor(max_workers=1))
     server.start()
@@ -120,7 +120,7 @@ def loads_data(spec: Any, params: dict[str, Any], seed: int, on_epoch: Any) -> f
     value shows the worker read the data the study names. Sleeps $SWEEPER_TEST_SLEEP seconds."""
     import time
 
-    from sweeper.data import load_dataset
+    from sweeper.train.data import load_dataset
 
     ds = load_dataset(spec.data)
     time.sleep(float(os.environ.get("SWEEPER_TEST_SLEEP", "0.3")))
@@ -133,10 +133,10 @@ def dead_owner() -> dict[str, Any]:
 
     import psutil
 
-    from sweeper import study as st
+    from sweeper.store.trials import HOST
 
     proc = subprocess.Popen(["sleep", "30"])
-    record = {"host": st.HOST, "pid": proc.pid, "started": psutil.Process(proc.pid).create_time()}
+    record = {"host": HOST, "pid": proc.pid, "started": psutil.Process(proc.pid).create_time()}
     proc.kill()
     proc.wait()
     return record

@@ -11,11 +11,12 @@ from typing import Any
 import numpy as np
 import optuna
 import pytest
-
 from conftest import run_cli, write_sweep
-from sweeper import automl, loop
+
+from sweeper import loop
+from sweeper.config.spec import spec_from_dict
 from sweeper.errors import SpecError, SweeperError
-from sweeper.spec import spec_from_dict
+from sweeper.train import automl
 
 
 def _raw(**overrides: Any) -> dict[str, Any]:
@@ -115,7 +116,7 @@ def test_spec_accepts_the_autokeras_knobs() -> None:
 
 
 def test_it_is_not_a_keras_builder() -> None:
-    from sweeper.models import builder_params, resolve_builder
+    from sweeper.config.models import builder_params, resolve_builder
 
     builder = resolve_builder("autokeras")
     assert builder_params(builder) == {"max_trials": 3, "tuner": "greedy", "block_type": None}

@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from sweeper.classifier import evaluation_pipeline, training_pipeline
-from sweeper.estimator import make_estimator
-from sweeper.runner import configure_tensorflow
-from sweeper.space import full_params
-from sweeper.spec import spec_from_dict
+from sweeper.config.spec import spec_from_dict
+from sweeper.search.space import full_params
+from sweeper.train.classifier import evaluation_pipeline, training_pipeline
+from sweeper.train.estimator import make_estimator
+from sweeper.train.runtime import configure_tensorflow
 
 SPEC: dict[str, Any] = {"name": "c", "data": {"dataset": "digits"}, "model": "mlp",
                         "params": {"model__dropout": [0.2]}, "training": {"epochs": 3, "batch_size": 16, "model__units": 8}}

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sweeper.devices import GpuInfo, parse_nvidia_smi, plan_workers, select_gpus
 from sweeper.errors import SweeperError
+from sweeper.train.devices import GpuInfo, parse_nvidia_smi, plan_workers, select_gpus
 
 TWO = [GpuInfo(0, 81920), GpuInfo(1, 81920)]
 
@@ -53,7 +53,7 @@ def test_cpu_workers_split_the_cores_and_hide_gpus() -> None:
 def test_worker_applies_thread_setting_in_tensorflow() -> None:
     code = (
         "import os; os.environ['SWEEPER_THREADS']='1';"
-        "from sweeper.runner import configure_tensorflow; configure_tensorflow();"
+        "from sweeper.train.runtime import configure_tensorflow; configure_tensorflow();"
         "import tensorflow as tf; print(tf.config.threading.get_intra_op_parallelism_threads())"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -61,9 +61,9 @@ def test_worker_applies_thread_setting_in_tensorflow() -> None:
 
 
 def test_compute_options_compile_the_model(tmp_path: Path) -> None:
-    from sweeper.estimator import make_estimator
-    from sweeper.space import full_params
-    from sweeper.spec import spec_from_dict
+    from sweeper.config.spec import spec_from_dict
+    from sweeper.search.space import full_params
+    from sweeper.train.estimator import make_estimator
 
     spec = spec_from_dict({"name": "c", "data": "digits", "params": {"model__dropout": [0.0]},
                            "training": {"epochs": 1, "batch_size": 8, "model__units": 4},

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-
 from conftest import run_cli, write_sweep
 
 
@@ -79,10 +78,11 @@ def test_json_export_round_trips(finished_sweep: tuple[Path, Path]) -> None:
 
 def test_same_file_gives_same_scores(tmp_path: Path) -> None:
     """Reproducible on CPU: the sweep seed fixes each trial's seed and TF ops are deterministic."""
-    from sweeper.data import load_dataset
-    from sweeper.runner import configure_tensorflow, run_trial
-    from sweeper.space import full_params, trial_seed
-    from sweeper.spec import load_spec
+    from sweeper.config.spec import load_spec
+    from sweeper.search.space import full_params, trial_seed
+    from sweeper.train.data import load_dataset
+    from sweeper.train.runtime import configure_tensorflow
+    from sweeper.train.trial import run_trial
 
     configure_tensorflow()
     spec = load_spec(write_sweep(tmp_path / "s.yaml"))
@@ -94,10 +94,11 @@ def test_same_file_gives_same_scores(tmp_path: Path) -> None:
 
 
 def test_kfold_reports_mean_and_std(tmp_path: Path) -> None:
-    from sweeper.data import load_dataset
-    from sweeper.runner import configure_tensorflow, run_trial
-    from sweeper.space import full_params
-    from sweeper.spec import load_spec
+    from sweeper.config.spec import load_spec
+    from sweeper.search.space import full_params
+    from sweeper.train.data import load_dataset
+    from sweeper.train.runtime import configure_tensorflow
+    from sweeper.train.trial import run_trial
 
     configure_tensorflow()
     spec = load_spec(write_sweep(tmp_path / "s.yaml", validation={"kfold": 3}))

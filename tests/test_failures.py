@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
-
 from conftest import run_cli, write_sweep
 
 
@@ -44,7 +43,7 @@ def test_max_failures_stops_a_failing_sweep(workdir: Path) -> None:
     sweep = write_sweep(workdir / "m.yaml", name="always", trial_function="trial_functions:flaky",
                         params={"model__units": [1]}, method="random", trials=10)
     proc = run_cli("run", str(sweep), "--max-failures", "3", "--no-report", "--quiet", cwd=workdir)
-    assert proc.returncode == 2 and "3 trials failed (--max-failures 3)" in proc.stderr
+    assert proc.returncode == 3 and "3 trials failed (--max-failures 3)" in proc.stderr
     assert len(trials_of(workdir, "always")) == 3
 
 
@@ -59,12 +58,13 @@ def test_out_of_memory_is_a_failed_trial(workdir: Path) -> None:
 def test_builder_error_and_nan_loss_are_failed_trials(tmp_path: Path) -> None:
     """Real Keras: a user builder that raises, and a learning rate that makes the loss NaN."""
     from sweeper import loop
-    from sweeper import study as st
-    from sweeper.spec import load_spec
+    from sweeper.config.spec import load_spec
+    from sweeper.store.storage import make_storage
+    from sweeper.store.studies import create_or_load
 
     spec = load_spec(write_sweep(tmp_path / "n.yaml", name="nan", params={
         "optimizer": ["sgd"], "optimizer__learning_rate": [1e12, 0.01]}))
-    study = st.create_or_load(spec, st.make_storage(spec.storage))
+    study = create_or_load(spec, make_storage(spec.storage))
     loop.work(study, spec, loop.keras_evaluate)
     by_lr = {t.params["optimizer__learning_rate"]: t for t in study.get_trials()}
     assert by_lr[1e12].state.name == "FAIL"
@@ -74,7 +74,7 @@ def test_builder_error_and_nan_loss_are_failed_trials(tmp_path: Path) -> None:
 
     spec = load_spec(write_sweep(tmp_path / "b.yaml", name="boom", model="user_models:exploding",
                                  params={"model__units": [4]}, training={"epochs": 1}))
-    study = st.create_or_load(spec, st.make_storage(spec.storage))
+    study = create_or_load(spec, make_storage(spec.storage))
     loop.work(study, spec, loop.keras_evaluate)
     (t,) = study.get_trials()
     assert t.state.name == "FAIL" and t.user_attrs["error"] == "ValueError: boom: cannot build with units=4"
@@ -82,12 +82,13 @@ def test_builder_error_and_nan_loss_are_failed_trials(tmp_path: Path) -> None:
 
 def test_worker_survives_a_trial_failed_by_another_worker(tmp_path: Path) -> None:
     from sweeper import loop
-    from sweeper import study as st
-    from sweeper.spec import load_spec
+    from sweeper.config.spec import load_spec
+    from sweeper.store.storage import make_storage
+    from sweeper.store.studies import create_or_load
 
     spec = load_spec(write_sweep(tmp_path / "e.yaml", name="elsewhere", trial_function="trial_functions:failed_elsewhere",
                                  params={"model__units": [1, 2]}))
-    study = st.create_or_load(spec, st.make_storage(spec.storage))
+    study = create_or_load(spec, make_storage(spec.storage))
     prog = loop.work(study, spec, loop.resolve_evaluate(spec))  # no exception: the worker carries on
     assert prog.done
     assert [t.state.name for t in study.get_trials()] == ["FAIL", "FAIL"]  # the other verdict stands

@@ -1,5 +1,5 @@
 """The model zoo: every builtin builds (or refuses with TrialError) for digits/MNIST/CIFAR shapes,
-trains one epoch through scikeras, and reproduces the parameter counts given in SEEDS.md."""
+trains one epoch through scikeras, and reproduces the parameter counts given in docs/reference_notebooks.md."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from sweeper.config.models import BUILTIN, builder_params, resolve_builder
+from sweeper.config.spec import DataSpec, SweepSpec
 from sweeper.errors import TrialError
-from sweeper.estimator import make_estimator
-from sweeper.models import BUILTIN, builder_params, resolve_builder
-from sweeper.spec import DataSpec, SweepSpec
+from sweeper.train.estimator import make_estimator
 
 SHAPES = [(8, 8, 1), (28, 28, 1), (32, 32, 3)]
 N_CLASSES = 10
@@ -73,12 +73,12 @@ def test_builds_and_trains_or_refuses(name: str, extra: dict[str, Any], shape: t
 @pytest.mark.parametrize(
     ("name", "shape", "params", "expected"),
     [
-        pytest.param("cnn5", (28, 28, 1), {}, 1_035_146, id="cnn5-SEEDS-D"),
-        pytest.param("cifar_cnn", (32, 32, 3), {}, 271_914, id="cifar_cnn-SEEDS-E"),
-        # SEEDS §A final Kannada model: "3.05 M params".
+        pytest.param("cnn5", (28, 28, 1), {}, 1_035_146, id="cnn5-notebook-D"),
+        pytest.param("cifar_cnn", (32, 32, 3), {}, 271_914, id="cifar_cnn-notebook-E"),
+        # docs/reference_notebooks.md, notebook A final Kannada model: "3.05 M params".
         pytest.param(
             "vgg", (28, 28, 1), {"conv512": True, "fc_units": 1024, "inner_dropout": 0.0, "dropout": 0.25},
-            3_054_986, id="vgg-final-SEEDS-A",
+            3_054_986, id="vgg-final-notebook-A",
         ),
     ],
 )
@@ -96,7 +96,7 @@ def test_param_counts_match_seeds(name: str, shape: tuple[int, int, int], params
     ],
 )
 def test_builder_knobs(name: str, knobs: set[str]) -> None:
-    """The sweep file can set these as model__<knob>; defaults follow SEEDS."""
+    """The sweep file can set these as model__<knob>; defaults follow docs/reference_notebooks.md."""
     assert knobs <= set(builder_params(resolve_builder(name)))
 
 
@@ -122,7 +122,7 @@ def test_knobs_change_the_model() -> None:
 def test_importing_builders_does_not_import_keras() -> None:
     """Validating a sweep file resolves builders; that must stay instant."""
     code = (
-        "import sys; from sweeper.models import BUILTIN, resolve_builder\n"
+        "import sys; from sweeper.config.models import BUILTIN, resolve_builder\n"
         "[resolve_builder(n) for n in BUILTIN]\n"
         "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules, 'keras imported'\n"
     )

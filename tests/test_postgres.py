@@ -17,13 +17,16 @@ from typing import Any
 
 import optuna
 import pytest
-from optuna.trial import TrialState
-
 from conftest import cli_env, run_cli, write_sweep
-from sweeper import study as st
-from sweeper.cli import main
-from sweeper.spec import load_spec
+from optuna.trial import TrialState
 from storages import postgres_url  # noqa: F401 - fixture
+
+from sweeper.cli import main
+from sweeper.config.spec import load_spec
+from sweeper.store.keys import ERROR_ATTR, OWNER_ATTR, RETRY_OF_ATTR, RETRY_REASON_ATTR
+from sweeper.store.storage import make_storage
+from sweeper.store.studies import create_or_load
+from sweeper.store.trials import HOST
 
 pytestmark = pytest.mark.postgres
 
@@ -31,10 +34,11 @@ pytestmark = pytest.mark.postgres
 # cross-host path takes seconds, not the default 30 s. Both settings are read when it calls them.
 WORKER_AS_HOST = """
 import sys
-import sweeper.study as st
-st.HOST = sys.argv[1]
-_make_storage = st.make_storage
-st.make_storage = lambda url, heartbeat=1, must_exist=False: _make_storage(url, heartbeat, must_exist)
+import sweeper.store.storage as stores
+import sweeper.store.trials as trials
+trials.HOST = sys.argv[1]
+_make_storage = stores.make_storage
+stores.make_storage = lambda url, heartbeat=1, must_exist=False: _make_storage(url, heartbeat, must_exist)
 from sweeper.cli import main
 sys.exit(main(sys.argv[2:]))
 """
@@ -52,7 +56,7 @@ def create_study(workdir: Path, url: str, name: str, units: list[int]) -> optuna
     data.write_text("label,p0,p1,p2,p3\n" + "".join(f"{i % 2},{i},{i},{255 - i},0\n" for i in range(ROWS)))
     sweep = write_sweep(workdir / f"{name}.yaml", name=name, storage=url, params={"model__units": units},
                         data={"dataset": "csv", "path": str(data)}, trial_function="storages:loads_data")
-    study = st.create_or_load(load_spec(sweep), st.make_storage(url))
+    study = create_or_load(load_spec(sweep), make_storage(url))
     sweep.unlink()
     return study
 
@@ -65,7 +69,7 @@ def worker(url: str, name: str, cwd: Path, sleep: float, host: str | None = None
 
 
 def trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
-    return optuna.load_study(study_name=name, storage=st.make_storage(url, heartbeat=None)).get_trials()
+    return optuna.load_study(study_name=name, storage=make_storage(url, heartbeat=None)).get_trials()
 
 
 def wait_for(predicate: Any, timeout: float = 60.0) -> Any:
@@ -78,10 +82,10 @@ def wait_for(predicate: Any, timeout: float = 60.0) -> Any:
     raise AssertionError("condition not reached in time")
 
 
-def running_owned_by(url: str, name: str, pids: set[int], host: str = st.HOST) -> tuple[int, int] | None:
+def running_owned_by(url: str, name: str, pids: set[int], host: str = HOST) -> tuple[int, int] | None:
     """(trial number, owner pid) of a RUNNING trial owned by one of ``pids`` on ``host``."""
     for t in trials(url, name):
-        owner = t.system_attrs.get(st.OWNER_ATTR)
+        owner = t.system_attrs.get(OWNER_ATTR)
         if t.state == TrialState.RUNNING and owner and owner["host"] == host and owner["pid"] in pids:
             return t.number, owner["pid"]
     return None
@@ -119,7 +123,7 @@ def test_three_separate_workers_finish_the_grid_each_point_once(postgres_url: st
     done = trials(postgres_url, "three")
     assert_every_point_once(done, units)
     assert not [t for t in done if t.state == TrialState.FAIL]
-    owners = Counter(t.system_attrs[st.OWNER_ATTR]["pid"] for t in done)
+    owners = Counter(t.system_attrs[OWNER_ATTR]["pid"] for t in done)
     assert set(owners) <= {p.pid for p in procs} and len(owners) >= 2, owners  # they shared the grid
 
 
@@ -136,10 +140,10 @@ def test_sigkilled_worker_trial_is_completed_by_another(postgres_url: str, tmp_p
     assert_every_point_once(done, units)
     failed = [t for t in done if t.state == TrialState.FAIL]
     assert [t.number for t in failed] == [number]
-    assert f"worker pid {victim} on {st.HOST} died" in failed[0].user_attrs[st.ERROR_ATTR]
-    (rerun,) = [t for t in done if t.user_attrs.get(st.RETRY_OF_ATTR) == number]
+    assert f"worker pid {victim} on {HOST} died" in failed[0].user_attrs[ERROR_ATTR]
+    (rerun,) = [t for t in done if t.user_attrs.get(RETRY_OF_ATTR) == number]
     assert rerun.state == TrialState.COMPLETE and rerun.params == failed[0].params
-    assert rerun.system_attrs[st.OWNER_ATTR]["pid"] != victim
+    assert rerun.system_attrs[OWNER_ATTR]["pid"] != victim
 
 
 def test_worker_dead_on_another_host_is_failed_by_heartbeat_and_rerun(postgres_url: str, tmp_path: Path) -> None:
@@ -150,7 +154,7 @@ def test_worker_dead_on_another_host_is_failed_by_heartbeat_and_rerun(postgres_u
     far.kill()  # its heartbeats stop; no process on this host can tell it died
     far.wait()
     killed_at = time.monotonic()
-    near = worker(postgres_url, "hosts", tmp_path, sleep=0.2, host=st.HOST)
+    near = worker(postgres_url, "hosts", tmp_path, sleep=0.2, host=HOST)
     finish([near])
     assert near.returncode == 0
     assert time.monotonic() - killed_at > 3  # it waited for the heartbeat grace period (3 s)
@@ -158,11 +162,11 @@ def test_worker_dead_on_another_host_is_failed_by_heartbeat_and_rerun(postgres_u
     done = trials(postgres_url, "hosts")
     assert_every_point_once(done, units)
     (failed,) = [t for t in done if t.state == TrialState.FAIL]
-    assert failed.number == number and st.ERROR_ATTR not in failed.user_attrs  # not judged by pid
-    (rerun,) = [t for t in done if t.user_attrs.get(st.RETRY_OF_ATTR) == number]
-    assert rerun.user_attrs[st.RETRY_REASON_ATTR] == "worker stopped sending heartbeats"
-    owner = rerun.system_attrs[st.OWNER_ATTR]
-    assert (owner["host"], owner["pid"]) == (st.HOST, near.pid)
+    assert failed.number == number and ERROR_ATTR not in failed.user_attrs  # not judged by pid
+    (rerun,) = [t for t in done if t.user_attrs.get(RETRY_OF_ATTR) == number]
+    assert rerun.user_attrs[RETRY_REASON_ATTR] == "worker stopped sending heartbeats"
+    owner = rerun.system_attrs[OWNER_ATTR]
+    assert (owner["host"], owner["pid"]) == (HOST, near.pid)
     show = run_cli("show", "hosts", "--storage", postgres_url, cwd=tmp_path)
     assert show.returncode == 0, show.stderr
     assert f"trial {number}: worker stopped sending heartbeats (queued again)" in show.stdout

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sweeper.estimator import make_estimator, optimizer_class
-from sweeper.spec import DataSpec, SweepSpec
+from sweeper.config.spec import DataSpec, SweepSpec
+from sweeper.train.estimator import make_estimator
+from sweeper.train.optimizers import optimizer_class
 
 
 def radam_reference(
@@ -102,7 +103,7 @@ def test_float32_and_config_round_trip() -> None:
 
 def test_end_to_end_through_estimator() -> None:
     """'RAdam' in a sweep resolves to sweeper's class, scikeras routes its kwargs, and it trains."""
-    from sweeper.optimizers import RAdam
+    from sweeper.train.optimizers import RAdam
 
     assert optimizer_class("RAdam") is RAdam and optimizer_class("radam") is RAdam
     rng = np.random.default_rng(0)

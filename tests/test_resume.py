@@ -12,7 +12,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-
 from conftest import cli_env, run_cli, write_sweep
 
 GRID = list(range(1, 9))

@@ -6,11 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import write_sweep
-from sweeper import reuse
-from sweeper.data import load_dataset
-from sweeper.runner import configure_tensorflow, run_trial
-from sweeper.space import full_params, trial_seed
-from sweeper.spec import load_spec
+
+from sweeper.config.spec import load_spec
+from sweeper.search.space import full_params, trial_seed
+from sweeper.train import reuse
+from sweeper.train.data import load_dataset
+from sweeper.train.runtime import configure_tensorflow
+from sweeper.train.trial import run_trial
 
 
 def test_trial_alone_equals_trial_inside_a_sweep(tmp_path: Path) -> None:

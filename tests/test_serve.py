@@ -15,11 +15,11 @@ from typing import Any, Iterator
 
 import optuna
 import pytest
-
 from conftest import cli_env
-from sweeper.report import hiplot_page as hp
-from sweeper.report import synthetic
 from test_report_browser import INJECTION, assert_clean_render, browser  # noqa: F401 (fixture)
+
+from sweeper.report import hiplot_page as hp
+from sweeper.testing import synthetic
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -98,7 +98,7 @@ def test_served_report_draws_every_trial(served: dict[str, Any], browser: Any) -
 
 
 def test_running_study_page_reloads_when_trials_finish(served: dict[str, Any], browser: Any) -> None:  # noqa: F811
-    from sweeper.report.browser import BrowserError
+    from sweeper.testing.browser import BrowserError
 
     url = study_url(served["base"], "live")
     browser.open(url)

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 import yaml
-
 from conftest import run_cli, write_sweep
+
+from sweeper.config.spec import load_spec, spec_from_dict
 from sweeper.errors import SpecError
-from sweeper.spec import load_spec, spec_from_dict
 
 BASE: dict[str, Any] = {"name": "s", "data": {"dataset": "digits"}, "model": "mlp", "params": {"dropout": [0.2]}}
 
@@ -37,10 +37,10 @@ def test_ranges_make_a_non_grid_space() -> None:
 
 
 def test_sampler_options_reach_the_optuna_sampler() -> None:
-    from sweeper.study import make_sampler
+    from sweeper.search.strategy import strategy_for
 
     spec = spec_from_dict(with_(method="tpe", trials=5, sampler={"n_startup_trials": 5, "multivariate": True}))
-    sampler = make_sampler(spec)
+    sampler = strategy_for(spec).sampler()
     assert type(sampler).__name__ == "TPESampler"
     assert sampler._n_startup_trials == 5 and sampler._multivariate  # Optuna keeps its options private
 

@@ -19,12 +19,29 @@ from typing import Any
 import optuna
 import pytest
 from optuna.trial import TrialState
-
-from sweeper import loop, space
-from sweeper import study as st
-from sweeper.errors import StudyError
-from sweeper.spec import SweepSpec, spec_from_dict
 from storages import dead_owner, store_url
+
+from sweeper import loop
+from sweeper.config.spec import SweepSpec, spec_from_dict
+from sweeper.errors import StudyError
+from sweeper.search import space
+from sweeper.store.keys import (
+    ERROR_ATTR,
+    HEARTBEAT_S,
+    OWNER_ATTR,
+    RETRY_OF_ATTR,
+    RETRY_REASON_ATTR,
+)
+from sweeper.store.progress import is_finished, progress, requeued_numbers, trial_point
+from sweeper.store.storage import make_storage
+from sweeper.store.studies import create_or_load
+from sweeper.store.trials import (
+    HOST,
+    claim_waiting,
+    owner_record,
+    queue_points,
+    reap_dead_trials,
+)
 
 KINDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres), "grpc"]
 
@@ -37,12 +54,12 @@ class Store:
         self._clients: list[Any] = []
         self._view: Any = None
 
-    def client(self, heartbeat: int | None = st.HEARTBEAT_S) -> Any:
-        storage = st.make_storage(self.url, heartbeat=heartbeat)
+    def client(self, heartbeat: int | None = HEARTBEAT_S) -> Any:
+        storage = make_storage(self.url, heartbeat=heartbeat)
         self._clients.append(storage)
         return storage
 
-    def study(self, spec: SweepSpec, heartbeat: int | None = st.HEARTBEAT_S) -> optuna.Study:
+    def study(self, spec: SweepSpec, heartbeat: int | None = HEARTBEAT_S) -> optuna.Study:
         """The study through a new client."""
         return optuna.load_study(study_name=spec.name, storage=self.client(heartbeat))
 
@@ -75,7 +92,7 @@ def grid_spec(n: int, name: str = "contract") -> SweepSpec:
 
 
 def key(t: optuna.trial.FrozenTrial) -> str:
-    return space.params_key(st.trial_point(t) or {})
+    return space.params_key(trial_point(t) or {})
 
 
 def race(n: int, fn: Callable[[int], Any]) -> list[Any]:
@@ -115,29 +132,29 @@ def evaluate(spec: SweepSpec, params: dict[str, Any], seed: int, on_epoch: Any) 
 # --------------------------------------------------------------------------- the contract
 def test_create_or_load_queues_each_grid_point_once(store: Store) -> None:
     spec = grid_spec(12)
-    study = st.create_or_load(spec, store.client())
+    study = create_or_load(spec, store.client())
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.WAITING] * 12
     assert sorted(key(t) for t in trials) == sorted(space.params_key(p) for p in space.grid_points(spec))
 
-    again = st.create_or_load(spec, store.client())  # another run/resume, another host
+    again = create_or_load(spec, store.client())  # another run/resume, another host
     assert len(again.get_trials()) == 12
-    assert st.ensure_grid_queued(again, spec) == 0
+    assert queue_points(again, spec) == 0
     with pytest.raises(StudyError, match="different definition"):
-        st.create_or_load(grid_spec(13), store.client())  # another sweep under the same name
+        create_or_load(grid_spec(13), store.client())  # another sweep under the same name
     assert len(store.view(spec).get_trials()) == 12
 
 
 def test_claim_waiting_hands_each_trial_to_one_claimer(store: Store) -> None:
     spec = grid_spec(20)
-    st.create_or_load(spec, store.client())
+    create_or_load(spec, store.client())
     # Four claimers: two threads on each of two clients (processes/hosts), released together.
     a, b = store.study(spec), store.study(spec)
     studies = [a, a, b, b]
 
     def claim_all(i: int) -> list[int]:
         got = []
-        while (trial := st.claim_waiting(studies[i])) is not None:
+        while (trial := claim_waiting(studies[i])) is not None:
             got.append(trial.number)
         return got
 
@@ -147,58 +164,58 @@ def test_claim_waiting_hands_each_trial_to_one_claimer(store: Store) -> None:
     assert not duplicates, f"trials handed to more than one claimer: {duplicates}"
     assert sorted(everything) == list(range(20))
     assert all(t.state == TrialState.RUNNING for t in store.view(spec).get_trials())
-    assert st.claim_waiting(store.view(spec)) is None
+    assert claim_waiting(store.view(spec)) is None
 
 
 def test_dead_owners_trial_is_failed_and_requeued_exactly_once(store: Store) -> None:
     spec = grid_spec(6)
-    study = st.create_or_load(spec, store.client())
-    victim = st.claim_waiting(study)
+    study = create_or_load(spec, store.client())
+    victim = claim_waiting(study)
     owner = dead_owner()
-    study._storage.set_trial_system_attr(victim._trial_id, st.OWNER_ATTR, owner)
-    alive = st.claim_waiting(study)  # owned by this (live) process: must be left alone
-    study._storage.set_trial_system_attr(alive._trial_id, st.OWNER_ATTR, st.owner_record())
-    foreign = st.claim_waiting(study)  # another host's: judged by heartbeats, never by pid
-    study._storage.set_trial_system_attr(foreign._trial_id, st.OWNER_ATTR,
+    study._storage.set_trial_system_attr(victim._trial_id, OWNER_ATTR, owner)
+    alive = claim_waiting(study)  # owned by this (live) process: must be left alone
+    study._storage.set_trial_system_attr(alive._trial_id, OWNER_ATTR, owner_record())
+    foreign = claim_waiting(study)  # another host's: judged by heartbeats, never by pid
+    study._storage.set_trial_system_attr(foreign._trial_id, OWNER_ATTR,
                                          {"host": "other-host", "pid": owner["pid"], "started": owner["started"]})
 
     reapers = [store.study(spec) for _ in range(3)]
-    reaped = race(3, lambda i: st.reap_dead_trials(reapers[i]))
+    reaped = race(3, lambda i: reap_dead_trials(reapers[i]))
     assert sum(reaped) == 1, reaped
-    assert sum(st.reap_dead_trials(r) for r in reapers) == 0  # and never again
+    assert sum(reap_dead_trials(r) for r in reapers) == 0  # and never again
 
     trials = store.view(spec).get_trials()
     by_number = {t.number: t for t in trials}
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert [t.number for t in failed] == [victim.number]
-    assert f"worker pid {owner['pid']} on {st.HOST} died" in failed[0].user_attrs[st.ERROR_ATTR]
-    retries = [t for t in trials if t.user_attrs.get(st.RETRY_OF_ATTR) == victim.number]
+    assert f"worker pid {owner['pid']} on {HOST} died" in failed[0].user_attrs[ERROR_ATTR]
+    retries = [t for t in trials if t.user_attrs.get(RETRY_OF_ATTR) == victim.number]
     assert len(retries) == 1 and retries[0].state == TrialState.WAITING
     assert key(retries[0]) == key(by_number[victim.number])
     assert by_number[alive.number].state == by_number[foreign.number].state == TrialState.RUNNING
 
     # The re-queued point counts as covered: opening the study again queues nothing.
-    assert st.ensure_grid_queued(st.create_or_load(spec, store.client()), spec) == 0
+    assert queue_points(create_or_load(spec, store.client()), spec) == 0
     assert len(store.view(spec).get_trials()) == 7
-    prog = st.progress(store.view(spec), spec)
+    prog = progress(store.view(spec), spec)
     assert (prog.finished, prog.failed, prog.running, prog.waiting) == (0, 0, 2, 4)
 
 
 def test_progress_counts_every_state(store: Store) -> None:
     spec = grid_spec(8)
-    study = st.create_or_load(spec, store.client())
-    prog = st.progress(study, spec)
+    study = create_or_load(spec, store.client())
+    prog = progress(study, spec)
     assert (prog.finished, prog.waiting, prog.budget, prog.best, prog.done) == (0, 8, 8, None, False)
 
     for _ in range(5):  # units 1..5: a failure, a pruned trial, three complete
-        loop.run_one(study, st.claim_waiting(study), spec, evaluate)
-    dead = st.claim_waiting(study)  # units 6: its worker dies; queued again
-    study._storage.set_trial_system_attr(dead._trial_id, st.OWNER_ATTR, dead_owner())
-    assert st.reap_dead_trials(study) == 1
-    running = st.claim_waiting(study)  # units 7: running now, in this process
-    study._storage.set_trial_system_attr(running._trial_id, st.OWNER_ATTR, st.owner_record())
+        loop.run_one(study, claim_waiting(study), spec, evaluate)
+    dead = claim_waiting(study)  # units 6: its worker dies; queued again
+    study._storage.set_trial_system_attr(dead._trial_id, OWNER_ATTR, dead_owner())
+    assert reap_dead_trials(study) == 1
+    running = claim_waiting(study)  # units 7: running now, in this process
+    study._storage.set_trial_system_attr(running._trial_id, OWNER_ATTR, owner_record())
 
-    prog = st.progress(store.view(spec), spec)
+    prog = progress(store.view(spec), spec)
     assert (prog.complete, prog.pruned, prog.failed, prog.running, prog.waiting) == (3, 1, 1, 1, 2)
     assert prog.finished == 5 and not prog.done  # fail + pruned + complete; the re-queued one is not
     assert prog.best == pytest.approx(0.05)
@@ -209,7 +226,7 @@ def test_progress_counts_every_state(store: Store) -> None:
     assert (prog.complete, prog.pruned, prog.failed, prog.running, prog.waiting) == (6, 1, 1, 0, 0)
     assert prog.best == pytest.approx(0.08)
     trials = store.view(spec).get_trials()
-    ended = Counter(key(t) for t in trials if st.is_finished(t, st.requeued_numbers(trials)))
+    ended = Counter(key(t) for t in trials if is_finished(t, requeued_numbers(trials)))
     assert len(ended) == 8 and set(ended.values()) == {1}  # every point ended exactly once
 
 
@@ -217,24 +234,24 @@ def test_stale_heartbeat_of_another_host_requeues_its_trial_once(store: Store) -
     if store.kind == "grpc":
         pytest.skip("Optuna's gRPC proxy carries no heartbeats; workers behind it share one host (pid check)")
     spec = grid_spec(4)
-    study = st.create_or_load(spec, store.client(heartbeat=1))  # grace period 3 s
-    trial = st.claim_waiting(study)
+    study = create_or_load(spec, store.client(heartbeat=1))  # grace period 3 s
+    trial = claim_waiting(study)
     storage = study._storage
-    storage.set_trial_system_attr(trial._trial_id, st.OWNER_ATTR, {"host": "other-host", "pid": 1, "started": 0.0})
+    storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, {"host": "other-host", "pid": 1, "started": 0.0})
     storage.record_heartbeat(trial._trial_id)  # it beat once, then its host went silent
 
-    assert st.reap_dead_trials(study) == 0  # a fresh heartbeat: alive, whatever its pid says here
+    assert reap_dead_trials(study) == 0  # a fresh heartbeat: alive, whatever its pid says here
     assert storage.get_trial(trial._trial_id).state == TrialState.RUNNING
     time.sleep(4.2)
     reapers = [store.study(spec, heartbeat=1) for _ in range(3)]
-    race(3, lambda i: st.reap_dead_trials(reapers[i]))  # Optuna's fail_stale_trials -> requeue
+    race(3, lambda i: reap_dead_trials(reapers[i]))  # Optuna's fail_stale_trials -> requeue
 
     trials = store.view(spec).get_trials()
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert [t.number for t in failed] == [trial.number]
-    retries = [t for t in trials if t.user_attrs.get(st.RETRY_OF_ATTR) == trial.number]
+    retries = [t for t in trials if t.user_attrs.get(RETRY_OF_ATTR) == trial.number]
     assert len(retries) == 1 and retries[0].state == TrialState.WAITING
-    assert retries[0].user_attrs[st.RETRY_REASON_ATTR] == "worker stopped sending heartbeats"
+    assert retries[0].user_attrs[RETRY_REASON_ATTR] == "worker stopped sending heartbeats"
 
     prog = loop.work(study, spec, lambda *a: 0.5)
     assert prog.done and prog.failed == 0
@@ -255,6 +272,6 @@ def test_concurrent_create_or_load_queues_each_point_once(store: Store, monkeypa
     monkeypatch.setattr(optuna.Study, "enqueue_trial", slow_enqueue)
     spec = grid_spec(12, name="racing")
     clients = [store.client() for _ in range(3)]
-    race(3, lambda i: st.create_or_load(spec, clients[i]))
+    race(3, lambda i: create_or_load(spec, clients[i]))
     assert Counter(key(t) for t in store.view(spec).get_trials()) == Counter(
         space.params_key(p) for p in space.grid_points(spec))

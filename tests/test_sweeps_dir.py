@@ -1,13 +1,17 @@
-"""The example sweeps ship valid, and datasets that need a download fail in one line offline."""
+"""The example sweeps ship valid and run end to end (shrunk with --set: few images, one epoch,
+two trials), and datasets that need a download fail in one line offline."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import optuna
 import pytest
-
 from conftest import run_cli
-from sweeper.spec import load_spec
+from optuna.trial import TrialState
+
+from sweeper.cli import main
+from sweeper.config.spec import load_spec
 
 SWEEPS = sorted((Path(__file__).parent.parent / "sweeps").glob("*.yaml"))
 
@@ -31,3 +35,31 @@ def test_unreachable_download_is_one_line_and_creates_no_study(tmp_path: Path, m
     assert len(lines) == 1 and "'cifar10' could not be downloaded" in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "store.db").exists()
+
+
+def shrink(spec_path: Path, csv_32x32x3: Path) -> list[str]:
+    """--set overrides that keep a sweep file's own model, search, callbacks and augmentation but
+    train it on a few images for one epoch, two trials."""
+    spec = load_spec(spec_path)
+    sets = ["training.epochs=1", "trials=2"]
+    if spec.data.dataset in ("mnist", "fashion_mnist", "cifar10"):  # downloads: a local CSV of that shape
+        sets.append(f"data={{dataset: csv, path: '{csv_32x32x3}'}}")
+    else:
+        sets.append(f"data.limit={120 if spec.model == 'autokeras' else 150}")
+    if spec.model == "autokeras":
+        sets.append("training.model__max_trials=1")
+    return [arg for s in sets for arg in ("--set", s)]
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=[p.stem for p in SWEEPS])
+def test_example_sweep_runs_end_to_end(path: Path, tmp_path: Path, cifar_like_csv: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    assert main(["run", str(path), "--storage", url, "--quiet", *shrink(path, cifar_like_csv)]) == 0
+    name = load_spec(path).name
+    trials = optuna.load_study(study_name=name, storage=url).get_trials()
+    assert len(trials) == 2 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials), \
+        [t.user_attrs.get("error") for t in trials]
+    assert any(t.state == TrialState.COMPLETE for t in trials)
+    assert (tmp_path / "reports" / name / "index.html").stat().st_size > 10_000

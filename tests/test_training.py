@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from conftest import run_cli, write_sweep
+
+from sweeper.config.spec import load_spec, spec_from_dict
 from sweeper.errors import SpecError
-from sweeper.spec import load_spec, spec_from_dict
 
 BASE: dict[str, Any] = {"name": "t", "data": {"dataset": "digits", "limit": 300}, "model": "mlp",
                         "params": {"model__dropout": [0.0]}, "training": {"epochs": 6, "batch_size": 32, "model__units": 8},
@@ -22,8 +22,8 @@ def test_flips_are_refused_for_digits_and_augmentation_never_flips() -> None:
         spec_from_dict({**BASE, "augmentation": {"horizontal_flip": True}}, source="a.yaml")
     spec = spec_from_dict({**BASE, "augmentation": {"rotation": 10, "width_shift": 0.25, "height_shift": 0.25,
                                                      "shear": 0.1, "zoom": 0.4}})
-    from sweeper.estimator import make_estimator
-    from sweeper.space import full_params
+    from sweeper.search.space import full_params
+    from sweeper.train.estimator import make_estimator
 
     est = make_estimator(spec, full_params(spec, {"model__dropout": 0.0}), 1)
     x = np.random.default_rng(0).random((16, 8, 8, 1)).astype("float32")
@@ -36,9 +36,10 @@ def test_flips_are_refused_for_digits_and_augmentation_never_flips() -> None:
 
 
 def test_early_stopping_restores_the_best_epoch(tmp_path: Path) -> None:
-    from sweeper.data import load_dataset
-    from sweeper.runner import configure_tensorflow, run_trial
-    from sweeper.space import full_params
+    from sweeper.search.space import full_params
+    from sweeper.train.data import load_dataset
+    from sweeper.train.runtime import configure_tensorflow
+    from sweeper.train.trial import run_trial
 
     configure_tensorflow()
     spec = spec_from_dict({**BASE, "training": {**BASE["training"], "epochs": 12, "optimizer__learning_rate": 0.05},
@@ -49,9 +50,10 @@ def test_early_stopping_restores_the_best_epoch(tmp_path: Path) -> None:
 
 
 def test_repeats_report_mean_and_std_over_seeds() -> None:
-    from sweeper.data import load_dataset
-    from sweeper.runner import configure_tensorflow, run_trial
-    from sweeper.space import full_params
+    from sweeper.search.space import full_params
+    from sweeper.train.data import load_dataset
+    from sweeper.train.runtime import configure_tensorflow
+    from sweeper.train.trial import run_trial
 
     configure_tensorflow()
     spec = spec_from_dict({**BASE, "training": {**BASE["training"], "epochs": 2}, "validation": {"holdout": 0.3, "repeats": 3}})
@@ -63,12 +65,12 @@ def test_repeats_report_mean_and_std_over_seeds() -> None:
 
 def test_pruned_trial_is_recorded_as_pruned(tmp_path: Path) -> None:
     from sweeper import loop
-    from sweeper import study as st
-
+    from sweeper.store.storage import make_storage
+    from sweeper.store.studies import create_or_load
     spec = load_spec(write_sweep(tmp_path / "p.yaml", name="prune", method="grid",
                                  params={"model__units": [1, 2, 3]}, trial_function="trial_functions:curve",
                                  pruner={"type": "median", "n_startup_trials": 1, "n_warmup_steps": 0}))
-    study = st.create_or_load(spec, st.make_storage(spec.storage))
+    study = create_or_load(spec, make_storage(spec.storage))
     loop.work(study, spec, loop.resolve_evaluate(spec))
     by_units = {t.params["model__units"]: t for t in study.get_trials()}
     assert by_units[1].state.name == "COMPLETE"

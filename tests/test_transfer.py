@@ -13,14 +13,19 @@ from typing import Any
 
 import optuna
 import pytest
-from optuna.trial import TrialState
-
 from conftest import run_cli
-from sweeper import loop, transfer
-from sweeper import study as st
-from sweeper.errors import StudyError
-from sweeper.spec import SweepSpec, spec_from_dict
+from optuna.trial import TrialState
 from storages import dead_owner, postgres_url  # noqa: F401 - fixture
+
+from sweeper import loop
+from sweeper.config.spec import SweepSpec, spec_from_dict
+from sweeper.errors import StudyError
+from sweeper.store import transfer
+from sweeper.store.keys import OWNER_ATTR, SPEC_ATTR
+from sweeper.store.progress import is_finished, requeued_numbers
+from sweeper.store.storage import make_storage
+from sweeper.store.studies import create_or_load
+from sweeper.store.trials import claim_waiting, retry_failed
 
 UNITS = list(range(1, 9))
 
@@ -48,13 +53,13 @@ def every_state_study(url: str, name: str = "moved") -> optuna.Study:
     """A study as a killed local run leaves it: failed, pruned and complete trials (one failure
     queued again), one RUNNING trial whose worker died, and queued points never started."""
     spec = grid_spec(name)
-    study = st.create_or_load(spec, st.make_storage(url))
+    study = create_or_load(spec, make_storage(url))
     for _ in range(4):  # units 1..4
-        loop.run_one(study, st.claim_waiting(study), spec, evaluate)
-    running = st.claim_waiting(study)  # units 5: its worker was kill -9'd
-    study._storage.set_trial_system_attr(running._trial_id, st.OWNER_ATTR, dead_owner())
+        loop.run_one(study, claim_waiting(study), spec, evaluate)
+    running = claim_waiting(study)  # units 5: its worker was kill -9'd
+    study._storage.set_trial_system_attr(running._trial_id, OWNER_ATTR, dead_owner())
     study._storage.record_heartbeat(running._trial_id)
-    assert st.retry_failed(study) == 1  # units 1 queued again, with retry_of / retry_reason
+    assert retry_failed(study) == 1  # units 1 queued again, with retry_of / retry_reason
     return study
 
 
@@ -70,7 +75,7 @@ def snapshot(study: optuna.Study) -> list[str]:
 
 
 def load(url: str, name: str = "moved") -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=st.make_storage(url, heartbeat=None))
+    return optuna.load_study(study_name=name, storage=make_storage(url, heartbeat=None))
 
 
 # --------------------------------------------------------------------------- tests
@@ -88,7 +93,7 @@ def test_copy_to_postgresql_and_back_keeps_every_trial(postgres_url: str, tmp_pa
     assert "1 running trial(s) copied as running" in there.stderr
     moved = load(postgres_url)
     assert snapshot(moved) == before
-    assert moved.user_attrs == source.user_attrs and moved.user_attrs[st.SPEC_ATTR]["name"] == "moved"
+    assert moved.user_attrs == source.user_attrs and moved.user_attrs[SPEC_ATTR]["name"] == "moved"
     assert moved.direction == source.direction
     assert math.isnan(moved.trials[2].intermediate_values[1]) and moved.trials[3].value == math.inf
 
@@ -104,7 +109,7 @@ def test_copy_to_postgresql_and_back_keeps_every_trial(postgres_url: str, tmp_pa
     after = load(postgres_url).get_trials()
     assert snapshot(load(postgres_url))[:4] == before[:4]  # finished trials untouched
     ended = Counter(t.params["model__units"] for t in after
-                    if st.is_finished(t, st.requeued_numbers(after)))
+                    if is_finished(t, requeued_numbers(after)))
     assert ended == Counter(UNITS)  # every point ended exactly once (units 1 re-run, it now completes)
     assert not [t for t in after if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     assert snapshot(load(source_url)) == before
@@ -116,7 +121,7 @@ def test_copy_refuses_or_rolls_back_leaving_no_half_copied_study(tmp_path: Path,
 
     src, dst = f"sqlite:///{tmp_path / 'src.db'}", f"sqlite:///{tmp_path / 'dst.db'}"
     every_state_study(src)
-    st.create_or_load(grid_spec("moved", [1, 2]), st.make_storage(dst))  # a different study, same name
+    create_or_load(grid_spec("moved", [1, 2]), make_storage(dst))  # a different study, same name
 
     def refused(*args: str) -> str:  # the CLI's one-line error, exit code 2
         capsys.readouterr()
@@ -129,7 +134,7 @@ def test_copy_refuses_or_rolls_back_leaving_no_half_copied_study(tmp_path: Path,
     assert "no such file" in refused(f"sqlite:///{tmp_path / 'absent.db'}", dst, "moved")
 
     fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
-    storage = st.make_storage(fresh, heartbeat=None)
+    storage = make_storage(fresh, heartbeat=None)
     real_create = type(storage).create_new_trial
     calls = {"n": 0}
 
@@ -156,13 +161,13 @@ def test_copy_refuses_or_rolls_back_leaving_no_half_copied_study(tmp_path: Path,
 def test_running_trial_of_a_live_worker_is_rerun_in_the_copy_after_grace(postgres_url: str, tmp_path: Path) -> None:
     spec = grid_spec("live", [1, 2, 3])
     src = f"sqlite:///{tmp_path / 'src.db'}"
-    study = st.create_or_load(spec, st.make_storage(src))
-    busy = st.claim_waiting(study)  # its worker, on another host, goes on writing to the source only
-    study._storage.set_trial_system_attr(busy._trial_id, st.OWNER_ATTR, {"host": "gpu-box", "pid": 7, "started": 0.0})
+    study = create_or_load(spec, make_storage(src))
+    busy = claim_waiting(study)  # its worker, on another host, goes on writing to the source only
+    study._storage.set_trial_system_attr(busy._trial_id, OWNER_ATTR, {"host": "gpu-box", "pid": 7, "started": 0.0})
 
     result = transfer.copy_study("live", src, postgres_url)
     assert (result.trials, result.running) == (3, 1)
-    copy = optuna.load_study(study_name="live", storage=st.make_storage(postgres_url, heartbeat=1))
+    copy = optuna.load_study(study_name="live", storage=make_storage(postgres_url, heartbeat=1))
     prog = loop.work(copy, spec, lambda *a: 0.5)  # would wait forever if nothing failed the orphan
     assert prog.done
     after = copy.get_trials()

@@ -10,10 +10,8 @@ import argparse
 import os
 import sys
 
-from sweeper.errors import SweeperError
-
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+from sweeper.cli.common import EXIT_INTERRUPTED, EXIT_MAX_FAILURES, EXIT_USAGE
+from sweeper.errors import MaxFailuresReached, SweeperError
 
 
 def _quiet_libraries() -> None:
@@ -44,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     try:
         return int(args.func(args) or 0)
+    except MaxFailuresReached as exc:
+        print(f"sweeper: {exc}", file=sys.stderr)
+        return EXIT_MAX_FAILURES
     except SweeperError as exc:
         print(f"sweeper: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from sweeper import study as st
 from sweeper.cli.common import add_storage
 from sweeper.errors import SweeperError
 from sweeper.paths import study_dir
+from sweeper.store.storage import make_storage
+from sweeper.store.studies import load
 
 
 def register(sub: Any) -> None:
@@ -28,21 +29,27 @@ def register(sub: Any) -> None:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    from sweeper.data import load_dataset
-    from sweeper.refit import predict_proba, read_test_csv, refit, top_trials, write_submission
-    from sweeper.runner import configure_tensorflow
+    from sweeper.deliver import (
+        predict_proba,
+        read_test_csv,
+        refit,
+        top_trials,
+        write_submission,
+    )
+    from sweeper.train.data import load_dataset
+    from sweeper.train.runtime import configure_tensorflow
 
     if args.ensemble < 1:
         raise SweeperError(f"--ensemble: {args.ensemble} must be >= 1")
-    storage = st.make_storage(args.storage, must_exist=True)
-    study, spec = st.load(args.study, storage)
+    storage = make_storage(args.storage, must_exist=True)
+    study, spec = load(args.study, storage)
     if spec.trial_function:
         raise SweeperError(f"study {spec.name!r} uses trial_function {spec.trial_function}: nothing to refit")
     id_column = args.id_column or spec.data.id_column
     configure_tensorflow()
     ds = load_dataset(spec.data)
     if args.predict:  # read after the dataset, which gives the image shape
-        x_test, ids = read_test_csv(args.predict, ds.shape, id_column)
+        x_test, ids = read_test_csv(args.predict, ds, id_column)
     else:
         x_test, ids = ds.x_test, ds.test_ids
     trials = top_trials(study, spec, args.ensemble)

@@ -9,10 +9,13 @@ import json
 import sys
 from typing import Any
 
-from sweeper import results
-from sweeper import study as st
 from sweeper.cli.common import add_storage
 from sweeper.errors import SweeperError
+from sweeper.store import results
+from sweeper.store.keys import RETRY_OF_ATTR, RETRY_REASON_ATTR
+from sweeper.store.progress import progress
+from sweeper.store.storage import make_storage
+from sweeper.store.studies import load
 
 
 def register(sub: Any) -> None:
@@ -37,7 +40,7 @@ def register(sub: Any) -> None:
 def cmd_ls(args: argparse.Namespace) -> int:
     import optuna
 
-    storage = st.make_storage(args.storage, must_exist=True)
+    storage = make_storage(args.storage, must_exist=True)
     summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
     if not summaries:
         print("no studies")
@@ -65,9 +68,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    storage = st.make_storage(args.storage, must_exist=True)
-    study, spec = st.load(args.study, storage)
-    prog = st.progress(study, spec)
+    storage = make_storage(args.storage, must_exist=True)
+    study, spec = load(args.study, storage)
+    prog = progress(study, spec)
     print(f"study {spec.name}: {spec.method} on {spec.data.dataset} with {spec.model}; "
           f"{prog.finished}/{prog.budget or '?'} finished ({prog.complete} complete, {prog.pruned} pruned, "
           f"{prog.failed} failed, {prog.running} running, {prog.waiting} waiting)")
@@ -80,8 +83,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     if failures:
         # A trial failed by Optuna's heartbeat check (worker lost on another host) is finished
         # before sweeper can write its reason on it; the reason is on its re-run.
-        retry_reasons = {t.user_attrs[st.RETRY_OF_ATTR]: t.user_attrs.get(st.RETRY_REASON_ATTR)
-                         for t in study.get_trials(deepcopy=False) if st.RETRY_OF_ATTR in t.user_attrs}
+        retry_reasons = {t.user_attrs[RETRY_OF_ATTR]: t.user_attrs.get(RETRY_REASON_ATTR)
+                         for t in study.get_trials(deepcopy=False) if RETRY_OF_ATTR in t.user_attrs}
         print(f"\nfailures ({len(failures)}):")
         for r in failures:
             note = " (queued again)" if r["retried"] else ""
@@ -91,8 +94,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    storage = st.make_storage(args.storage, must_exist=True)
-    study, _ = st.load(args.study, storage)
+    storage = make_storage(args.storage, must_exist=True)
+    study, _ = load(args.study, storage)
     if args.format == "json":
         text = json.dumps(results.export_records(study), indent=2, default=str)
     else:

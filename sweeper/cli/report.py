@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from sweeper import study as st
 from sweeper.cli.common import add_storage
 from sweeper.errors import SweeperError
+from sweeper.store.storage import make_storage
+from sweeper.store.studies import load
 
 
 def register(sub: Any) -> None:
@@ -29,20 +30,25 @@ def register(sub: Any) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from sweeper.report import write_compare, write_report
 
-    storage = st.make_storage(args.storage, must_exist=True)
+    storage = make_storage(args.storage, must_exist=True)
     if args.compare:
         names = list(dict.fromkeys(([args.study] if args.study else []) + args.compare))
         if len(names) < 2:
             raise SweeperError("--compare needs at least two different studies")
         if args.best:
             raise SweeperError("--best reports on one study; leave out --compare")
-        print(write_compare([st.load(n, storage) for n in names], args.out))
+        print(write_compare([load(n, storage) for n in names], args.out))
         return 0
     if not args.study:
         raise SweeperError("which study? (sweeper report STUDY, or --compare A B ...)")
-    study, spec = st.load(args.study, storage)
+    study, spec = load(args.study, storage)
     if args.best and spec.trial_function:
         print(f"note: study {spec.name!r} uses trial_function {spec.trial_function}; "
               "there is no Keras model to refit for --best")
-    print(write_report(study, spec, args.out, best=args.best))
+    best: Any = False
+    if args.best:
+        from sweeper.deliver import best_split_refit
+
+        best = best_split_refit(study, spec)
+    print(write_report(study, spec, args.out, best=best))
     return 0

@@ -13,16 +13,33 @@ import time
 from typing import Any
 
 from sweeper import loop
-from sweeper import study as st
-from sweeper.cli.common import add_storage
-from sweeper.errors import SweeperError
-from sweeper.spec import DEFAULT_STORAGE, SweepSpec, load_spec
+from sweeper.cli.common import (
+    EXIT_INTERRUPTED,
+    EXIT_MAX_FAILURES,
+    EXIT_OK,
+    EXIT_UNFINISHED,
+    add_storage,
+)
+from sweeper.config.spec import DEFAULT_STORAGE, SweepSpec, load_spec
+from sweeper.errors import MaxFailuresReached, SweeperError
+from sweeper.search.strategy import strategy_for
+from sweeper.store.progress import Progress, progress
+from sweeper.store.storage import make_storage, study_lock
+from sweeper.store.studies import create_or_load, load
+from sweeper.store.trials import (
+    queue_points,
+    reap_dead_trials,
+    retry_failed,
+    worker_salt,
+)
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("run", help="run a sweep file until its budget is met")
     p.add_argument("file", help="sweep definition (YAML)")
     add_storage(p, default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a sweep-file setting, e.g. --set training.epochs=1 --set data.limit=500")
     _add_run_options(p)
     p.set_defaults(func=cmd_run)
 
@@ -57,21 +74,21 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 # --------------------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace) -> int:
-    spec = load_spec(args.file)
+    spec = load_spec(args.file, args.set)
     url = args.storage or spec.storage
     _check_data(spec)  # a dataset that cannot load stops here, before any study exists
-    storage = st.make_storage(url)
-    study = st.create_or_load(spec, storage)
+    storage = make_storage(url)
+    study = create_or_load(spec, storage)
     return _execute(study, spec, url, args)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    storage = st.make_storage(args.storage, must_exist=True)
-    study, spec = st.load(args.study, storage)
-    with st.study_lock(storage, spec.name):
-        reaped = st.reap_dead_trials(study)
-        queued = st.ensure_grid_queued(study, spec)
-        retried = st.retry_failed(study) if args.retry_failed else 0
+    storage = make_storage(args.storage, must_exist=True)
+    study, spec = load(args.study, storage)
+    with study_lock(storage, spec.name):
+        reaped = reap_dead_trials(study)
+        queued = queue_points(study, spec)
+        retried = retry_failed(study) if args.retry_failed else 0
     if not args.quiet:
         print(f"resuming {spec.name}: {reaped} dead trial(s) re-queued, {queued} grid point(s) queued, "
               f"{retried} failed trial(s) queued again", file=sys.stderr)
@@ -81,29 +98,29 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     if args.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(args.gpu)  # before TensorFlow starts
-    storage = st.make_storage(args.storage, must_exist=True)
-    study, spec = st.load(args.study, storage)
-    study.sampler = st.make_sampler(spec, st.worker_salt(study, args.index))
+    storage = make_storage(args.storage, must_exist=True)
+    study, spec = load(args.study, storage)
+    study.sampler = strategy_for(spec).sampler(worker_salt(study, args.index))
     evaluate = loop.resolve_evaluate(spec)
     say = None if args.quiet else _line_reporter(spec)
     _install_sigint()
     prog = loop.work(study, spec, evaluate, loop.LoopOptions(max_failures=args.max_failures), say)
     if not args.quiet:
         print(f"worker done: {prog.finished}/{prog.budget or '?'} finished", file=sys.stderr)
-    return 0
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------- execution
 def _check_data(spec: SweepSpec) -> None:
     if spec.trial_function:
         return
-    from sweeper.data import load_dataset
+    from sweeper.train.data import load_dataset
 
     load_dataset(spec.data)
 
 
 def _execute(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace) -> int:
-    from sweeper.devices import detect_gpus, plan_workers, select_gpus
+    from sweeper.train.devices import detect_gpus, plan_workers, select_gpus
 
     deadline = time.monotonic() + spec.timeout if spec.timeout else None
     if args.workers is not None and args.workers < 1:
@@ -112,9 +129,10 @@ def _execute(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace) ->
     placements = plan_workers(gpus, args.trials_per_gpu, args.workers, os.cpu_count() or 1)
     if len(placements) == 1:
         os.environ.update(placements[0].env())
-        study.sampler = st.make_sampler(spec, st.worker_salt(study, 0))
-        bar = _ProgressBar(spec, st.progress(study, spec), args.quiet)
+        study.sampler = strategy_for(spec).sampler(worker_salt(study, 0))
+        bar = _ProgressBar(spec, progress(study, spec), args.quiet)
         _install_sigint()
+        stopped = None
         try:
             prog = loop.work(study, spec, loop.resolve_evaluate(spec),
                              loop.LoopOptions(max_failures=args.max_failures, deadline=deadline), bar.update)
@@ -122,15 +140,18 @@ def _execute(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace) ->
             bar.close()
             print(f"sweeper: interrupted; the running trial was queued again. Continue with: "
                   f"sweeper resume {spec.name} --storage {url}", file=sys.stderr)
-            return 130
+            return EXIT_INTERRUPTED
+        except MaxFailuresReached as exc:
+            stopped, prog = str(exc), progress(study, spec)
         finally:
             bar.close()
     else:
-        prog = _run_workers(study, spec, url, args, deadline, placements)
-    return _finish(study, spec, prog, args)
+        prog, stopped = _run_workers(study, spec, url, args, deadline, placements)
+    return _finish(study, spec, prog, args, stopped)
 
 
-def _finish(study: Any, spec: SweepSpec, prog: st.Progress, args: argparse.Namespace) -> int:
+def _finish(study: Any, spec: SweepSpec, prog: Progress, args: argparse.Namespace, stopped: str | None) -> int:
+    """Summary line, the report, and the exit code (README: "Exit codes")."""
     best = "n/a" if prog.best is None else f"{prog.best:.4f}"
     print(f"{spec.name}: {prog.complete} complete, {prog.pruned} pruned, {prog.failed} failed; "
           f"best {spec.metric} {best}")
@@ -139,27 +160,33 @@ def _finish(study: Any, spec: SweepSpec, prog: st.Progress, args: argparse.Names
 
         path = write_report(study, spec, args.reports)
         print(f"report: {path}")
+    if stopped:
+        print(f"sweeper: {stopped}", file=sys.stderr)
+        return EXIT_MAX_FAILURES
+    if not prog.complete:
+        print(f"sweeper: no trial completed; see the reasons with: sweeper show {spec.name}", file=sys.stderr)
+        return EXIT_UNFINISHED
     if not prog.done and spec.timeout is None:
         print(f"sweeper: the study is not finished; continue with: sweeper resume {spec.name}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_UNFINISHED
+    return EXIT_OK
 
 
 def _run_workers(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace, deadline: float | None,
-                 placements: list[Any]) -> st.Progress:
+                 placements: list[Any]) -> tuple[Progress, str | None]:
     """K local worker processes share the store through Optuna's gRPC storage proxy, served from
-    this process: one writer to the SQLite file, so no 'database is locked' (optuna#820)."""
-    from concurrent.futures import ThreadPoolExecutor
+    this process: one writer to the SQLite file, so no 'database is locked' (optuna#820).
+    Returns the progress and, when --max-failures stopped a worker, why (the others are stopped)."""
+    from sweeper.store import optuna_internals as oi
+    from sweeper.store.storage import parse_url
 
-    from optuna.storages._grpc.server import make_server
-
-    storage = study._storage
-    if url.startswith(("postgresql", "mysql", "grpc://")):
+    storage = oi.storage_of(study)
+    if parse_url(url).has_server:
         worker_url = url  # a real server (or a proxy) already serialises writers
         server = None
     else:
         port = _free_port()
-        server = make_server(storage, "127.0.0.1", port, ThreadPoolExecutor(max_workers=1))
+        server = oi.grpc_server(storage, "127.0.0.1", port)
         server.start()
         worker_url = f"grpc://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "sweeper", "worker", spec.name, "--storage", worker_url, "--quiet"]
@@ -167,14 +194,16 @@ def _run_workers(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace
         cmd += ["--max-failures", str(args.max_failures)]
     procs = [subprocess.Popen(cmd + ["--index", str(i)], env={**os.environ, **p.env()})
              for i, p in enumerate(placements)]
-    bar = _ProgressBar(spec, st.progress(study, spec), args.quiet)
+    bar = _ProgressBar(spec, progress(study, spec), args.quiet)
     try:
         while any(p.poll() is None for p in procs):
             time.sleep(0.5)
-            bar.update(st.progress(study, spec))
-            if deadline is not None and time.monotonic() > deadline:
+            bar.update(progress(study, spec))
+            too_many = any(p.returncode == EXIT_MAX_FAILURES for p in procs)
+            if too_many or (deadline is not None and time.monotonic() > deadline):
                 for p in procs:
-                    p.send_signal(signal.SIGINT)
+                    if p.poll() is None:
+                        p.send_signal(signal.SIGINT)  # each re-queues its running trial and exits
                 deadline = None
     except KeyboardInterrupt:
         for p in procs:
@@ -187,11 +216,16 @@ def _run_workers(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace
         bar.close()
         if server is not None:
             server.stop(grace=1).wait()
-    st.reap_dead_trials(study)
-    crashed = [p.returncode for p in procs if p.returncode not in (0, 130)]
+    reap_dead_trials(study)
+    crashed = [p.returncode for p in procs if p.returncode not in (EXIT_OK, EXIT_INTERRUPTED, EXIT_MAX_FAILURES)]
     if crashed:
         print(f"sweeper: {len(crashed)} worker(s) exited with errors {crashed}", file=sys.stderr)
-    return st.progress(study, spec)
+    prog = progress(study, spec)
+    stopped = None
+    if any(p.returncode == EXIT_MAX_FAILURES for p in procs):
+        stopped = f"stopped: {prog.failed} trials failed (--max-failures {args.max_failures}); " \
+                  f"see 'sweeper show {spec.name}' for the reasons"
+    return prog, stopped
 
 
 def _free_port() -> int:
@@ -219,7 +253,7 @@ def _install_sigint() -> None:
 class _ProgressBar:
     """tqdm bar: finished trials / budget, ETA, best so far, failures."""
 
-    def __init__(self, spec: SweepSpec, prog: st.Progress, quiet: bool) -> None:
+    def __init__(self, spec: SweepSpec, prog: Progress, quiet: bool) -> None:
         self.spec = spec
         self.bar = None
         if not quiet:
@@ -229,12 +263,12 @@ class _ProgressBar:
                             dynamic_ncols=True, file=sys.stderr)
             self._postfix(prog)
 
-    def _postfix(self, prog: st.Progress) -> None:
+    def _postfix(self, prog: Progress) -> None:
         if self.bar is not None:
             best = "-" if prog.best is None else f"{prog.best:.4f}"
             self.bar.set_postfix_str(f"best {self.spec.metric} {best}, failed {prog.failed}, running {prog.running}")
 
-    def update(self, prog: st.Progress) -> None:
+    def update(self, prog: Progress) -> None:
         if self.bar is not None:
             self.bar.n = prog.finished
             self._postfix(prog)
@@ -247,7 +281,7 @@ class _ProgressBar:
 
 
 def _line_reporter(spec: SweepSpec) -> Any:
-    def say(prog: st.Progress) -> None:
+    def say(prog: Progress) -> None:
         best = "-" if prog.best is None else f"{prog.best:.4f}"
         print(f"[{spec.name}] {prog.finished}/{prog.budget or '?'} finished, best {best}, failed {prog.failed}",
               file=sys.stderr)

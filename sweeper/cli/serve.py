@@ -25,7 +25,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from sweeper.report.serve import ReportServer, make_server
+    from sweeper.serve import ReportServer, make_server
 
     if args.refresh <= 0:
         raise SweeperError("--refresh must be > 0 seconds")

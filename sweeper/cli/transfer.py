@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from sweeper import transfer
+from sweeper.store import transfer
 
 
 def register(sub: Any) -> None:

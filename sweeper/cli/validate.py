@@ -5,17 +5,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from sweeper.spec import load_spec
+from sweeper.config.spec import load_spec
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("validate", help="check a sweep file and print the size of its space")
     p.add_argument("file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as for 'sweeper run'")
     p.set_defaults(func=cmd_validate)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    spec = load_spec(args.file)
+    spec = load_spec(args.file, args.set)
     size = spec.grid_size
     space = f"{size} grid points" if size is not None else "continuous space"
     budget = f"{spec.budget} trials" if spec.budget else f"until {spec.timeout:g} s"

@@ -13,8 +13,8 @@ from typing import Any, Sequence
 
 import optuna
 
+from sweeper.config.spec import SweepSpec
 from sweeper.report.collect import LOG_PARAMS, StudyData, collect
-from sweeper.spec import SweepSpec
 
 __all__ = ["LOG_PARAMS", "plot_rows", "report_dir", "write_compare", "write_report"]
 
@@ -51,9 +51,11 @@ def _plot(data: StudyData) -> str:
     return plot_fragment(options)
 
 
-def write_report(study: optuna.Study, spec: SweepSpec, out_dir: str | Path = "reports", *, best: bool = False) -> Path:
-    """Write ``out_dir/STUDY/index.html`` (and its figures) and return its path. With ``best``,
-    also refit the best trial and write ``best-trial/index.html`` (Keras trials only)."""
+def write_report(study: optuna.Study, spec: SweepSpec, out_dir: str | Path = "reports", *,
+                 best: Any = False) -> Path:
+    """Write ``out_dir/STUDY/index.html`` (and its figures) and return its path. ``best``: the best
+    trial's refit on its split (deliver.best_split_refit; None when there is nothing to refit),
+    drawn as ``best-trial/index.html``; False: no best-trial page."""
     from sweeper.report import figures, importance, insights, pages
 
     data = collect(study, spec)
@@ -72,10 +74,10 @@ def write_report(study: optuna.Study, spec: SweepSpec, out_dir: str | Path = "re
         if figures.curves_plot(data.ranked(), data.metric, target / "curves.png"):
             figs.curves = "curves.png"
     best_link = None
-    if best:
+    if best is not False:
         from sweeper.report.best import write_best
 
-        write_best(data, spec, target / BEST_DIR)
+        write_best(data, spec, best, target / BEST_DIR)
     if (target / BEST_DIR / "index.html").exists():
         best_link = f"{BEST_DIR}/index.html"
     page = pages.index_page(data, _plot(data), found, imp, figs, best_link)

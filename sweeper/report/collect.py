@@ -13,9 +13,10 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from sweeper import results
-from sweeper import study as st
-from sweeper.spec import SweepSpec
+from sweeper.config.spec import SweepSpec
+from sweeper.store import results
+from sweeper.store.keys import METRICS_ATTR
+from sweeper.store.progress import requeued_numbers
 
 # Parameters a person reads on a log scale even when the sweep lists values (not a log range).
 LOG_PARAMS = ("optimizer__learning_rate", "model__l2", "optimizer__weight_decay")
@@ -68,7 +69,7 @@ def _finite(v: Any) -> bool:
 def trial_dict(t: FrozenTrial, requeued: set[int]) -> dict[str, Any]:
     """One trial as plain values: number, state, params, value, metrics, curve, times, error."""
     flat = results.trial_row(t, requeued)
-    metrics = t.user_attrs.get(st.METRICS_ATTR) or {}
+    metrics = t.user_attrs.get(METRICS_ATTR) or {}
     curve = [float(v) for _, v in sorted(t.intermediate_values.items())]
     if not curve and isinstance(metrics.get("curve"), list):
         curve = [float(v) for v in metrics["curve"]]
@@ -94,7 +95,7 @@ def trial_dict(t: FrozenTrial, requeued: set[int]) -> dict[str, Any]:
 
 def collect(study: optuna.Study, spec: SweepSpec) -> StudyData:
     trials = study.get_trials(deepcopy=False)
-    requeued = st.requeued_numbers(trials)
+    requeued = requeued_numbers(trials)
     rows = [trial_dict(t, requeued) for t in trials]
     counts = {s: 0 for s in STATES}
     for r in rows:

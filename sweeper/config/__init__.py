@@ -1,0 +1,1 @@
+"""The sweep file -> a validated SweepSpec (nothing heavy is imported here)."""

@@ -1,0 +1,55 @@
+"""Model registry: a name in the sweep file -> a builder function.
+
+A builder takes ``meta`` (scikeras: ``X_shape_``, ``n_classes_``) plus keyword parameters and
+returns an uncompiled ``keras.Model``; scikeras compiles it with the routed optimizer. Builder
+modules import Keras inside the function so that validating a sweep file stays instant.
+Users bring their own builder as ``model: package.module:function``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any, Callable
+
+from sweeper.errors import SweeperError
+
+BUILTIN: dict[str, str] = {
+    "mlp": "sweeper.train.models.mlp:build_mlp",
+    "cnn": "sweeper.train.models.cnn:build_cnn",
+    "cnn5": "sweeper.train.models.cnn5:build_cnn5",
+    "sopcnn": "sweeper.train.models.sopcnn:build_sopcnn",
+    "vgg": "sweeper.train.models.vgg:build_vgg",
+    "cifar_cnn": "sweeper.train.models.cifar_cnn:build_cifar_cnn",
+    # Not a Keras builder: a signature for the spec; train/automl.py runs the search (extra sweeper[automl]).
+    "autokeras": "sweeper.config.autokeras:autokeras_search",
+}
+
+Builder = Callable[..., Any]
+
+
+def resolve_builder(name: str) -> Builder:
+    """Return the builder for a registered name or a ``module:function`` reference."""
+    target = BUILTIN.get(name.lower(), name)
+    if ":" not in target:
+        known = ", ".join(sorted(BUILTIN))
+        raise SweeperError(f"unknown model {name!r} (known: {known}, or module:function)")
+    module_name, _, func_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SweeperError(f"model {name!r}: cannot import {module_name!r} ({exc})") from None
+    builder = getattr(module, func_name, None)
+    if not callable(builder):
+        raise SweeperError(f"model {name!r}: {module_name!r} has no function {func_name!r}")
+    return builder
+
+
+def builder_params(builder: Builder) -> dict[str, Any]:
+    """Keyword parameters of a builder (what ``model__<name>`` may set), with their defaults."""
+    out = {}
+    for p in inspect.signature(builder).parameters.values():
+        if p.name in ("meta", "compile_kwargs", "params") or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        out[p.name] = None if p.default is inspect.Parameter.empty else p.default
+    return out

@@ -1,0 +1,313 @@
+"""Sweep file (YAML) -> validated, typed ``SweepSpec``. Every error names the file and key path.
+
+Parameter keys are scikeras routed names (``optimizer__learning_rate``, ``model__dropout``,
+``batch_size`` ...), so a stored trial's params rebuild its estimator with ``set_params``.
+Short aliases (``lr``, ``dropout``, ``batchnorm`` ...) are accepted and normalised.
+Nothing here imports TensorFlow: ``sweeper validate`` answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from sweeper.config import names
+from sweeper.config.dataset import DataSpec, parse_data
+from sweeper.config.params import ParamSpec, canonical_key, check_key, parse_param
+from sweeper.config.params import value as param_value
+from sweeper.config.sections import (
+    Augmentation,
+    Callbacks,
+    Compute,
+    Pruner,
+    parse_augmentation,
+    parse_callbacks,
+    parse_compute,
+    parse_pruner,
+)
+from sweeper.config.values import (
+    FRACTION,
+    POSITIVE,
+    POSITIVE_INT,
+    checked,
+    err,
+    mapping,
+)
+from sweeper.errors import SpecError, SweeperError
+
+__all__ = ["SweepSpec", "DataSpec", "ParamSpec", "canonical_key", "spec_from_dict", "load_spec", "from_stored"]
+
+METHODS = ("grid", "random", "tpe", "cmaes", "gp")
+METRICS = {"accuracy": "maximize", "loss": "minimize"}
+DEFAULT_STORAGE = "sqlite:///sweeper.db"
+
+TOP_KEYS = {
+    "name", "description", "data", "model", "params", "method", "trials", "timeout",
+    "objective", "validation", "training", "seed", "storage", "trial_function",
+    "callbacks", "augmentation", "pruner", "compute", "sampler",
+}
+VALIDATION_KEYS = {"holdout", "kfold", "repeats"}
+OBJECTIVE_KEYS = {"metric", "direction"}
+TRAINING_DEFAULTS: dict[str, Any] = {"epochs": 10, "batch_size": 128}
+
+
+@dataclass
+class SweepSpec:
+    name: str
+    data: DataSpec
+    model: str
+    params: dict[str, ParamSpec]
+    fixed: dict[str, Any]
+    method: str = "tpe"
+    trials: int | None = None
+    timeout: float | None = None
+    metric: str = "accuracy"
+    direction: str = "maximize"
+    holdout: float | None = 0.2
+    kfold: int | None = None
+    repeats: int = 1  # each split trained with this many seeds; mean and std over all runs
+    seed: int = 0
+    storage: str = DEFAULT_STORAGE
+    callbacks: Callbacks = field(default_factory=Callbacks)
+    augmentation: Augmentation = field(default_factory=Augmentation)
+    pruner: Pruner = field(default_factory=Pruner)
+    sampler: dict[str, Any] = field(default_factory=dict)  # options of the method's Optuna sampler
+    compute: Compute = field(default_factory=Compute)
+    description: str = ""
+    trial_function: str | None = None  # advanced: module:function replacing the Keras trial
+    source: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def grid_size(self) -> int | None:
+        """Number of grid points, or None when some parameter is a continuous range."""
+        if not all(p.is_grid for p in self.params.values()):
+            return None
+        return math.prod(len(p.values or ()) for p in self.params.values())
+
+    @property
+    def budget(self) -> int | None:
+        """Trials to finish: the grid size (capped by ``trials``) or ``trials``."""
+        if self.method == "grid":
+            size = self.grid_size or 0
+            return min(size, self.trials) if self.trials else size
+        return self.trials
+
+
+# --------------------------------------------------------------------------- values
+def parse_sampler(source: str, method: str, raw: Any) -> dict[str, Any]:
+    """``sampler:`` options, passed to the method's Optuna sampler as keyword arguments (e.g.
+    ``n_startup_trials: 5`` for tpe). Checked by building the sampler once here."""
+    if raw is None:
+        return {}
+    options = mapping(source, "sampler", raw)
+    if method not in names.SAMPLERS:
+        raise err(source, "sampler", f"method {method!r} uses no sampler (its points are queued)")
+    import inspect
+
+    import optuna
+
+    cls = getattr(optuna.samplers, names.SAMPLERS[method])
+    known = [k for k in inspect.signature(cls).parameters if k != "seed"]
+    for key, value in options.items():
+        if key == "seed":
+            raise err(source, "sampler.seed", "sweeper seeds the sampler from the sweep's 'seed'")
+        if key not in known:
+            raise err(source, f"sampler.{key}", f"not an option of {cls.__name__} (options: {', '.join(known)})")
+        if not isinstance(value, (bool, int, float, str)):
+            raise err(source, f"sampler.{key}", f"{value!r} is not a single number, flag or name")
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # experimental-option warnings belong to the run
+            cls(**options)
+    except (TypeError, ValueError) as exc:
+        raise err(source, "sampler", f"{cls.__name__} refuses these options ({str(exc).splitlines()[0]})") from None
+    return dict(options)
+
+
+
+def from_stored(raw: Any, name: str) -> SweepSpec:
+    """The definition stored with a study, validated when the study was made: read back without
+    the data files or the user's model module (they may live on another host)."""
+    return spec_from_dict(raw, source=f"study {name}", stored=True)
+
+
+def spec_from_dict(raw: Any, source: str = "", stored: bool = False) -> SweepSpec:
+    """Validate a parsed sweep definition; raises ``SpecError`` naming the key path."""
+    raw = mapping(source, "", raw, TOP_KEYS)
+    if not raw:
+        raise err(source, "", "empty sweep file")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise err(source, "name", f"{name!r} is not a study name")
+    if "data" not in raw:
+        raise err(source, "data", "missing: which dataset to use (e.g. 'data: {dataset: mnist5k}')")
+    data = parse_data(source, raw["data"], stored)
+
+    from sweeper.config.models import builder_params, resolve_builder
+
+    model = raw.get("model", "mlp")
+    if not isinstance(model, str):
+        raise err(source, "model", f"{model!r} is not a model name")
+    builder_keys: set[str] | None = None  # None: any model__ key (a stored study's, checked when made)
+    if not stored:
+        try:
+            builder_keys = set(builder_params(resolve_builder(model)))
+        except SweeperError as exc:
+            raise err(source, "model", str(exc)) from None
+
+    params_raw = mapping(source, "params", raw.get("params"))
+    params: dict[str, ParamSpec] = {}
+    for key, value in params_raw.items():
+        canon = check_key(source, f"params.{key}", str(key), builder_keys)
+        if canon in params:
+            raise err(source, f"params.{key}", f"{canon!r} is given twice")
+        params[canon] = parse_param(source, f"params.{key}", canon, value)
+
+    fixed: dict[str, Any] = dict(TRAINING_DEFAULTS)
+    for key, value in mapping(source, "training", raw.get("training")).items():
+        canon = check_key(source, f"training.{key}", str(key), builder_keys)
+        if isinstance(value, (list, dict)):
+            raise err(source, f"training.{key}", "fixed settings take one value; search it under 'params'")
+        fixed[canon] = param_value(source, f"training.{key}", canon, value)
+
+    method = raw.get("method", "grid" if all(p.is_grid for p in params.values()) else "tpe")
+    if not isinstance(method, str) or method.lower() not in METHODS:
+        raise err(source, "method", f"{method!r} is not a known method (known: {', '.join(METHODS)})")
+    method = method.lower()
+    if method == "gp" and not stored:
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            raise err(source, "method", "'gp' runs Optuna's GPSampler, which needs PyTorch: pip install 'sweeper[gp]'")
+    if method == "grid":
+        for p in params.values():
+            if not p.is_grid:
+                raise err(source, f"params.{p.name}", "grid search needs a list of values, not a range")
+    if not params:
+        raise err(source, "params", "no parameter to search")
+
+    trials = raw.get("trials")
+    if trials is not None:
+        trials = checked(source, "trials", POSITIVE_INT, trials)
+    timeout = raw.get("timeout")
+    if timeout is not None:
+        timeout = checked(source, "timeout", POSITIVE, timeout)
+    if method != "grid" and trials is None and timeout is None:
+        raise err(source, "trials", f"method {method!r} needs 'trials' and/or 'timeout'")
+
+    objective = raw.get("objective", "accuracy")
+    if isinstance(objective, str):
+        objective = {"metric": objective}
+    objective = mapping(source, "objective", objective, OBJECTIVE_KEYS)
+    metric = objective.get("metric", "accuracy")
+    if metric not in METRICS:
+        raise err(source, "objective.metric", f"{metric!r} is not a known metric (known: {', '.join(METRICS)})")
+    direction = objective.get("direction", METRICS[metric])
+    if direction not in ("maximize", "minimize"):
+        raise err(source, "objective.direction", f"{direction!r} is not maximize or minimize")
+
+    validation = mapping(source, "validation", raw.get("validation", {"holdout": 0.2}), VALIDATION_KEYS)
+    repeats = checked(source, "validation.repeats", POSITIVE_INT, validation.get("repeats", 1))
+    validation = {k: v for k, v in validation.items() if k != "repeats"} or {"holdout": 0.2}
+    if len(validation) != 1:
+        raise err(source, "validation", "give exactly one of 'holdout: FRACTION' or 'kfold: K'")
+    holdout = kfold = None
+    if "holdout" in validation:
+        holdout = checked(source, "validation.holdout", FRACTION, validation["holdout"])
+        if holdout == 0:
+            raise err(source, "validation.holdout", "0 leaves nothing to validate on")
+    else:
+        kfold = checked(source, "validation.kfold", POSITIVE_INT, validation["kfold"])
+        if kfold < 2:
+            raise err(source, "validation.kfold", f"{kfold!r} must be >= 2")
+
+    seed = raw.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise err(source, "seed", f"{seed!r} is not an integer")
+    storage = raw.get("storage", DEFAULT_STORAGE)
+    if not isinstance(storage, str) or "://" not in storage:
+        raise err(source, "storage", f"{storage!r} is not a storage URL (e.g. sqlite:///sweeper.db)")
+    description = raw.get("description", "")
+    trial_function = raw.get("trial_function")
+    if trial_function is not None and (not isinstance(trial_function, str) or ":" not in trial_function):
+        raise err(source, "trial_function", f"{trial_function!r} is not a module:function reference")
+
+    sampler = parse_sampler(source, method, raw.get("sampler"))
+
+    normalised = dict(raw)
+    normalised["data"] = {k: v for k, v in data.__dict__.items() if v is not None}
+    spec = SweepSpec(
+        name=name.strip(), data=data, model=model, params=params, fixed=fixed, method=method,
+        trials=trials, timeout=timeout, metric=metric, direction=direction, holdout=holdout,
+        kfold=kfold, repeats=repeats, seed=seed, storage=storage, description=str(description),
+        callbacks=parse_callbacks(source, raw.get("callbacks")),
+        augmentation=parse_augmentation(source, raw.get("augmentation"), data.dataset),
+        pruner=parse_pruner(source, raw.get("pruner")),
+        sampler=sampler,
+        compute=parse_compute(source, raw.get("compute")),
+        trial_function=trial_function, source=source,
+        raw=normalised,
+    )
+    if spec.budget == 0:
+        raise err(source, "trials", "the budget is 0 trials")
+    if model.lower() == "autokeras" and not stored:
+        from sweeper.config.autokeras import check_spec
+
+        check_spec(spec)  # holdout only, no sweeper callbacks/augmentation/optimizer keys
+    return spec
+
+
+def apply_overrides(raw: Any, overrides: Sequence[str], source: str) -> Any:
+    """``--set KEY=VALUE`` on top of a sweep file: KEY is a dotted path (``training.epochs``,
+    ``data.limit``), VALUE is read as YAML (``3``, ``[0.1, 0.2]``, ``{dataset: digits}``)."""
+    if not overrides:
+        return raw
+    if not isinstance(raw, dict):
+        raise SpecError(source, "", "the file is not a mapping: nothing to --set")
+    raw = json.loads(json.dumps(raw, default=str))  # a deep copy; the file's mapping stays as read
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise SpecError("--set", item, "expected KEY=VALUE, e.g. training.epochs=1")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise SpecError("--set", key, f"{text!r} is not a YAML value") from None
+        node = raw
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise SpecError("--set", key, f"{part!r} is not a mapping in {source}")
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def load_spec(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> SweepSpec:
+    """Read and validate a sweep file (with ``--set`` overrides applied first)."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(source, "", "no such file") from None
+    except OSError as exc:
+        raise SpecError(source, "", f"cannot read ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "YAML"
+        raise SpecError(source, where, f"not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    return spec_from_dict(apply_overrides(raw, overrides, source), source)

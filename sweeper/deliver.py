@@ -1,0 +1,175 @@
+"""Deliver the winner, through the one fit (train/fit.py): a stored trial refit on its own split
+(the best-trial page: the same computation, so the same score), or on train+validation (``best``:
+the same initial weights, saved as .keras, scored on the test set, written as a submission).
+
+The refit on all labelled data trains for the epochs the trial ran (early stopping picked them),
+since no validation data is left to stop on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from sweeper.config.spec import SweepSpec
+from sweeper.errors import DataError, SweeperError
+from sweeper.search.space import full_params, trial_seed
+from sweeper.store.keys import METRICS_ATTR
+from sweeper.store.progress import ranked
+from sweeper.train.data import Dataset, image_shape, splits
+from sweeper.train.fit import fit_config, fit_seed
+
+
+@dataclass
+class Refitted:
+    trial_number: int
+    params: dict[str, Any]
+    model: Any  # keras.Model
+    path: Path
+
+
+def top_trials(study: optuna.Study, spec: SweepSpec, k: int) -> list[FrozenTrial]:
+    done = ranked(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), spec.direction)
+    if not done:
+        raise SweeperError(f"study {spec.name!r} has no completed trial to refit")
+    return done[:k]
+
+
+def refit(spec: SweepSpec, ds: Dataset, trial: FrozenTrial, out_dir: Path) -> Refitted:
+    """Train the trial's config on all labelled data from its initial weights; save a .keras file."""
+    params = full_params(spec, dict(trial.params))
+    seed = fit_seed(trial_seed(spec, params))  # the trial's (split 0) seed: the same initial weights
+    epochs_run = (trial.user_attrs.get(METRICS_ATTR) or {}).get("epochs_run")
+    train_params = {**params, "epochs": int(epochs_run)} if epochs_run else params
+    fitted = fit_config(spec, train_params, seed, ds.x, ds.y, None)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"trial-{trial.number}.keras"
+    fitted.estimator.model_.save(path)
+    return Refitted(trial.number, params, fitted.estimator.model_, path)
+
+
+@dataclass
+class SplitRefit:
+    """A stored trial trained again on its first split with its own seed, and what the best-trial
+    page draws from it."""
+
+    trial_number: int
+    params: dict[str, Any]  # searched params
+    seed: int
+    stored_score: float  # the trial's stored score on this split
+    score: float  # the refit's score on it (equal on CPU)
+    classes: tuple[str, ...]
+    x_val: np.ndarray
+    true: np.ndarray
+    pred: np.ndarray
+    matrix: np.ndarray
+    history: dict[str, list[float]]
+    sample: np.ndarray
+    before: np.ndarray | None  # first conv layer's maps of ``sample`` before and after training
+    after: np.ndarray | None
+    conv: str | None
+    n_train: int
+    n_val: int
+    n_params: int
+    folds: int
+
+
+def _first_conv(model: Any) -> Any | None:
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            return layer
+    return None
+
+
+def _maps(model: Any, layer: Any, image: np.ndarray) -> np.ndarray:
+    """The layer's output for one image: a sub-model from the input to that layer."""
+    import keras
+
+    probe = keras.Model(model.inputs, layer.output)
+    return np.asarray(probe.predict(image[None], verbose=0))[0]
+
+
+def refit_on_split(spec: SweepSpec, ds: Dataset, trial: FrozenTrial) -> SplitRefit:
+    """Train ``trial`` again on the first split of the sweep's validation, as the trial did."""
+    tr, va = splits(spec, ds)[0]
+    params = full_params(spec, dict(trial.params))
+    seed = fit_seed(trial_seed(spec, params))
+    sample = ds.x[va][0]
+    probe: dict[str, Any] = {}
+
+    def before_training(model: Any) -> None:
+        conv = _first_conv(model)
+        probe["conv"] = conv
+        probe["before"] = _maps(model, conv, sample) if conv is not None else None
+
+    fitted = fit_config(spec, params, seed, ds.x[tr], ds.y[tr], (ds.x[va], ds.y[va]), on_built=before_training)
+    model = fitted.estimator.model_
+    conv = _first_conv(model)
+    after = _maps(model, conv, sample) if conv is not None else None
+    pred = np.asarray(fitted.estimator.predict(ds.x[va])).astype(int).ravel()
+    true = ds.y[va].astype(int)
+    matrix = np.zeros((ds.n_classes, ds.n_classes), dtype=int)
+    np.add.at(matrix, (true, pred), 1)
+    metrics = trial.user_attrs.get(METRICS_ATTR) or {}
+    stored = (metrics.get("split_scores") or [trial.value])[0]
+    return SplitRefit(
+        trial.number, dict(trial.params), seed, float(stored), float(fitted.score), ds.classes, ds.x[va], true,
+        pred, matrix, fitted.history, sample, probe.get("before"), after,
+        conv.name if conv is not None else None, len(tr), len(va), fitted.n_params, len(splits(spec, ds)),
+    )
+
+
+def best_split_refit(study: optuna.Study, spec: SweepSpec) -> SplitRefit | None:
+    """The best trial refit on its split, for the best-trial page (None: nothing to refit)."""
+    if spec.trial_function:
+        return None
+    done = ranked(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), spec.direction)
+    if not done:
+        return None
+    from sweeper.train.data import load_dataset
+    from sweeper.train.runtime import configure_tensorflow, release_keras_state
+
+    configure_tensorflow()
+    try:
+        return refit_on_split(spec, load_dataset(spec.data), done[0])
+    finally:
+        release_keras_state()
+
+
+def predict_proba(models: list[Any], x: np.ndarray) -> np.ndarray:
+    """Mean softmax of the models (an ensemble of one is the model itself)."""
+    return np.mean([m.predict(x, batch_size=1024, verbose=0) for m in models], axis=0)
+
+
+def read_test_csv(path: str, ds: Dataset, id_column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Unlabelled images of a Kaggle-style test CSV, shaped and scaled as the training images."""
+    import pandas as pd
+
+    shape = ds.shape
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read CSV ({exc})") from None
+    ids = frame.pop(id_column).to_numpy() if id_column in frame.columns else np.arange(len(frame))
+    pixels = frame.select_dtypes("number").to_numpy().astype("float32")
+    if int(np.prod(shape)) != pixels.shape[1]:
+        raise DataError(f"{path}: {pixels.shape[1]} pixel columns, the model expects {int(np.prod(shape))} "
+                        f"({'x'.join(map(str, shape))}); is {id_column!r} the id column?")
+    image_shape(pixels.shape[1], path)  # same inference as training data
+    pixels /= ds.pixel_divisor
+    return pixels.reshape(-1, *shape), ids
+
+
+def write_submission(path: str, ids: np.ndarray, labels: np.ndarray, id_column: str, label_column: str) -> None:
+    import pandas as pd
+
+    pd.DataFrame({id_column: ids, label_column: labels}).to_csv(path, index=False)

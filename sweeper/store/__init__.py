@@ -1,0 +1,1 @@
+"""The study store (Optuna): storages, studies, trial bookkeeping, results."""

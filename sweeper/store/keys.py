@@ -1,0 +1,12 @@
+"""What sweeper stores on Optuna studies and trials, by attribute name (decided here only)."""
+
+from __future__ import annotations
+
+SPEC_ATTR = "sweeper:spec"  # study user attr: the validated sweep definition
+OWNER_ATTR = "sweeper:owner"  # trial system attr: host, pid, start time of the worker running it
+RETRY_OF_ATTR = "retry_of"  # on a queued re-run: the number of the failed trial it replaces
+RETRY_REASON_ATTR = "retry_reason"
+ERROR_ATTR = "error"  # a failed trial's error text
+DUPLICATE_OF_ATTR = "duplicate_of"  # a sampler's repeat of a completed point: its result, not a re-run
+METRICS_ATTR = "metrics"  # TrialResult of a completed trial (std, split scores, curve, ...)
+HEARTBEAT_S = 10  # RDB heartbeat interval; a trial is stale after 3 missed beats

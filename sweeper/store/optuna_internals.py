@@ -1,0 +1,76 @@
+"""Every use of Optuna's private API, in one place (pyproject pins optuna below 5).
+
+sweeper claims queued trials itself (atomic WAITING->RUNNING), records heartbeats while it
+trains, and serves a SQLite store to local workers over gRPC: each needs a piece of Optuna that
+``Study.optimize`` uses internally but does not export.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+
+def storage_of(study: optuna.Study) -> BaseStorage:
+    return study._storage
+
+
+def study_id(study: optuna.Study) -> int:
+    return study._study_id
+
+
+def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
+    return trial._trial_id
+
+
+def heartbeat_storage(storage: BaseStorage) -> Any | None:
+    """The storage when it records heartbeats (RDB with an interval), else None."""
+    from optuna.storages._heartbeat import BaseHeartbeat
+
+    if isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval():
+        return storage
+    return None
+
+
+def is_heartbeat_storage(storage: BaseStorage) -> bool:
+    from optuna.storages._heartbeat import BaseHeartbeat
+
+    return isinstance(storage, BaseHeartbeat)
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, value: float | None, state: TrialState | None) -> TrialState:
+    """``study.tell`` minus the read-back of the stored trial it returns: the state is all the
+    loop needs. ``Study.optimize`` tells through the same internal function."""
+    try:
+        from optuna.study._tell import _tell_with_warning
+    except ImportError:
+        return study.tell(trial, value, state=state, skip_if_finished=True).state
+    return _tell_with_warning(study, trial, value, state, skip_if_finished=True)[0]
+
+
+def new_running_trial(study: optuna.Study, system_attrs: dict[str, Any]) -> optuna.Trial:
+    """``study.ask()`` minus its queue lookup, with ``system_attrs`` in the same insert."""
+    template = optuna.trial.create_trial(state=TrialState.RUNNING, system_attrs=system_attrs)
+    return optuna.Trial(study, study._storage.create_new_trial(study._study_id, template_trial=template))
+
+
+def trial_handle(study: optuna.Study, frozen_trial_id: int) -> optuna.Trial:
+    return optuna.Trial(study, frozen_trial_id)
+
+
+def grpc_server(storage: BaseStorage, host: str, port: int) -> Any:
+    """Optuna's gRPC storage server with one writer thread (local workers share one SQLite file)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from optuna.storages._grpc.server import make_server
+
+    return make_server(storage, host, port, ThreadPoolExecutor(max_workers=1))
+
+
+def rdb_engine(storage: BaseStorage) -> Any | None:
+    """The SQLAlchemy engine behind an RDB storage (Optuna wraps it in a private cache), or None."""
+    backend = getattr(storage, "_backend", storage)
+    return getattr(backend, "engine", None)

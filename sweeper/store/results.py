@@ -1,0 +1,67 @@
+"""Flat rows from a study, the shape scikit-learn's ``cv_results_`` made familiar:
+``param_*`` columns, ``mean_test_score``, ``std_test_score``, ``mean_fit_time`` and the rest.
+Every reader (show, export, report) goes through here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from sweeper.store.keys import (
+    DUPLICATE_OF_ATTR,
+    ERROR_ATTR,
+    METRICS_ATTR,
+    RETRY_OF_ATTR,
+)
+from sweeper.store.progress import requeued_numbers
+
+METRIC_COLUMNS = ("std_test_score", "val_loss", "train_accuracy", "fit_time", "epochs_run", "n_params")
+
+
+def trial_row(t: FrozenTrial, requeued: set[int] = frozenset()) -> dict[str, Any]:
+    metrics = t.user_attrs.get(METRICS_ATTR) or {}
+    row: dict[str, Any] = {"number": t.number, "state": t.state.name.lower()}
+    for name, value in t.params.items():
+        row[f"param_{name}"] = value
+    row["mean_test_score"] = t.value if t.state == TrialState.COMPLETE else None
+    row["std_test_score"] = metrics.get("std_test_score")
+    row["mean_fit_time"] = metrics.get("fit_time")
+    for key in ("val_loss", "train_accuracy", "epochs_run", "n_params"):
+        row[key] = metrics.get(key)
+    if t.state == TrialState.PRUNED and t.intermediate_values:
+        row["last_intermediate"] = t.intermediate_values[max(t.intermediate_values)]
+    row["duration_s"] = t.duration.total_seconds() if t.duration else None
+    row["error"] = t.user_attrs.get(ERROR_ATTR)
+    row["retried"] = t.number in requeued
+    row["retry_of"] = t.user_attrs.get(RETRY_OF_ATTR)
+    row["duplicate_of"] = t.user_attrs.get(DUPLICATE_OF_ATTR)
+    return row
+
+
+def rows(study: optuna.Study, states: tuple[TrialState, ...] | None = None) -> list[dict[str, Any]]:
+    trials = study.get_trials(deepcopy=False)
+    requeued = requeued_numbers(trials)
+    return [trial_row(t, requeued) for t in trials if states is None or t.state in states]
+
+
+def top(study: optuna.Study, k: int, maximize: bool) -> list[dict[str, Any]]:
+    done = [r for r in rows(study, (TrialState.COMPLETE,)) if r["mean_test_score"] is not None]
+    done.sort(key=lambda r: r["mean_test_score"], reverse=maximize)
+    return done[:k]
+
+
+def export_records(study: optuna.Study) -> list[dict[str, Any]]:
+    """The notebook's grid_result.json shape: params + mean/std test score + mean fit time,
+    plus the trial number, state and the rest of the metrics."""
+    out = []
+    trials = study.get_trials(deepcopy=False)
+    requeued = requeued_numbers(trials)
+    for t in trials:
+        r = trial_row(t, requeued)
+        rec = {"number": t.number, "state": r["state"], "params": dict(t.params)}
+        rec.update({k: v for k, v in r.items() if not k.startswith("param_") and k not in ("number", "state")})
+        rec["intermediate_values"] = {str(k): v for k, v in sorted(t.intermediate_values.items())}
+        out.append(rec)
+    return out

@@ -1,0 +1,169 @@
+"""The storage URL, parsed once, and the Optuna storage it opens.
+
+sqlite:/// and postgresql:// open Optuna's RDB storage (with heartbeats), grpc://host:port the
+gRPC storage proxy through which local workers share one SQLite file, journal:///path a journal
+file. Every command takes the same URL; what kind of store it names is decided here only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import optuna
+from optuna.storages import BaseStorage
+
+from sweeper.errors import StudyError
+from sweeper.store import optuna_internals as oi
+from sweeper.store.keys import HEARTBEAT_S
+
+DEFAULT_STORAGE = "sqlite:///sweeper.db"
+
+
+@dataclass(frozen=True)
+class StoreURL:
+    url: str
+    kind: str  # sqlite | postgresql | mysql | grpc | journal | other
+    path: str | None = None  # the file of a sqlite or journal store
+
+    @property
+    def has_server(self) -> bool:
+        """A database server or proxy that serialises writers itself (workers connect directly)."""
+        return self.kind in ("postgresql", "mysql", "grpc")
+
+    @property
+    def is_file(self) -> bool:
+        return self.kind in ("sqlite", "journal") and self.path not in (None, "", ":memory:")
+
+
+def parse_url(url: str) -> StoreURL:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise StudyError(f"storage {url!r}: not a storage URL (e.g. {DEFAULT_STORAGE})")
+    base = scheme.split("+", 1)[0].lower()
+    if base == "sqlite":
+        return StoreURL(url, "sqlite", rest[1:] if rest.startswith("/") else rest)
+    if base in ("postgresql", "postgres"):
+        return StoreURL(url, "postgresql")
+    if base == "mysql":
+        return StoreURL(url, "mysql")
+    if base == "grpc":
+        return StoreURL(url, "grpc")
+    if base == "journal":
+        return StoreURL(url, "journal", rest)
+    return StoreURL(url, "other")
+
+
+DRIVER_HINTS = {"postgresql": "pip install psycopg2-binary", "mysql": "pip install pymysql (and use mysql+pymysql://)"}
+
+
+def make_storage(url: str, heartbeat: int | None = HEARTBEAT_S, must_exist: bool = False) -> BaseStorage:
+    """Open the store a URL names (``must_exist``: a SQLite file that is not there is an error)."""
+    from sweeper.store.trials import requeue
+
+    where = parse_url(url)
+    if where.kind == "grpc":
+        host, _, port = url[len("grpc://"):].rstrip("/").rpartition(":")
+        proxy = optuna.storages.GrpcStorageProxy(host=host or "127.0.0.1", port=int(port))
+        try:
+            proxy.wait_server_ready(timeout=30)
+        except Exception:
+            raise StudyError(f"storage {url}: no storage server answers there") from None
+        return proxy
+    if where.kind == "journal":
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(where.path or ""))
+    if where.kind == "sqlite" and must_exist and where.is_file and not Path(where.path or "").exists():
+        raise StudyError(f"storage {url}: no such file (run a sweep first, or pass --storage)")
+    engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if where.kind == "sqlite" else {}
+    try:
+        rdb = optuna.storages.RDBStorage(
+            _with_driver(url, where),
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat,
+            grace_period=3 * heartbeat if heartbeat else None,
+            heartbeat_stale_trial_callback=requeue,
+        )
+    except ImportError as exc:  # Optuna re-raises the driver's ModuleNotFoundError as ImportError
+        missing = getattr(exc, "name", None) or getattr(exc.__cause__, "name", None) or "a database driver"
+        hint = DRIVER_HINTS.get(where.kind, "install the database driver SQLAlchemy names")
+        raise StudyError(f"storage {url}: missing driver ({missing}); {hint}") from None
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StudyError(f"storage {url}: cannot open ({first})") from None
+    db = rdb.engine.url.database
+    if rdb.engine.name == "sqlite" and db not in (None, "", ":memory:") and os.access(db, os.W_OK):
+        _serialize_sqlite_transactions(rdb.engine)  # (a read-only file has no updates to race)
+    return optuna.storages.get_storage(rdb)
+
+
+def _with_driver(url: str, where: StoreURL) -> str:
+    """``postgresql://`` names no driver, and SQLAlchemy >= 2.1 then wants psycopg (3), which sweeper
+    does not install: use psycopg2 (a dependency) when psycopg is absent."""
+    import importlib.util
+
+    scheme, _, rest = url.partition("://")
+    if where.kind == "postgresql" and "+" not in scheme and importlib.util.find_spec("psycopg") is None \
+            and importlib.util.find_spec("psycopg2") is not None:
+        return f"postgresql+psycopg2://{rest}"
+    return url
+
+
+def _serialize_sqlite_transactions(engine: Any) -> None:
+    """Every transaction on a SQLite store starts with BEGIN IMMEDIATE (SQLAlchemy's pysqlite
+    recipe). pysqlite otherwise begins a transaction only at the first write, so Optuna's
+    read-check-write state updates (no FOR UPDATE in SQLite) race between connections: two
+    clients both moved one WAITING trial to RUNNING, two reapers both failed and re-queued one
+    dead trial. With the write lock taken first, the second one sees the first one's update."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None  # let the BEGIN below be the only one
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections pooled while Optuna created the tables predate the hooks
+
+
+@contextlib.contextmanager
+def study_lock(storage: BaseStorage, name: str) -> Iterator[None]:
+    """Serialise study creation and grid queueing between processes (two `run`/`resume` at
+    once would otherwise queue points twice): a PostgreSQL advisory lock, or a file lock next
+    to a SQLite file. Other storages are written by one process (the gRPC proxy's owner)."""
+    engine = oi.rdb_engine(storage)
+    if engine is None:
+        yield
+        return
+    if engine.name == "postgresql":
+        import zlib
+
+        from sqlalchemy import text
+
+        key = zlib.crc32(f"sweeper:{name}".encode())
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+        return
+    database = engine.url.database
+    if engine.name == "sqlite" and database and database != ":memory:":
+        import fcntl
+
+        with open(f"{database}.sweeper-lock", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        return
+    yield

@@ -1,0 +1,175 @@
+"""Trial bookkeeping every worker shares: who owns a running trial, claiming queued trials,
+re-queueing dead ones, queueing grid points, repeats of completed points."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import warnings
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from sweeper.config.spec import SweepSpec, canonical_key
+from sweeper.search import space
+from sweeper.search.strategy import strategy_for
+from sweeper.store import optuna_internals as oi
+from sweeper.store.keys import (
+    DUPLICATE_OF_ATTR,
+    ERROR_ATTR,
+    OWNER_ATTR,
+    RETRY_OF_ATTR,
+    RETRY_REASON_ATTR,
+    SPEC_ATTR,
+)
+from sweeper.store.progress import requeued_numbers, trial_point
+
+HOST = socket.gethostname()
+
+
+def queue_points(study: optuna.Study, spec: SweepSpec) -> int:
+    """Queue every point of the strategy that no trial covers yet; returns how many were queued.
+    Idempotent, so a crash while queueing is mended by the next run or resume."""
+    points = strategy_for(spec).points()
+    if not points:
+        return 0
+    trials = study.get_trials(deepcopy=False)
+    requeued = requeued_numbers(trials)
+    covered = set()
+    for t in trials:
+        if t.state == TrialState.FAIL and t.number in requeued:
+            continue
+        point = trial_point(t)
+        if point:
+            covered.add(space.params_key(point))
+    queued = 0
+    for point in points:
+        if space.params_key(point) not in covered:
+            study.enqueue_trial(point)
+            queued += 1
+    return queued
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial, reason: str | None = None) -> None:
+    """Queue a failed trial's params again (dead worker, Ctrl-C, --retry-failed).
+    Also Optuna's ``failed_trial_callback`` for heartbeat-stale trials of RDB storages."""
+    reason = reason or trial.user_attrs.get(ERROR_ATTR) or "worker stopped sending heartbeats"
+    point = trial_point(trial)
+    if point and set(point) >= set(_searched_names(study)):
+        study.enqueue_trial(point, user_attrs={RETRY_OF_ATTR: trial.number, RETRY_REASON_ATTR: reason})
+
+
+def _searched_names(study: optuna.Study) -> list[str]:
+    raw = study.user_attrs.get(SPEC_ATTR) or {}
+    return [canonical_key(k) for k in (raw.get("params") or {})]
+
+
+_owner: dict[str, Any] = {}
+
+
+def owner_record() -> dict[str, Any]:
+    """This process, as stored on the trials it runs (kept per pid: a forked child is not its parent)."""
+    import psutil
+
+    if _owner.get("pid") != os.getpid():
+        me = psutil.Process()
+        _owner.update(host=HOST, pid=me.pid, started=me.create_time())
+    return dict(_owner)
+
+
+def _owner_alive(owner: dict[str, Any]) -> bool:
+    import psutil
+
+    try:
+        proc = psutil.Process(int(owner["pid"]))
+        # A recycled pid belongs to a process started later than the owner.
+        return abs(proc.create_time() - float(owner["started"])) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied, KeyError, ValueError):
+        return False
+
+
+def reap_dead_trials(study: optuna.Study, orphan_after_s: float = 120.0) -> int:
+    """Fail and re-queue RUNNING trials whose worker is gone: at once for workers of this host
+    (their pid is dead), through Optuna heartbeats for other hosts (RDB storages)."""
+    from optuna.storages import fail_stale_trials
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        fail_stale_trials(study)  # calls `requeue` through the storage's failed_trial_callback
+    storage = oi.storage_of(study)
+    reaped = 0
+    now = time.time()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = t.system_attrs.get(OWNER_ATTR)
+        if owner is None:
+            # Owned within milliseconds of being claimed; older than this means its worker died then.
+            started = t.datetime_start.timestamp() if t.datetime_start else now
+            if now - started < orphan_after_s:
+                continue
+            reason = "worker died before recording itself"
+        elif owner.get("host") != HOST or _owner_alive(owner):
+            continue
+        else:
+            reason = f"worker pid {owner.get('pid')} on {HOST} died while running this trial"
+        tid = oi.trial_id(t)
+        try:
+            # The reason goes on while the trial is still RUNNING; then one reaper wins the FAIL.
+            storage.set_trial_user_attr(tid, ERROR_ATTR, reason)
+            if not storage.set_trial_state_values(tid, TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker reaped it (or it finished) first
+        requeue(study, storage.get_trial(tid), reason)
+        reaped += 1
+    return reaped
+
+
+def retry_failed(study: optuna.Study) -> int:
+    """``resume --retry-failed``: queue again every failed point (that did not complete since)."""
+    trials = study.get_trials(deepcopy=False)
+    requeued = requeued_numbers(trials)
+    done = {space.params_key(t.params) for t in trials if t.state == TrialState.COMPLETE}
+    n = 0
+    for t in trials:
+        if t.state != TrialState.FAIL or t.number in requeued or space.params_key(t.params) in done:
+            continue
+        requeue(study, t, t.user_attrs.get(ERROR_ATTR, "failed"))
+        done.add(space.params_key(t.params))
+        n += 1
+    return n
+
+
+def completed_twin(study: optuna.Study, searched: dict[str, Any], number: int) -> FrozenTrial | None:
+    """The first completed trial (other than ``number``) with exactly these searched params: the
+    trial seed depends on the params only, so training again would reproduce its result."""
+    key = space.params_key(searched)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.number != number and t.value is not None and not t.user_attrs.get(DUPLICATE_OF_ATTR) \
+                and space.params_key(t.params) == key:
+            return t
+    return None
+
+
+def claim_waiting(study: optuna.Study) -> optuna.Trial | None:
+    """Atomically take a queued trial: the storage's WAITING->RUNNING update succeeds for one
+    worker only, so no queued grid point runs twice (optuna#2039, #4627, #5489)."""
+    storage = oi.storage_of(study)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        try:
+            if storage.set_trial_state_values(oi.trial_id(t), state=TrialState.RUNNING):
+                return oi.trial_handle(study, oi.trial_id(t))
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+    return None
+
+
+def ask_new(study: optuna.Study) -> optuna.Trial:
+    """A new RUNNING trial with this worker's owner record in the same insert."""
+    return oi.new_running_trial(study, {OWNER_ATTR: owner_record()})
+
+
+def worker_salt(study: optuna.Study, index: int) -> int:
+    """0 for the first worker of a fresh study (reproducible), different after any restart."""
+    return len(study.get_trials(deepcopy=False)) * 1_009 + index

@@ -1,0 +1,1 @@
+"""Training: TensorFlow runtime, data, models, the estimator, the one fit, the trial."""

@@ -1,0 +1,1 @@
+"""The model zoo: one builder per family (the registry of names is config/models.py)."""

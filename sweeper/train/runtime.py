@@ -1,0 +1,125 @@
+"""TensorFlow runtime set-up: import it once and quietly, configure a worker process once, and
+the one use of TensorFlow's private API (tensorflow is pinned below 2.22 in pyproject.toml).
+
+Import TensorFlow once, without the C++ start-up chatter.
+
+TF 2.21 prints oneDNN/CUDA notices through absl before its logging is initialised, so
+TF_CPP_MIN_LOG_LEVEL cannot hide them; they would bury one-line errors and the progress bar.
+Set SWEEPER_TF_LOGS=1 to see them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import Any, Iterator
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for the block (Python's sys.stderr is untouched)."""
+    if os.environ.get("SWEEPER_TF_LOGS") == "1":
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def tensorflow() -> Any:
+    """``import tensorflow`` (and list devices, which prints the CUDA notices) quietly."""
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with quiet_native_stderr():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")
+    return tf
+
+
+_configured = False
+
+
+def configure_tensorflow(deterministic: bool = True) -> None:
+    """Once per worker process: quiet import, GPU memory growth or cap, threads, op determinism
+    on CPU (on GPUs determinism costs speed; the seeds still fix initial weights)."""
+    global _configured
+    if _configured:
+        return
+    from sweeper.train.devices import configure_worker_devices
+
+    tf = tensorflow()
+    purge_gradient_registry()  # first call: remember TensorFlow's own registry entries
+    configure_worker_devices(tf)
+    if deterministic and not tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.enable_op_determinism()
+    _configured = True
+
+
+def set_op_determinism(on: bool) -> None:
+    """Op determinism for the next fit, on CPU only. Keras turns XLA off while it is on, so a sweep
+    that asks for ``jit_compile`` trades it for XLA (private TF API: a no-op if it moved)."""
+    tf = tensorflow()
+    if tf.config.list_physical_devices("GPU"):
+        return
+    try:
+        from tensorflow.python.framework import config
+    except ImportError:
+        return
+    if on and not config.is_op_determinism_enabled():
+        config.enable_op_determinism()
+    elif not on and config.is_op_determinism_enabled():
+        config.disable_op_determinism()
+
+
+def gradient_registry_keys() -> set[str]:
+    """Names in TensorFlow's gradient registry (see purge_gradient_registry)."""
+    try:
+        from tensorflow.python.framework import ops
+
+        return set(ops._gradient_registry._registry)
+    except (ImportError, AttributeError):
+        return set()
+
+
+_baseline_keys: set[str] | None = None
+
+
+def purge_gradient_registry() -> int:
+    """Drop the ``CustomGradient-N`` entries that traced train steps leave in TensorFlow's
+    gradient registry. Each holds its whole graph alive after ``clear_session`` (~8 MB per traced
+    model; tensorflow#97697), so a long sweep's memory and gc time grow with every new model.
+    Only entries added since sweeper's first call are dropped, and only while no cached model
+    needs them. Private TF API: a missing registry is a no-op."""
+    global _baseline_keys
+    try:
+        from tensorflow.python.framework import ops
+
+        registry = ops._gradient_registry._registry
+    except (ImportError, AttributeError):
+        return 0
+    if _baseline_keys is None:
+        _baseline_keys = set(registry)
+        return 0
+    stale = [k for k in registry if k.startswith("CustomGradient-") and k not in _baseline_keys]
+    for k in stale:
+        del registry[k]
+    return len(stale)
+
+
+def release_keras_state() -> None:
+    """Free the graphs and weights of finished fits: a long sweep must not grow (keras#11478,
+    tensorflow#97697). clear_session already runs the garbage collector."""
+    import keras
+
+    keras.backend.clear_session()
+    purge_gradient_registry()

@@ -1,0 +1,86 @@
+"""One trial: the one fit on each split (holdout or stratified k-fold) times each repeat, scored.
+
+The trial only trains and scores; the study loop stores what it returns.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sweeper.config.spec import SweepSpec
+from sweeper.paths import study_dir
+from sweeper.train.data import Dataset, splits
+from sweeper.train.fit import EpochHook, fit_config, fit_seed
+from sweeper.train.runtime import release_keras_state
+
+__all__ = ["TrialResult", "run_trial", "EpochHook", "CURRENT_TRIAL"]
+
+
+@dataclass
+class TrialResult:
+    mean_test_score: float
+    std_test_score: float
+    split_scores: list[float]
+    val_loss: float
+    train_accuracy: float
+    fit_time: float
+    epochs_run: int
+    n_params: int
+    curve: list[float] = field(default_factory=list)  # per-epoch objective metric, mean over splits
+    model: dict[str, Any] = field(default_factory=dict)  # facts read off the trained model (fit.model_facts)
+
+    def as_attrs(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# The study loop names the trial being run (TensorBoard folders are per trial number).
+CURRENT_TRIAL: contextvars.ContextVar[str | None] = contextvars.ContextVar("sweeper_trial", default=None)
+
+
+def tensorboard_dir(spec: SweepSpec, tag: str, split: int, repeat: int) -> str | None:
+    if not spec.callbacks.tensorboard:
+        return None
+    return str(study_dir(spec.name) / "tensorboard" / tag / f"split{split}-repeat{repeat}")
+
+
+def run_trial(
+    spec: SweepSpec,
+    ds: Dataset,
+    params: dict[str, Any],
+    seed: int,
+    on_epoch: EpochHook | None = None,
+    tag: str | None = None,
+) -> TrialResult:
+    """Train and score one configuration on every split (x repeats) of the sweep's validation."""
+    folds = splits(spec, ds)
+    runs = [(i, r, tr, va) for i, (tr, va) in enumerate(folds) for r in range(spec.repeats)]
+    tag = tag or CURRENT_TRIAL.get() or f"seed-{seed}"
+    fits = []
+    try:
+        for i, r, tr, va in runs:
+            fitted = fit_config(spec, params, fit_seed(seed, i, r), ds.x[tr], ds.y[tr], (ds.x[va], ds.y[va]),
+                                log_dir=tensorboard_dir(spec, tag, i, r),
+                                on_epoch=on_epoch if len(runs) == 1 else None)
+            fitted.estimator = None  # keep the numbers, not the model
+            fits.append(fitted)
+    finally:
+        if not spec.compute.reuse_models:
+            release_keras_state()
+    scores = [float(f.score) for f in fits]
+    width = min(len(f.curve) for f in fits)
+    return TrialResult(
+        mean_test_score=float(np.mean(scores)),
+        std_test_score=float(np.std(scores)),
+        split_scores=scores,
+        val_loss=float(np.mean([f.val_loss for f in fits])),
+        train_accuracy=float(np.mean([f.train_accuracy for f in fits])),
+        fit_time=float(np.mean([f.fit_time for f in fits])),
+        epochs_run=int(max(f.epochs_run for f in fits)),
+        n_params=fits[-1].n_params,
+        curve=[float(np.mean([f.curve[e] for f in fits])) for e in range(width)],
+        model=fits[-1].facts,
+    )
