@@ -100,10 +100,14 @@ class LoopOptions:
     stop: threading.Event | None = None
 
 
+MAX_ERROR_CHARS = 20_000
+
+
 def _error_text(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
-    return f"{type(exc).__name__}: {first}"[:500] if first else type(exc).__name__
+    """The whole message (TensorFlow's first line is often only 'Graph execution error:'); show
+    prints its first line, ``show --trial N`` and the report the whole of it."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}"[:MAX_ERROR_CHARS] if text else type(exc).__name__
 
 
 def run_one(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, evaluate: Evaluate,

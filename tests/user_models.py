@@ -7,3 +7,14 @@ from typing import Any
 
 def exploding(meta: dict[str, Any], units: int = 8) -> Any:
     raise ValueError(f"boom: cannot build with units={units}")
+
+
+def poison(meta: dict[str, Any], units: int = 8) -> Any:
+    """Kills its worker process while building units=13 (as the OOM killer would); else the MLP."""
+    import os
+
+    if units == 13:
+        os._exit(137)
+    from sweeper.train.models.mlp import build_mlp
+
+    return build_mlp(meta, units=units)

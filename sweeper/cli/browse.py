@@ -27,6 +27,7 @@ def register(sub: Any) -> None:
     p.add_argument("study")
     add_storage(p)
     p.add_argument("-k", "--top", type=int, default=10, help="how many trials to list (default 10)")
+    p.add_argument("--trial", type=int, metavar="N", help="everything stored about trial N (whole error text)")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("export", help="write a study's trials as JSON or CSV")
@@ -70,6 +71,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     storage = make_storage(args.storage, must_exist=True)
     study, spec = load(args.study, storage)
+    if args.trial is not None:
+        return _show_trial(study, args.trial)
     prog = progress(study, spec)
     print(f"study {spec.name}: {spec.method} on {spec.data.dataset} with {spec.model}; "
           f"{prog.finished}/{prog.budget or '?'} finished ({prog.complete} complete, {prog.pruned} pruned, "
@@ -85,11 +88,31 @@ def cmd_show(args: argparse.Namespace) -> int:
         # before sweeper can write its reason on it; the reason is on its re-run.
         retry_reasons = {t.user_attrs[RETRY_OF_ATTR]: t.user_attrs.get(RETRY_REASON_ATTR)
                          for t in study.get_trials(deepcopy=False) if RETRY_OF_ATTR in t.user_attrs}
-        print(f"\nfailures ({len(failures)}):")
+        again = sum(1 for r in failures if r["retried"])
+        print(f"\nfailed trials ({len(failures)}: {len(failures) - again} failed for good, {again} queued again "
+              f"and run anew):")
         for r in failures:
             note = " (queued again)" if r["retried"] else ""
             reason = r["error"] or retry_reasons.get(r["number"]) or "no reason stored"
-            print(f"  trial {r['number']}: {reason}{note}")
+            lines = reason.splitlines()
+            more = f" [... sweeper show {spec.name} --trial {r['number']}]" if len(lines) > 1 else ""
+            print(f"  trial {r['number']}: {lines[0] if lines else reason}{note}{more}")
+    return 0
+
+
+def _show_trial(study: Any, number: int) -> int:
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    if number not in trials:
+        raise SweeperError(f"--trial: study {study.study_name!r} has no trial {number} (trials 0 to {len(trials) - 1})")
+    t = trials[number]
+    print(f"trial {t.number}: {t.state.name.lower()}, value {_fmt(t.value)}")
+    print(f"params: {json.dumps(t.params, default=str)}")
+    for key, value in sorted(t.user_attrs.items()):
+        if key != "error":
+            print(f"{key}: {json.dumps(value, default=str)}")
+    if "error" in t.user_attrs:
+        print("error:")
+        print(t.user_attrs["error"])
     return 0
 
 

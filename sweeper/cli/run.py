@@ -114,9 +114,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def _check_data(spec: SweepSpec) -> None:
     if spec.trial_function:
         return
-    from sweeper.train.data import load_dataset
+    from sweeper.train.data import check_data
 
-    load_dataset(spec.data)
+    check_data(spec)
 
 
 def _execute(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace) -> int:
@@ -127,7 +127,7 @@ def _execute(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace) ->
         raise SweeperError(f"--workers: {args.workers} must be >= 1")
     gpus = select_gpus(args.gpus, detect_gpus()) if not spec.trial_function else []
     placements = plan_workers(gpus, args.trials_per_gpu, args.workers, os.cpu_count() or 1)
-    if len(placements) == 1:
+    if len(placements) == 1 and args.workers is None:  # in this process; --workers K: supervised processes
         os.environ.update(placements[0].env())
         study.sampler = strategy_for(spec).sampler(worker_salt(study, 0))
         bar = _ProgressBar(spec, progress(study, spec), args.quiet)
@@ -192,19 +192,36 @@ def _run_workers(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace
     cmd = [sys.executable, "-m", "sweeper", "worker", spec.name, "--storage", worker_url, "--quiet"]
     if args.max_failures is not None:
         cmd += ["--max-failures", str(args.max_failures)]
-    procs = [subprocess.Popen(cmd + ["--index", str(i)], env={**os.environ, **p.env()})
-             for i, p in enumerate(placements)]
+    def start(slot: int, index: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(cmd + ["--index", str(index)], env={**os.environ, **placements[slot].env()})
+
+    procs = [start(i, i) for i in range(len(placements))]
+    restarts, stopping = 0, False
     bar = _ProgressBar(spec, progress(study, spec), args.quiet)
     try:
-        while any(p.poll() is None for p in procs):
+        while True:
             time.sleep(0.5)
-            bar.update(progress(study, spec))
+            if all(p.poll() is not None for p in procs) and not any(_died(p) for p in procs):
+                break
+            prog = progress(study, spec)
+            bar.update(prog)
             too_many = any(p.returncode == EXIT_MAX_FAILURES for p in procs)
             if too_many or (deadline is not None and time.monotonic() > deadline):
+                stopping = True
                 for p in procs:
                     if p.poll() is None:
                         p.send_signal(signal.SIGINT)  # each re-queues its running trial and exits
                 deadline = None
+            for slot, p in enumerate(procs):
+                if _died(p) and not stopping and not prog.done and restarts < MAX_RESTARTS_PER_WORKER * len(procs):
+                    # A worker killed mid-trial (OOM killer, os._exit in a fit): its trial is failed and
+                    # queued again (or failed for good after max_worker_deaths), and a new worker goes on.
+                    reap_dead_trials(study)
+                    restarts += 1
+                    print(f"sweeper: worker {slot} exited with {p.returncode}; starting another", file=sys.stderr)
+                    procs[slot] = start(slot, slot + len(procs) * restarts)
+            if all(p.poll() is not None for p in procs):
+                break  # every worker ended (done, stopped, or died past the restart budget)
     except KeyboardInterrupt:
         for p in procs:
             if p.poll() is None:
@@ -226,6 +243,14 @@ def _run_workers(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace
         stopped = f"stopped: {prog.failed} trials failed (--max-failures {args.max_failures}); " \
                   f"see 'sweeper show {spec.name}' for the reasons"
     return prog, stopped
+
+
+MAX_RESTARTS_PER_WORKER = 10  # a worker that dies over and over means something else is wrong
+
+
+def _died(p: subprocess.Popen[bytes]) -> bool:
+    """Ended other than by finishing, Ctrl-C or --max-failures (killed, crashed)."""
+    return p.poll() is not None and p.returncode not in (EXIT_OK, EXIT_INTERRUPTED, EXIT_MAX_FAILURES)
 
 
 def _free_port() -> int:

@@ -17,6 +17,10 @@ def register(sub: Any) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     spec = load_spec(args.file, args.set)
+    from sweeper.train.data import LOCAL_DATASETS, check_data
+
+    if spec.data.dataset in LOCAL_DATASETS and not spec.trial_function:
+        check_data(spec)  # downloads are checked by 'run' (they may take minutes)
     size = spec.grid_size
     space = f"{size} grid points" if size is not None else "continuous space"
     budget = f"{spec.budget} trials" if spec.budget else f"until {spec.timeout:g} s"

@@ -39,6 +39,9 @@ def resolve_builder(name: str) -> Builder:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise SweeperError(f"model {name!r}: cannot import {module_name!r} ({exc})") from None
+    except Exception as exc:  # the user's module raised while importing: its first line, no traceback
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise SweeperError(f"model {name!r}: importing {module_name!r} failed ({type(exc).__name__}: {first})") from None
     builder = getattr(module, func_name, None)
     if not callable(builder):
         raise SweeperError(f"model {name!r}: {module_name!r} has no function {func_name!r}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -50,10 +51,13 @@ DEFAULT_STORAGE = "sqlite:///sweeper.db"
 TOP_KEYS = {
     "name", "description", "data", "model", "params", "method", "trials", "timeout",
     "objective", "validation", "training", "seed", "storage", "trial_function",
-    "callbacks", "augmentation", "pruner", "compute", "sampler",
+    "callbacks", "augmentation", "pruner", "compute", "sampler", "max_worker_deaths",
 }
 VALIDATION_KEYS = {"holdout", "kfold", "repeats"}
 OBJECTIVE_KEYS = {"metric", "direction"}
+MAX_NAME = 100
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,%d}" % (MAX_NAME - 1))
+MAX_GRID_POINTS = 100_000  # every grid point is queued as a trial up front; more is a mistake
 TRAINING_DEFAULTS: dict[str, Any] = {"epochs": 10, "batch_size": 128}
 
 
@@ -81,6 +85,7 @@ class SweepSpec:
     compute: Compute = field(default_factory=Compute)
     description: str = ""
     trial_function: str | None = None  # advanced: module:function replacing the Keras trial
+    max_worker_deaths: int = 2  # a trial whose worker died this often fails instead of running again
     source: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -148,6 +153,10 @@ def spec_from_dict(raw: Any, source: str = "", stored: bool = False) -> SweepSpe
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip():
         raise err(source, "name", f"{name!r} is not a study name")
+    if not stored and not STUDY_NAME.fullmatch(name.strip()):
+        shown = name if len(name) <= 40 else name[:40] + "..."
+        raise err(source, "name", f"{shown!r} is not a study name: up to {MAX_NAME} letters, digits, '.', '_' "
+                  "or '-', starting with a letter or digit (it names the report folder too)")
     if "data" not in raw:
         raise err(source, "data", "missing: which dataset to use (e.g. 'data: {dataset: mnist5k}')")
     data = parse_data(source, raw["data"], stored)
@@ -242,6 +251,7 @@ def spec_from_dict(raw: Any, source: str = "", stored: bool = False) -> SweepSpe
         raise err(source, "trial_function", f"{trial_function!r} is not a module:function reference")
 
     sampler = parse_sampler(source, method, raw.get("sampler"))
+    max_worker_deaths = checked(source, "max_worker_deaths", POSITIVE_INT, raw.get("max_worker_deaths", 2))
 
     normalised = dict(raw)
     normalised["data"] = {k: v for k, v in data.__dict__.items() if v is not None}
@@ -254,9 +264,13 @@ def spec_from_dict(raw: Any, source: str = "", stored: bool = False) -> SweepSpe
         pruner=parse_pruner(source, raw.get("pruner")),
         sampler=sampler,
         compute=parse_compute(source, raw.get("compute")),
-        trial_function=trial_function, source=source,
+        trial_function=trial_function, max_worker_deaths=max_worker_deaths, source=source,
         raw=normalised,
     )
+    if method == "grid" and not stored and (spec.grid_size or 0) > MAX_GRID_POINTS and \
+            (trials is None or trials > MAX_GRID_POINTS):
+        raise err(source, "params", f"the grid has {spec.grid_size:,} points; sweeper queues at most "
+                  f"{MAX_GRID_POINTS:,} (shorten a list, or use method: random or tpe with trials: N)")
     if spec.budget == 0:
         raise err(source, "trials", "the budget is 0 trials")
     if model.lower() == "autokeras" and not stored:
@@ -297,17 +311,7 @@ def apply_overrides(raw: Any, overrides: Sequence[str], source: str) -> Any:
 
 def load_spec(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> SweepSpec:
     """Read and validate a sweep file (with ``--set`` overrides applied first)."""
+    from sweeper.config.yaml_file import read_yaml
+
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(source, "", "no such file") from None
-    except OSError as exc:
-        raise SpecError(source, "", f"cannot read ({exc.strerror})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "YAML"
-        raise SpecError(source, where, f"not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    return spec_from_dict(apply_overrides(raw, overrides, source), source)
+    return spec_from_dict(apply_overrides(read_yaml(path), overrides, source), source)

@@ -27,8 +27,10 @@ def as_number(value: Any) -> Any:
 def check_float(lo: float | None, hi: float | None, lo_open: bool = False, hi_open: bool = False) -> Callable[[Any], Any]:
     def check(v: Any) -> float:
         v = as_number(v)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ValueError(f"{v!r} is not a number")
+        if not math.isfinite(v):
+            raise ValueError(f"{v!r} is not a finite number")
         bad = (lo is not None and (v < lo or (lo_open and v == lo))) or (
             hi is not None and (v > hi or (hi_open and v == hi))
         )
@@ -46,7 +48,7 @@ def check_float(lo: float | None, hi: float | None, lo_open: bool = False, hi_op
 def check_int(lo: int) -> Callable[[Any], Any]:
     def check(v: Any) -> int:
         v = as_number(v)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or int(v) != v:
             raise ValueError(f"{v!r} is not an integer")
         if v < lo:
             raise ValueError(f"{int(v)!r} must be >= {lo}")
@@ -73,8 +75,12 @@ def check_bool(v: Any) -> bool:
 
 
 def check_scalar(v: Any) -> Any:
+    if isinstance(v, str):
+        v = as_number(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError(f"{v!r} is not a finite number")
     if v is None or isinstance(v, (bool, int, float, str)):
-        return as_number(v) if isinstance(v, str) else v
+        return v
     raise ValueError(f"{v!r} is not a scalar (number, string or bool)")
 
 def checked(source: str, path: str, rule: Callable[[Any], Any], v: Any) -> Any:

@@ -140,7 +140,7 @@ def failures_html(data: StudyData, k: int = 20) -> str:
     if not failed:
         return ""
     items = "".join(
-        f"<li>trial {t['number']}: {esc(t['error'] or 'no reason stored')}{' (queued again)' if t['retried'] else ''}</li>"
+        f"<li style='white-space:pre-wrap'>trial {t['number']}: {esc(t['error'] or 'no reason stored')}{' (queued again)' if t['retried'] else ''}</li>"
         for t in failed[:k]
     )
     more = f"<p class='muted'>and {len(failed) - k} more (sweeper show lists them all)</p>" if len(failed) > k else ""

@@ -33,11 +33,12 @@ def distributions(spec: SweepSpec) -> dict[str, BaseDistribution]:
     return {name: distribution(p) for name, p in spec.params.items()}
 
 
-def grid_points(spec: SweepSpec) -> list[dict[str, Any]]:
-    """Every grid point in a stable order (the order of the file's lists)."""
+def grid_points(spec: SweepSpec, limit: int | None = None) -> list[dict[str, Any]]:
+    """The grid's points in a stable order (the order of the file's lists), the first ``limit``
+    only when given (without enumerating the rest)."""
     names = list(spec.params)
     values = [spec.params[n].values or () for n in names]
-    return [dict(zip(names, combo)) for combo in itertools.product(*values)]
+    return [dict(zip(names, combo)) for combo in itertools.islice(itertools.product(*values), limit)]
 
 
 def suggest(trial: optuna.Trial, spec: SweepSpec) -> dict[str, Any]:

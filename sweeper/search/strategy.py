@@ -37,7 +37,7 @@ class GridStrategy:
         return optuna.samplers.RandomSampler(seed=_seed(self.spec, salt))  # never consulted
 
     def points(self) -> list[dict[str, Any]]:
-        return space.grid_points(self.spec)[: self.spec.budget]
+        return space.grid_points(self.spec, self.spec.budget)
 
     def may_repeat(self) -> bool:
         return False

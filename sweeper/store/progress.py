@@ -16,10 +16,13 @@ from sweeper.store.keys import DUPLICATE_OF_ATTR, RETRY_OF_ATTR
 
 
 def trial_point(t: FrozenTrial) -> dict[str, Any] | None:
-    """The searched params of a trial, also for a WAITING one (its queued fixed params)."""
+    """The searched params of a trial: its queued point when it has one (a WAITING trial, or one
+    whose worker died between two of its params' writes), else the params it stored."""
+    fixed = t.system_attrs.get("fixed_params")
+    if fixed and not set(fixed) <= set(t.params):
+        return dict(fixed)
     if t.params:
         return dict(t.params)
-    fixed = t.system_attrs.get("fixed_params")
     return dict(fixed) if fixed else None
 
 
@@ -29,11 +32,12 @@ def requeued_numbers(trials: Sequence[FrozenTrial]) -> set[int]:
     return {int(t.user_attrs[RETRY_OF_ATTR]) for t in trials if RETRY_OF_ATTR in t.user_attrs}
 
 
-def is_finished(t: FrozenTrial, requeued: set[int]) -> bool:
-    """Counts toward the budget: completed, pruned, or failed for its own reason (not re-queued)."""
+def is_finished(t: FrozenTrial, requeued: set[int], searched: set[str] | None = None) -> bool:
+    """Counts toward the budget: completed, pruned, or failed for its own reason: not re-queued,
+    and not a trial whose worker died before all of its params (``searched``) were stored."""
     if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
-    return t.state == TrialState.FAIL and t.number not in requeued
+    return t.state == TrialState.FAIL and t.number not in requeued and (searched is None or searched <= set(t.params))
 
 
 def ranked(trials: Sequence[FrozenTrial], direction: str) -> list[FrozenTrial]:
@@ -71,16 +75,17 @@ def progress(study: optuna.Study, spec: SweepSpec) -> Progress:
     finished = 0
     points: set[str] = set()
     counts_points = strategy_for(spec).counts_points
+    searched = set(spec.params)
     for t in trials:
         by[t.state] += 1
-        if is_finished(t, requeued):
+        if is_finished(t, requeued, searched):
             if counts_points:
                 points.add(space.params_key(trial_point(t) or {}))
             finished += 1
     if counts_points:
         finished = len(points)  # each grid point counts once, however it ended
     top = ranked(trials, spec.direction)
-    failed = sum(1 for t in trials if t.state == TrialState.FAIL and t.number not in requeued)
+    failed = sum(1 for t in trials if t.state == TrialState.FAIL and is_finished(t, requeued, searched))
     return Progress(
         finished, by[TrialState.COMPLETE], by[TrialState.PRUNED], failed,
         by[TrialState.RUNNING], by[TrialState.WAITING], spec.budget, top[0].value if top else None,

@@ -33,7 +33,12 @@ def _create_or_load(spec: SweepSpec, storage: BaseStorage) -> optuna.Study:
     else:
         stored = study.user_attrs.get(SPEC_ATTR)
         if stored is None:
-            raise StudyError(f"study {spec.name!r} exists but was not made by sweeper")
+            # Created, but its creator stopped before storing the definition (a kill between the
+            # two writes): finish creating it, unless it holds trials of some other program.
+            if study.get_trials(deepcopy=False) or study.direction.name.lower() != spec.direction:
+                raise StudyError(f"study {spec.name!r} exists but was not made by sweeper")
+            study.set_user_attr(SPEC_ATTR, spec.raw)
+            stored = spec.raw
         if json.dumps(stored, sort_keys=True, default=str) != json.dumps(spec.raw, sort_keys=True, default=str):
             raise StudyError(
                 f"study {spec.name!r} already exists with a different definition; "
@@ -59,6 +64,9 @@ def load(name: str, storage: BaseStorage, salt: int = 0) -> tuple[optuna.Study, 
     study = optuna.load_study(study_name=name, storage=storage, pruner=optuna.pruners.NopPruner())
     raw = study.user_attrs.get(SPEC_ATTR)
     if raw is None:
+        if not study.get_trials(deepcopy=False):
+            raise StudyError(f"study {name!r} was left half-made (its creator stopped before storing the sweep "
+                             "definition); finish it with: sweeper run SWEEP_FILE")
         raise StudyError(f"study {name!r} was not made by sweeper (no sweep definition stored)")
     spec = from_stored(raw, name)
     study.sampler = strategy_for(spec).sampler(salt)

@@ -23,8 +23,9 @@ from sweeper.store.keys import (
     RETRY_OF_ATTR,
     RETRY_REASON_ATTR,
     SPEC_ATTR,
+    WORKER_DEATHS_ATTR,
 )
-from sweeper.store.progress import requeued_numbers, trial_point
+from sweeper.store.progress import is_finished, requeued_numbers, trial_point
 
 HOST = socket.gethostname()
 
@@ -37,9 +38,12 @@ def queue_points(study: optuna.Study, spec: SweepSpec) -> int:
         return 0
     trials = study.get_trials(deepcopy=False)
     requeued = requeued_numbers(trials)
+    searched = set(spec.params)
     covered = set()
     for t in trials:
-        if t.state == TrialState.FAIL and t.number in requeued:
+        # A failed trial covers its point only if it failed for its own reason (a re-queued one's
+        # re-run covers it; one whose worker died before storing its params covers nothing).
+        if t.state == TrialState.FAIL and not is_finished(t, requeued, searched):
             continue
         point = trial_point(t)
         if point:
@@ -52,18 +56,39 @@ def queue_points(study: optuna.Study, spec: SweepSpec) -> int:
     return queued
 
 
-def requeue(study: optuna.Study, trial: FrozenTrial, reason: str | None = None) -> None:
-    """Queue a failed trial's params again (dead worker, Ctrl-C, --retry-failed).
-    Also Optuna's ``failed_trial_callback`` for heartbeat-stale trials of RDB storages."""
+def requeue(study: optuna.Study, trial: FrozenTrial, reason: str | None = None, deaths: int | None = None) -> bool:
+    """Queue a failed trial's point again (Ctrl-C, --retry-failed, a dead worker with ``deaths``
+    so far); False when the trial has no whole point to queue (a sampler's trial whose worker
+    died between its params' writes: the sampler proposes a new one instead)."""
     reason = reason or trial.user_attrs.get(ERROR_ATTR) or "worker stopped sending heartbeats"
     point = trial_point(trial)
-    if point and set(point) >= set(_searched_names(study)):
-        study.enqueue_trial(point, user_attrs={RETRY_OF_ATTR: trial.number, RETRY_REASON_ATTR: reason})
+    if not point or not set(point) >= set(_searched_names(study)):
+        return False
+    attrs: dict[str, Any] = {RETRY_OF_ATTR: trial.number, RETRY_REASON_ATTR: reason}
+    deaths = trial.user_attrs.get(WORKER_DEATHS_ATTR) if deaths is None else deaths
+    if deaths:
+        attrs[WORKER_DEATHS_ATTR] = int(deaths)
+    study.enqueue_trial(point, user_attrs=attrs)
+    return True
+
+
+def requeue_stale(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Optuna's callback for a trial whose heartbeats stopped (its host died): queue it again,
+    unless its worker has now died ``max_worker_deaths`` times running it."""
+    deaths = int(trial.user_attrs.get(WORKER_DEATHS_ATTR, 0)) + 1
+    if deaths < _max_worker_deaths(study):
+        requeue(study, trial, "worker stopped sending heartbeats", deaths=deaths)
 
 
 def _searched_names(study: optuna.Study) -> list[str]:
     raw = study.user_attrs.get(SPEC_ATTR) or {}
     return [canonical_key(k) for k in (raw.get("params") or {})]
+
+
+def _max_worker_deaths(study: optuna.Study) -> int:
+    raw = study.user_attrs.get(SPEC_ATTR) or {}
+    value = raw.get("max_worker_deaths", 2)
+    return int(value) if isinstance(value, int) and value >= 1 else 2
 
 
 _owner: dict[str, Any] = {}
@@ -114,6 +139,10 @@ def reap_dead_trials(study: optuna.Study, orphan_after_s: float = 120.0) -> int:
         else:
             reason = f"worker pid {owner.get('pid')} on {HOST} died while running this trial"
         tid = oi.trial_id(t)
+        deaths = int(t.user_attrs.get(WORKER_DEATHS_ATTR, 0)) + 1
+        poison = deaths >= _max_worker_deaths(study)
+        if poison:  # e.g. its fit is killed by the OOM killer every time: stop re-running it
+            reason = f"worker died {deaths} times running this trial (out of memory?); last: {reason}"
         try:
             # The reason goes on while the trial is still RUNNING; then one reaper wins the FAIL.
             storage.set_trial_user_attr(tid, ERROR_ATTR, reason)
@@ -121,7 +150,8 @@ def reap_dead_trials(study: optuna.Study, orphan_after_s: float = 120.0) -> int:
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker reaped it (or it finished) first
-        requeue(study, storage.get_trial(tid), reason)
+        if not poison:
+            requeue(study, storage.get_trial(tid), reason, deaths=deaths)
         reaped += 1
     return reaped
 
@@ -135,9 +165,11 @@ def retry_failed(study: optuna.Study) -> int:
     for t in trials:
         if t.state != TrialState.FAIL or t.number in requeued or space.params_key(t.params) in done:
             continue
-        requeue(study, t, t.user_attrs.get(ERROR_ATTR, "failed"))
-        done.add(space.params_key(t.params))
-        n += 1
+        if not is_finished(t, requeued, set(_searched_names(study))):
+            continue  # its worker died before storing its params: not a failure of its own
+        if requeue(study, t, t.user_attrs.get(ERROR_ATTR, "failed"), deaths=0):
+            done.add(space.params_key(t.params))
+            n += 1
     return n
 
 

@@ -61,7 +61,7 @@ def make_spec(name: str, params: dict[str, Any] | None = None, method: str | Non
     if trials:
         raw["trials"] = trials
     raw.update(fields)
-    return spec_from_dict(raw, source="synthetic")
+    return spec_from_dict(raw, source="synthetic", stored=True)  # as read back from a store: any name
 
 
 def no_trial(spec: SweepSpec, params: dict[str, Any], seed: int, on_epoch: Any) -> float:

@@ -104,31 +104,72 @@ def _keras(name: str) -> Dataset:
     return Dataset(name, _scale(x, divisor), y, classes, _scale(xt, divisor), yt, None, divisor)
 
 
-def _csv(spec: DataSpec) -> Dataset:
+def _read_csv(path: str) -> Any:
     import pandas as pd
 
-    assert spec.path is not None
     try:
-        frame = pd.read_csv(spec.path)
-    except Exception as exc:
-        raise DataError(f"{spec.path}: cannot read CSV ({exc})") from None
+        return pd.read_csv(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text CSV file") from None
+    except Exception as exc:  # empty file, ragged rows, binary bytes: pandas says which
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataError(f"{path}: cannot read CSV ({first})") from None
+
+
+def check_pixels(path: str, frame: Any) -> np.ndarray:
+    """The pixel columns as numbers, or one line naming what is wrong: a text cell, an empty or
+    NaN cell, a value outside 0-255 (images are 0-255, or already scaled to 0-1)."""
+    import pandas as pd
+
+    for column in frame.columns:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = values.isna() & frame[column].notna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(f"{path}: column {column!r} is not numeric ({frame[column].iloc[row]!r} in data row {row + 1})")
+        if values.isna().any():
+            row = int(np.flatnonzero(values.isna().to_numpy())[0])
+            raise DataError(f"{path}: column {column!r} has an empty or NaN value (data row {row + 1})")
+    x = frame.to_numpy(dtype="float64")
+    if not np.isfinite(x).all():
+        raise DataError(f"{path}: pixel values must be finite numbers")
+    low, high = float(x.min()), float(x.max())
+    if low < 0 or high > 255:
+        value = low if low < 0 else high
+        column = frame.columns[int(np.argwhere((x < 0) | (x > 255))[0][1])]
+        raise DataError(f"{path}: pixel value {value:g} in column {column!r} is outside 0-255")
+    return x
+
+
+def _csv(spec: DataSpec) -> Dataset:
+    assert spec.path is not None
+    frame = _read_csv(spec.path)
     if spec.label_column not in frame.columns:
         raise DataError(f"{spec.path}: no label column {spec.label_column!r}")
-    y, classes = _labels(frame.pop(spec.label_column).to_numpy())
-    pixels = frame.select_dtypes("number")
-    if pixels.shape[1] != frame.shape[1]:
-        bad = [c for c in frame.columns if c not in pixels.columns][0]
-        raise DataError(f"{spec.path}: column {bad!r} is not numeric")
-    shape = image_shape(pixels.shape[1], spec.path)
-    divisor = pixel_divisor(pixels.to_numpy())
-    x = _scale(pixels.to_numpy(), divisor).reshape(-1, *shape)
+    if frame.empty:
+        raise DataError(f"{spec.path}: no data rows (only a header)")
+    labels = frame.pop(spec.label_column)
+    if labels.isna().any():
+        row = int(np.flatnonzero(labels.isna().to_numpy())[0])
+        raise DataError(f"{spec.path}: label column {spec.label_column!r} is empty in data row {row + 1}")
+    y, classes = _labels(labels.to_numpy())
+    if len(classes) < 2:
+        raise DataError(f"{spec.path}: every row has label {classes[0]!r}; a classifier needs at least two classes")
+    if frame.shape[1] == 0:
+        raise DataError(f"{spec.path}: no pixel columns besides {spec.label_column!r}")
+    raw = check_pixels(spec.path, frame)
+    shape = image_shape(raw.shape[1], spec.path)
+    divisor = pixel_divisor(raw)
+    x = _scale(raw, divisor).reshape(-1, *shape)
     x_test = ids = None
     if spec.test_path:
-        test = pd.read_csv(spec.test_path)
+        test = _read_csv(spec.test_path)
         ids = test.pop(spec.id_column).to_numpy() if spec.id_column in test.columns else np.arange(len(test))
-        if test.shape[1] != pixels.shape[1]:
-            raise DataError(f"{spec.test_path}: {test.shape[1]} pixel columns, the train CSV has {pixels.shape[1]}")
-        x_test = _scale(test.to_numpy(), divisor).reshape(-1, *shape)
+        if test.shape[1] != raw.shape[1]:
+            raise DataError(f"{spec.test_path}: {test.shape[1]} pixel columns, the train CSV has {raw.shape[1]}")
+        x_test = _scale(check_pixels(spec.test_path, test), divisor).reshape(-1, *shape)
     return Dataset("csv", x, y, classes, x_test, None, ids, divisor)
 
 
@@ -174,3 +215,19 @@ def splits(spec: SweepSpec, ds: Dataset) -> tuple[tuple[np.ndarray, np.ndarray],
     """Train/validation indices of the sweep's validation, stratified and shuffled (mnist5k
     arrives sorted by label); the same for every trial, worker and refit."""
     return _splits(len(ds.y), spec.holdout, spec.kfold, spec.seed, ds.y.astype("int32").tobytes())
+
+
+LOCAL_DATASETS = ("digits", "mnist5k", "csv")  # read from disk or a package: cheap to check
+
+
+def check_data(spec: SweepSpec) -> Dataset:
+    """Load the sweep's dataset and make its validation splits, so that bad data stops a command
+    with one line before any study exists (not on every trial)."""
+    ds = load_dataset(spec.data)
+    try:
+        splits(spec, ds)
+    except ValueError as exc:  # too few rows of a class for the holdout or the folds
+        where = spec.data.path or f"dataset {spec.data.dataset!r}"
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise DataError(f"{where}: cannot make the validation split ({first})") from None
+    return ds
