@@ -107,7 +107,7 @@ def replay(table: dict[str, list[float]], tmp: Path, sampler_seed: int, trials: 
     curve, epochs, best = [], 0, float("-inf")
     for _ in range(trials):
         trial = study.ask()
-        params = space.suggest(trial, spec)
+        params = space.suggest(trial, strategy_for(spec).distributions())
         twin = next((t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
                      if t.params == params), None)
         if twin is not None:

@@ -132,7 +132,7 @@ def run_one(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, evaluate:
         storage.set_trial_system_attr(tid, OWNER_ATTR, owner_record())
     with _Heartbeat(study, tid):
         try:
-            searched = space.suggest(trial, spec)
+            searched = space.suggest(trial, strategy_for(spec).distributions())
             params = space.full_params(spec, searched)
             seed = space.trial_seed(spec, params)
             if strategy_for(spec).may_repeat():

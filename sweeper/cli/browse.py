@@ -34,6 +34,8 @@ def register(sub: Any) -> None:
     p.add_argument("study")
     add_storage(p)
     p.add_argument("--format", choices=("json", "csv"), default="json")
+    p.add_argument("--all", action="store_true",
+                   help="also trials without a score (failed, pruned, running, queued), with a state column")
     p.add_argument("-o", "--output", help="file to write (default: standard output)")
     p.set_defaults(func=cmd_export)
 
@@ -119,10 +121,12 @@ def _show_trial(study: Any, number: int) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     storage = make_storage(args.storage, must_exist=True)
     study, _ = load(args.study, storage)
+    scored = None if args.all else ("complete",)  # the notebook's own code expects a score in every row
     if args.format == "json":
-        text = json.dumps(results.export_records(study), indent=2, default=str)
+        records = [r for r in results.export_records(study) if scored is None or r["state"] in scored]
+        text = json.dumps(records, indent=2, default=str)
     else:
-        rows = results.rows(study)
+        rows = [r for r in results.rows(study) if scored is None or r["state"] in scored]
         buf = io.StringIO()
         fields: list[str] = []
         for r in rows:

@@ -20,12 +20,12 @@ from sweeper.cli.common import (
     EXIT_UNFINISHED,
     add_storage,
 )
-from sweeper.config.spec import DEFAULT_STORAGE, SweepSpec, load_spec
+from sweeper.config.spec import DEFAULT_STORAGE, SweepSpec, from_stored, load_spec
 from sweeper.errors import MaxFailuresReached, SweeperError
 from sweeper.search.strategy import strategy_for
 from sweeper.store.progress import Progress, progress
 from sweeper.store.storage import make_storage, study_lock
-from sweeper.store.studies import create_or_load, load
+from sweeper.store.studies import create_or_load, grow, load
 from sweeper.store.trials import (
     queue_points,
     reap_dead_trials,
@@ -47,6 +47,7 @@ def register(sub: Any) -> None:
     p.add_argument("study")
     add_storage(p)
     p.add_argument("--retry-failed", action="store_true", help="also run failed trials' params again")
+    p.add_argument("--trials", type=int, metavar="N", help="raise the study's budget to N trials")
     _add_run_options(p)
     p.set_defaults(func=cmd_resume)
 
@@ -86,6 +87,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
     storage = make_storage(args.storage, must_exist=True)
     study, spec = load(args.study, storage)
     with study_lock(storage, spec.name):
+        if args.trials is not None:
+            if args.trials < 1:
+                raise SweeperError(f"--trials: {args.trials} must be >= 1")
+            bigger = from_stored({**spec.raw, "trials": args.trials}, spec.name)
+            grow(study, spec, bigger)
+            spec = bigger
         reaped = reap_dead_trials(study)
         queued = queue_points(study, spec)
         retried = retry_failed(study) if args.retry_failed else 0

@@ -15,8 +15,8 @@ from optuna.trial import FrozenTrial
 
 from sweeper.config.spec import SweepSpec
 from sweeper.store import results
-from sweeper.store.keys import METRICS_ATTR
-from sweeper.store.progress import requeued_numbers
+from sweeper.store.keys import METRICS_ATTR, REVISIONS_ATTR
+from sweeper.store.progress import requeued_numbers, revision_of
 
 # Parameters a person reads on a log scale even when the sweep lists values (not a log range).
 LOG_PARAMS = ("optimizer__learning_rate", "model__l2", "optimizer__weight_decay")
@@ -44,6 +44,7 @@ class StudyData:
     time_in_trials_s: float = 0.0
     first_start: str | None = None
     last_complete: str | None = None
+    revisions: int = 0  # how often the definition grew (each trial row has its "revision")
 
     @property
     def maximize(self) -> bool:
@@ -97,6 +98,9 @@ def collect(study: optuna.Study, spec: SweepSpec) -> StudyData:
     trials = study.get_trials(deepcopy=False)
     requeued = requeued_numbers(trials)
     rows = [trial_dict(t, requeued) for t in trials]
+    revisions = list(study.user_attrs.get(REVISIONS_ATTR) or [])
+    for r in rows:
+        r["revision"] = revision_of(r["number"], revisions)
     counts = {s: 0 for s in STATES}
     for r in rows:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
@@ -121,6 +125,7 @@ def collect(study: optuna.Study, spec: SweepSpec) -> StudyData:
         time_in_trials_s=sum(r["duration_s"] or 0.0 for r in rows),
         first_start=min(starts).isoformat(sep=" ", timespec="seconds") if starts else None,
         last_complete=max(ends).isoformat(sep=" ", timespec="seconds") if ends else None,
+        revisions=len(revisions),
     )
 
 
@@ -135,6 +140,8 @@ def plot_rows(data: StudyData, study_column: str | None = None) -> list[dict[str
         row.update(t["params"])
         row["state"] = t["state"]
         row["trial"] = t["number"]
+        if data.revisions:
+            row["revision"] = t["revision"]  # which definition of a grown study it ran under
         row[data.metric] = t["value"]
         row["val_loss"] = t["val_loss"]
         row["mean_fit_time"] = t["fit_time"]

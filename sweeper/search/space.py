@@ -21,16 +21,27 @@ from optuna.distributions import (
 from sweeper.config.spec import ParamSpec, SweepSpec
 
 
-def distribution(p: ParamSpec) -> BaseDistribution:
+def _numeric(values: tuple[Any, ...]) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def distribution(p: ParamSpec, lists_as_ranges: bool = False) -> BaseDistribution:
+    """The Optuna distribution of a parameter. A grid stores a numeric list as the range it spans
+    (``lists_as_ranges``): Optuna fixes a categorical parameter's choices for the life of a study,
+    a range may widen, so a grid of numbers can grow by new values."""
     if p.values is not None:
+        if lists_as_ranges and _numeric(p.values):
+            if all(isinstance(v, int) for v in p.values):
+                return IntDistribution(int(min(p.values)), int(max(p.values)))
+            return FloatDistribution(float(min(p.values)), float(max(p.values)))
         return CategoricalDistribution(list(p.values))
     if p.is_int:
         return IntDistribution(int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
     return FloatDistribution(float(p.low), float(p.high), log=p.log, step=p.step)
 
 
-def distributions(spec: SweepSpec) -> dict[str, BaseDistribution]:
-    return {name: distribution(p) for name, p in spec.params.items()}
+def distributions(spec: SweepSpec, lists_as_ranges: bool = False) -> dict[str, BaseDistribution]:
+    return {name: distribution(p, lists_as_ranges) for name, p in spec.params.items()}
 
 
 def grid_points(spec: SweepSpec, limit: int | None = None) -> list[dict[str, Any]]:
@@ -41,16 +52,16 @@ def grid_points(spec: SweepSpec, limit: int | None = None) -> list[dict[str, Any
     return [dict(zip(names, combo)) for combo in itertools.islice(itertools.product(*values), limit)]
 
 
-def suggest(trial: optuna.Trial, spec: SweepSpec) -> dict[str, Any]:
-    """Ask the trial for every searched parameter (fixed values when the trial was enqueued)."""
+def suggest(trial: optuna.Trial, dists: dict[str, BaseDistribution]) -> dict[str, Any]:
+    """Ask the trial for every searched parameter (its fixed values when it was queued)."""
     out: dict[str, Any] = {}
-    for name, p in spec.params.items():
-        if p.values is not None:
-            out[name] = trial.suggest_categorical(name, list(p.values))
-        elif p.is_int:
-            out[name] = trial.suggest_int(name, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
+    for name, d in dists.items():
+        if isinstance(d, CategoricalDistribution):
+            out[name] = trial.suggest_categorical(name, list(d.choices))
+        elif isinstance(d, IntDistribution):
+            out[name] = trial.suggest_int(name, d.low, d.high, step=d.step, log=d.log)
         else:
-            out[name] = trial.suggest_float(name, float(p.low), float(p.high), step=p.step, log=p.log)
+            out[name] = trial.suggest_float(name, d.low, d.high, step=d.step, log=d.log)
     return out
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
 
 from sweeper.config import names
 from sweeper.config.sections import Pruner
@@ -39,6 +40,9 @@ class GridStrategy:
     def points(self) -> list[dict[str, Any]]:
         return space.grid_points(self.spec, self.spec.budget)
 
+    def distributions(self) -> dict[str, BaseDistribution]:
+        return space.distributions(self.spec, lists_as_ranges=True)  # a grid of numbers may grow
+
     def may_repeat(self) -> bool:
         return False
 
@@ -63,6 +67,9 @@ class SamplerStrategy:
 
     def points(self) -> list[dict[str, Any]]:
         return []
+
+    def distributions(self) -> dict[str, BaseDistribution]:
+        return space.distributions(self.spec)  # lists are categories to a sampler
 
     def may_repeat(self) -> bool:
         """On a discrete space a sampler proposes points it tried before (TPE does, often)."""

@@ -90,3 +90,8 @@ def progress(study: optuna.Study, spec: SweepSpec) -> Progress:
         finished, by[TrialState.COMPLETE], by[TrialState.PRUNED], failed,
         by[TrialState.RUNNING], by[TrialState.WAITING], spec.budget, top[0].value if top else None,
     )
+
+
+def revision_of(number: int, revisions: Sequence[dict[str, Any]]) -> int:
+    """The definition revision (0 = the first) a grown study's trial ran under."""
+    return sum(1 for r in revisions if number >= int(r.get("first_trial", 0)))

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import time
+from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
 
+from sweeper.config.growth import Refused, check_growth
 from sweeper.config.spec import SweepSpec, from_stored
 from sweeper.errors import StudyError
 from sweeper.search.strategy import make_pruner, strategy_for
-from sweeper.store.keys import SPEC_ATTR
+from sweeper.store.keys import REVISIONS_ATTR, SPEC_ATTR
 from sweeper.store.storage import study_lock
 from sweeper.store.trials import queue_points
 
@@ -39,13 +42,58 @@ def _create_or_load(spec: SweepSpec, storage: BaseStorage) -> optuna.Study:
                 raise StudyError(f"study {spec.name!r} exists but was not made by sweeper")
             study.set_user_attr(SPEC_ATTR, spec.raw)
             stored = spec.raw
-        if json.dumps(stored, sort_keys=True, default=str) != json.dumps(spec.raw, sort_keys=True, default=str):
-            raise StudyError(
-                f"study {spec.name!r} already exists with a different definition; "
-                "change 'name' in the sweep file, or 'sweeper resume' it"
-            )
+        if _canonical(stored) != _canonical(spec.raw):
+            grow(study, from_stored(stored, spec.name), spec)
     queue_points(study, spec)
     return study
+
+
+def _canonical(raw: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in raw.items() if k != "storage"}, sort_keys=True, default=str)
+
+
+def grow(study: optuna.Study, old: SweepSpec, new: SweepSpec) -> list[str]:
+    """Store ``new`` as the study's definition when it only widens ``old``: the old definition is
+    kept as a revision with the trial number where the new one starts. One-line ``StudyError``
+    naming the key otherwise; nothing is stored then."""
+    try:
+        changes = check_growth(old, new)
+        _check_distributions(study, new)
+    except Refused as exc:
+        raise StudyError(f"study {new.name!r} exists with another definition: {exc}") from None
+    revisions = list(study.user_attrs.get(REVISIONS_ATTR) or [])
+    revisions.append({"first_trial": len(study.get_trials(deepcopy=False)), "changes": changes,
+                      "at": time.strftime("%Y-%m-%d %H:%M:%S"), "previous": old.raw})
+    study.set_user_attr(REVISIONS_ATTR, revisions)
+    study.set_user_attr(SPEC_ATTR, new.raw)
+    study.sampler = strategy_for(new).sampler()
+    study.pruner = make_pruner(new.pruner)
+    return changes
+
+
+
+def _check_distributions(study: optuna.Study, new: SweepSpec) -> None:
+    """Optuna fixes a categorical parameter's choices (and a range's kind and log scale) for the
+    life of a study: a change it would refuse at the first new trial is refused here instead."""
+    from optuna.distributions import check_distribution_compatibility
+
+    wanted = strategy_for(new).distributions()
+    for t in study.get_trials(deepcopy=False):
+        for name, dist in list(t.distributions.items()):
+            if name in wanted:
+                try:
+                    check_distribution_compatibility(dist, wanted[name])
+                except ValueError:
+                    raise Refused(f"params.{name}: its values cannot change in this study (Optuna fixes "
+                                  f"{type(dist).__name__} {_brief(dist)} for it); give the sweep a new name") from None
+                del wanted[name]
+        if not wanted:
+            return
+
+
+def _brief(dist: Any) -> str:
+    choices = getattr(dist, "choices", None)
+    return repr(list(choices)) if choices is not None else f"[{dist.low}, {dist.high}]"
 
 
 def load(name: str, storage: BaseStorage, salt: int = 0) -> tuple[optuna.Study, SweepSpec]:

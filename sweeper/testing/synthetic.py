@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from sweeper.config.spec import SweepSpec, spec_from_dict
 from sweeper.search import space
+from sweeper.search.strategy import strategy_for
 from sweeper.store.keys import ERROR_ATTR, METRICS_ATTR, SPEC_ATTR
 from sweeper.store.storage import make_storage
 
@@ -112,7 +113,7 @@ def make_study(
         storage = make_storage(storage, heartbeat=None)
     study = optuna.create_study(study_name=spec.name, storage=storage, direction=spec.direction)
     study.set_user_attr(SPEC_ATTR, spec.raw)
-    dists = space.distributions(spec)
+    dists = strategy_for(spec).distributions()
     clock = dt.datetime(2024, 1, 1, 9, 0, 0)
     trials = []
     for number, point in enumerate(_points(spec, n_trials, rng)):

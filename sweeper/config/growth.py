@@ -1,0 +1,81 @@
+"""Growing a study: which changes to a sweep definition keep its stored results comparable.
+
+A study may be run again with a definition that only widens the search: new values in a grid
+list, a wider range, a larger budget, another timeout, another sampler (between sampling
+methods), sampler options or pruner. Anything that changes how a trial trains or is scored
+(data, model, fixed settings, validation, objective, seed, callbacks, augmentation, compute)
+would make old and new results incomparable, and is refused with the key and both values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sweeper.config.params import ParamSpec
+from sweeper.config.spec import SweepSpec
+
+# Fields that decide what one trial computes, by the sweep-file key that sets them.
+FIXED_FIELDS = {
+    "data": "data", "model": "model", "fixed": "training", "metric": "objective.metric",
+    "direction": "objective.direction", "holdout": "validation.holdout", "kfold": "validation.kfold",
+    "repeats": "validation.repeats", "seed": "seed", "callbacks": "callbacks",
+    "augmentation": "augmentation", "compute": "compute", "trial_function": "trial_function",
+}
+
+
+class Refused(Exception):
+    """The change named in the message would make stored results incomparable."""
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _param_widens(key: str, old: ParamSpec, new: ParamSpec) -> None:
+    where = f"params.{key}"
+    if old.is_grid != new.is_grid:
+        raise Refused(f"{where}: changed from a {'list' if old.is_grid else 'range'} to a "
+                      f"{'list' if new.is_grid else 'range'}")
+    if old.is_grid:
+        dropped = [v for v in old.values or () if v not in (new.values or ())]
+        if dropped:
+            raise Refused(f"{where}: values {_show(dropped)} were removed (a study may only grow: add values)")
+        return
+    if (old.log, old.step, old.is_int) != (new.log, new.step, new.is_int):
+        raise Refused(f"{where}: the range's log/step/type changed")
+    if new.low is None or old.low is None or new.high is None or old.high is None \
+            or new.low > old.low or new.high < old.high:
+        raise Refused(f"{where}: range [{old.low}, {old.high}] -> [{new.low}, {new.high}] does not contain the old one")
+
+
+def check_growth(old: SweepSpec, new: SweepSpec) -> list[str]:
+    """What grows from ``old`` to ``new`` (one line each, empty when nothing changed); raises
+    ``Refused`` naming the first change that is not a widening."""
+    for field, key in FIXED_FIELDS.items():
+        a, b = getattr(old, field), getattr(new, field)
+        if isinstance(a, dict) and isinstance(b, dict) and a != b:  # training: name the setting
+            inner = next(k for k in sorted(set(a) | set(b), key=str) if a.get(k) != b.get(k))
+            key, a, b = f"{key}.{inner}", a.get(inner), b.get(inner)
+        if a != b:
+            raise Refused(f"{key}: changed from {_show(a)} to {_show(b)}; stored results would not be comparable "
+                          "(give the sweep a new name)")
+    if set(old.params) != set(new.params):
+        added, removed = sorted(set(new.params) - set(old.params)), sorted(set(old.params) - set(new.params))
+        raise Refused(f"params: {'added ' + ', '.join(added) if added else 'removed ' + ', '.join(removed)}; "
+                      "stored trials have no value for it (give the sweep a new name)")
+    if (old.method == "grid") != (new.method == "grid"):
+        raise Refused(f"method: changed from {old.method!r} to {new.method!r} (grid and sampling budgets differ)")
+    changes = []
+    for key, p in new.params.items():
+        _param_widens(key, old.params[key], p)
+        if p != old.params[key]:
+            changes.append(f"params.{key} widened")
+    if old.budget is not None and (new.budget is None or new.budget > old.budget):
+        changes.append(f"budget {old.budget} -> {new.budget or 'unbounded'}")
+    elif new.budget is not None and old.budget is not None and new.budget < old.budget:
+        raise Refused(f"trials: {new.budget} is below the study's budget {old.budget} (a study may only grow)")
+    for field in ("method", "timeout", "sampler", "pruner", "max_worker_deaths", "description"):
+        if getattr(old, field) != getattr(new, field):
+            changes.append(f"{field} {_show(getattr(old, field))} -> {_show(getattr(new, field))}")
+    return changes
