@@ -1,29 +1,162 @@
-"""Python entry points mirroring the CLI, for notebooks and tests."""
+"""The notebook API: the CLI's journeys as Python calls, with results as pandas DataFrames.
+
+    import sweeper
+    s = sweeper.run("sweeps/quickstart.yaml")          # progress bar (Jupyter too), report at the end
+    s.results()                                          # one row per trial, like cv_results_
+    s.best()                                             # the best trial's number, score and params
+    s                                                    # in Jupyter: summary + the report's parallel plot
+    sweeper.resume("quickstart", trials=20)              # continue, or raise the budget
+    sweeper.load("quickstart").plot()                    # the same plot, inline
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 
 from sweeper import loop
-from sweeper.config.spec import SweepSpec, load_spec
+from sweeper.config.spec import (
+    DEFAULT_STORAGE,
+    SweepSpec,
+    from_stored,
+    load_spec,
+    spec_from_dict,
+)
 from sweeper.search.strategy import strategy_for
-from sweeper.store.storage import make_storage
-from sweeper.store.studies import create_or_load, load
-from sweeper.store.trials import worker_salt
+from sweeper.store.progress import Progress, best_trial, progress
+from sweeper.store.storage import make_storage, study_lock
+from sweeper.store.studies import create_or_load, grow
+from sweeper.store.studies import load as load_study
+from sweeper.store.trials import queue_points, reap_dead_trials, worker_salt
 
 
-def open_study(name: str, storage: str = "sqlite:///sweeper.db") -> tuple[optuna.Study, SweepSpec]:
-    """Load a stored study and its sweep definition."""
-    return load(name, make_storage(storage, must_exist=True))
+class _Html:
+    def __init__(self, html: str) -> None:
+        self.html = html
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+
+@dataclass
+class Sweep:
+    """A study and its sweep definition, as a notebook sees them."""
+
+    study: optuna.Study
+    spec: SweepSpec
+
+    def progress(self) -> Progress:
+        return progress(self.study, self.spec)
+
+    def results(self, all_trials: bool = False) -> Any:
+        """One row per scored trial (``all_trials``: every trial, with its state), as a DataFrame
+        with ``param_*``, ``mean_test_score``, ``std_test_score``, ``mean_fit_time`` columns."""
+        import pandas as pd
+
+        from sweeper.store import results
+
+        rows = [r for r in results.rows(self.study) if all_trials or r["state"] == "complete"]
+        return pd.DataFrame(rows).set_index("number") if rows else pd.DataFrame()
+
+    def best(self) -> dict[str, Any] | None:
+        t = best_trial(self.study, self.spec.direction)
+        return None if t is None else {"number": t.number, "value": t.value, "params": dict(t.params)}
+
+    def report(self, out_dir: str | Path = "reports") -> Path:
+        from sweeper.report import write_report
+
+        return write_report(self.study, self.spec, out_dir)
+
+    def plot(self) -> _Html:
+        """The report's parallel-coordinates plot, shown inline by Jupyter."""
+        from sweeper.report import plot_html
+
+        return _Html(plot_html(self.study, self.spec))
+
+    def _repr_html_(self) -> str:
+        from sweeper.report.escape import esc
+
+        p = self.progress()
+        best = "n/a" if p.best is None else f"{p.best:.4f}"
+        head = (f"<p><b>{esc(self.spec.name)}</b>: {p.finished}/{p.budget or '?'} finished ({p.complete} complete, "
+                f"{p.pruned} pruned, {p.failed} failed); best {esc(self.spec.metric)} {best}</p>")
+        return head + self.plot().html
+
+
+def _spec(sweep: SweepSpec | str | Path | dict[str, Any]) -> SweepSpec:
+    if isinstance(sweep, SweepSpec):
+        return sweep
+    if isinstance(sweep, dict):
+        return spec_from_dict(sweep, source="(dict)")
+    return load_spec(sweep)
+
+
+def _work(study: optuna.Study, spec: SweepSpec, show_progress: bool, report: bool) -> Sweep:
+    study.sampler = strategy_for(spec).sampler(worker_salt(study, 0))
+    on_trial = None
+    bar = None
+    if show_progress:
+        from tqdm.auto import tqdm  # a widget in Jupyter, text elsewhere
+
+        start = progress(study, spec)
+        bar = tqdm(total=start.budget, initial=start.finished, unit="trial", desc=spec.name)
+
+        def on_trial(p: Progress) -> None:
+            bar.n = p.finished
+            bar.set_postfix_str(f"best {p.best if p.best is None else round(p.best, 4)}, failed {p.failed}")
+            bar.refresh()
+    try:
+        loop.work(study, spec, loop.resolve_evaluate(spec), on_trial=on_trial)
+    finally:
+        if bar is not None:
+            bar.close()
+    sweep = Sweep(study, spec)
+    if report and sweep.progress().complete:
+        sweep.report()
+    return sweep
+
+
+def run(sweep: SweepSpec | str | Path | dict[str, Any], storage: str | None = None, *,
+        report: bool = True, show_progress: bool = True) -> Sweep:
+    """``sweeper run``: create (or continue, or grow) the study and train it to its budget in this
+    process; writes ``reports/NAME/index.html`` unless ``report=False``."""
+    from sweeper.train.data import check_data
+
+    spec = _spec(sweep)
+    if not spec.trial_function:
+        check_data(spec)
+    study = create_or_load(spec, make_storage(storage or spec.storage))
+    return _work(study, spec, show_progress, report)
+
+
+def resume(name: str, storage: str = DEFAULT_STORAGE, *, trials: int | None = None, report: bool = True,
+           show_progress: bool = True) -> Sweep:
+    """``sweeper resume``: re-queue dead trials, optionally raise the budget, and continue."""
+    store = make_storage(storage, must_exist=True)
+    study, spec = load_study(name, store)
+    with study_lock(store, spec.name):
+        if trials is not None:
+            bigger = from_stored({**spec.raw, "trials": trials}, spec.name)
+            grow(study, spec, bigger)
+            spec = bigger
+        reap_dead_trials(study)
+        queue_points(study, spec)
+    return _work(study, spec, show_progress, report)
+
+
+def load(name: str, storage: str = DEFAULT_STORAGE) -> Sweep:
+    """A stored study, to browse: ``results()``, ``best()``, ``plot()``, ``report()``."""
+    return Sweep(*load_study(name, make_storage(storage, must_exist=True)))
+
+
+def open_study(name: str, storage: str = DEFAULT_STORAGE) -> tuple[optuna.Study, SweepSpec]:
+    """The Optuna study and the sweep definition stored with it."""
+    return load_study(name, make_storage(storage, must_exist=True))
 
 
 def run_sweep(spec: SweepSpec | str | Path, storage: str | None = None) -> optuna.Study:
-    """Run (or continue) a sweep in this process until its budget is met."""
-    if not isinstance(spec, SweepSpec):
-        spec = load_spec(spec)
-    study = create_or_load(spec, make_storage(storage or spec.storage))
-    study.sampler = strategy_for(spec).sampler(worker_salt(study, 0))
-    loop.work(study, spec, loop.resolve_evaluate(spec))
-    return study
+    """Run (or continue) a sweep in this process, quietly, without a report; returns the study."""
+    return run(spec, storage, report=False, show_progress=False).study

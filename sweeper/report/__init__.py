@@ -16,7 +16,7 @@ import optuna
 from sweeper.config.spec import SweepSpec
 from sweeper.report.collect import LOG_PARAMS, StudyData, collect
 
-__all__ = ["LOG_PARAMS", "plot_rows", "report_dir", "write_compare", "write_report"]
+__all__ = ["LOG_PARAMS", "plot_html", "plot_rows", "report_dir", "write_compare", "write_report"]
 
 HIDDEN = ["trial", "val_loss", "mean_fit_time", "epochs_run"]
 BEST_DIR = "best-trial"  # not best/: `sweeper best` keeps its refitted models there
@@ -27,6 +27,11 @@ def plot_rows(study: optuna.Study, spec: SweepSpec) -> list[dict[str, Any]]:
     from sweeper.report.collect import plot_rows as rows_of
 
     return rows_of(collect(study, spec))
+
+
+def plot_html(study: optuna.Study, spec: SweepSpec) -> str:
+    """The report's parallel-coordinates plot as one self-contained HTML fragment (for notebooks)."""
+    return _plot(collect(study, spec))
 
 
 def report_dir(out_dir: str | Path, name: str) -> Path:
