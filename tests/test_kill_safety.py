@@ -73,7 +73,7 @@ def test_grid_trial_with_partial_params_is_queued_again(tmp_path: Path, url: str
     study = create_or_load(spec, make_storage(url))
     trial = claim_waiting(study)
     assert trial is not None
-    trial.suggest_categorical("model__units", UNITS)  # killed before model__dropout was stored
+    trial.suggest_int("model__units", 1, 3)  # killed before model__dropout was stored (a grid's numbers are ranges)
     oi.storage_of(study).set_trial_system_attr(oi.trial_id(trial), OWNER_ATTR, dead_owner())
     assert cli("resume", "k", "--storage", url, "--no-report") == 0
     assert points(url) == Counter(UNITS)  # every grid point exactly once

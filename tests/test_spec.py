@@ -113,11 +113,11 @@ def test_cli_bad_input_leaves_an_existing_store_unchanged(workdir: Path) -> None
     bad = write_sweep(workdir / "bad.yaml", params={"model__dropout": [2.0]})
     proc = run_cli("run", str(bad), cwd=workdir)
     assert proc.returncode == 2 and "params.model__dropout[0]: 2.0 is not in [0, 1)" in proc.stderr
-    # Same definition name with a different space: refused, nothing written.
+    # Same name, a parameter dropped (not a widening): refused, nothing written.
     changed = write_sweep(workdir / "changed.yaml", trial_function="trial_functions:quick",
                           params={"model__dropout": [0.1, 0.3]})
     proc = run_cli("run", str(changed), cwd=workdir)
-    assert proc.returncode == 2 and "already exists with a different definition" in proc.stderr
+    assert proc.returncode == 2 and "params: removed model__batchnorm" in proc.stderr
     assert store.read_bytes() == before
 
 

@@ -140,9 +140,11 @@ def test_create_or_load_queues_each_grid_point_once(store: Store) -> None:
     again = create_or_load(spec, store.client())  # another run/resume, another host
     assert len(again.get_trials()) == 12
     assert queue_points(again, spec) == 0
-    with pytest.raises(StudyError, match="different definition"):
-        create_or_load(grid_spec(13), store.client())  # another sweep under the same name
+    with pytest.raises(StudyError, match="another definition: seed"):  # not a widening: refused
+        create_or_load(spec_from_dict({**spec.raw, "seed": spec.seed + 1}), store.client())
     assert len(store.view(spec).get_trials()) == 12
+    grown = create_or_load(grid_spec(13), store.client())  # one more value: the study grows by one point
+    assert len(grown.get_trials()) == 13
 
 
 def test_claim_waiting_hands_each_trial_to_one_claimer(store: Store) -> None:

@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial
 from sweeper.config.spec import SweepSpec
 from sweeper.store import results
 from sweeper.store.keys import METRICS_ATTR, REVISIONS_ATTR
-from sweeper.store.progress import requeued_numbers, revision_of
+from sweeper.store.progress import progress, requeued_numbers, revision_of
 
 # Parameters a person reads on a log scale even when the sweep lists values (not a log range).
 LOG_PARAMS = ("optimizer__learning_rate", "model__l2", "optimizer__weight_decay")
@@ -45,6 +45,7 @@ class StudyData:
     first_start: str | None = None
     last_complete: str | None = None
     revisions: int = 0  # how often the definition grew (each trial row has its "revision")
+    progress: Any = None  # store.progress.Progress: the counts every command shows
 
     @property
     def maximize(self) -> bool:
@@ -126,6 +127,7 @@ def collect(study: optuna.Study, spec: SweepSpec) -> StudyData:
         first_start=min(starts).isoformat(sep=" ", timespec="seconds") if starts else None,
         last_complete=max(ends).isoformat(sep=" ", timespec="seconds") if ends else None,
         revisions=len(revisions),
+        progress=progress(study, spec),
     )
 
 

@@ -49,15 +49,20 @@ def _params_text(params: dict[str, Any]) -> str:
 def summary_html(data: StudyData) -> str:
     """Study facts: dataset and model, trials by state, time spent, best trial and its params."""
     best = data.best()
-    states = ", ".join(f"{n} {esc(s)}" for s, n in data.counts.items() if n) or "none yet"
-    budget = f" of a budget of {data.budget}" if data.budget else ""
+    p = data.progress
+    again = sum(1 for t in data.trials if t["retried"])
+    dup = sum(1 for t in data.trials if t["duplicate_of"] is not None)
+    states = (f"{p.finished}/{p.budget or '?'} finished: {p.complete} complete, {p.pruned} pruned, {p.failed} failed"
+              + (f", {p.running} running" if p.running else "") + (f", {p.waiting} queued" if p.waiting else "")
+              + (f"; {again} stopped (worker died or Ctrl-C) and run again" if again else "")
+              + (f"; {dup} repeats of a completed point (its result reused)" if dup else ""))
     facts = [
         ("dataset", esc(data.dataset)),
         ("model", esc(data.model) + (f" (trial function {esc(data.trial_function)})" if data.trial_function else "")),
         ("search", f"{esc(data.method)} over {len(data.params)} parameters: "
                    + ", ".join(f"<code>{esc(p)}</code>" for p in data.params)),
         ("objective", f"{esc(data.metric)} ({esc(data.direction)}), validation {esc(data.validation)}"),
-        ("trials", f"{len(data.trials)}{esc(budget)}: {states}"),
+        ("trials", esc(states)),
         ("time in trials", _minutes(data.time_in_trials_s)
          + (f" (first start {esc(data.first_start)}, last completion {esc(data.last_complete)})" if data.first_start else "")),
     ]
