@@ -259,6 +259,7 @@ def test_loss_objective_is_minimised_and_stored_as_the_value(tmp_path: Path) -> 
     trials = sweep(tmp_path, "loss", objective={"metric": "loss"}, params={"optimizer__learning_rate": [0.01, 0.03]})
     study = optuna.load_study(study_name="loss", storage=f"sqlite:///{tmp_path / 'store.db'}")
     assert study.direction == optuna.study.StudyDirection.MINIMIZE
+    assert study.metric_names == ["loss"]  # optuna-dashboard labels the objective with it
     for t in trials:
         assert t.value == pytest.approx(metrics(t)["val_loss"]) and metrics(t)["curve"][-1] == t.value
 

@@ -33,6 +33,7 @@ def _create_or_load(spec: SweepSpec, storage: BaseStorage) -> optuna.Study:
         study = optuna.create_study(study_name=spec.name, storage=storage, direction=spec.direction,
                                     sampler=sampler, pruner=pruner)
         study.set_user_attr(SPEC_ATTR, spec.raw)
+        _name_objective(study, spec)
     else:
         stored = study.user_attrs.get(SPEC_ATTR)
         if stored is None:
@@ -50,6 +51,15 @@ def _create_or_load(spec: SweepSpec, storage: BaseStorage) -> optuna.Study:
 
 def _canonical(raw: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in raw.items() if k != "storage"}, sort_keys=True, default=str)
+
+
+def _name_objective(study: optuna.Study, spec: SweepSpec) -> None:
+    """Name the objective (optuna-dashboard shows 'accuracy', not 'Objective 0')."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # experimental in Optuna
+        study.set_metric_names([spec.metric])
 
 
 def grow(study: optuna.Study, old: SweepSpec, new: SweepSpec) -> list[str]:
