@@ -62,7 +62,7 @@ DRIVER_HINTS = {"postgresql": "pip install psycopg2-binary", "mysql": "pip insta
 
 def make_storage(url: str, heartbeat: int | None = HEARTBEAT_S, must_exist: bool = False) -> BaseStorage:
     """Open the store a URL names (``must_exist``: a SQLite file that is not there is an error)."""
-    from sweeper.store.trials import requeue
+    from sweeper.store.trials import requeue_stale
 
     where = parse_url(url)
     if where.kind == "grpc":
@@ -86,7 +86,7 @@ def make_storage(url: str, heartbeat: int | None = HEARTBEAT_S, must_exist: bool
             engine_kwargs=engine_kwargs,
             heartbeat_interval=heartbeat,
             grace_period=3 * heartbeat if heartbeat else None,
-            heartbeat_stale_trial_callback=requeue,
+            heartbeat_stale_trial_callback=requeue_stale,
         )
     except ImportError as exc:  # Optuna re-raises the driver's ModuleNotFoundError as ImportError
         missing = getattr(exc, "name", None) or getattr(exc.__cause__, "name", None) or "a database driver"
