@@ -149,12 +149,12 @@ def resume(name: str, storage: str = DEFAULT_STORAGE, *, trials: int | None = No
 
 def load(name: str, storage: str = DEFAULT_STORAGE) -> Sweep:
     """A stored study, to browse: ``results()``, ``best()``, ``plot()``, ``report()``."""
-    return Sweep(*load_study(name, make_storage(storage, must_exist=True)))
+    return Sweep(*load_study(name, make_storage(storage, must_exist=True, readonly=True)))
 
 
 def open_study(name: str, storage: str = DEFAULT_STORAGE) -> tuple[optuna.Study, SweepSpec]:
     """The Optuna study and the sweep definition stored with it."""
-    return load_study(name, make_storage(storage, must_exist=True))
+    return load_study(name, make_storage(storage, must_exist=True, readonly=True))
 
 
 def run_sweep(spec: SweepSpec | str | Path, storage: str | None = None) -> optuna.Study:

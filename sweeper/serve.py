@@ -65,7 +65,7 @@ class ReportServer:
 
     def __init__(self, storage_url: str, out_dir: Path, refresh_s: float = 5.0) -> None:
         self.storage_url = storage_url
-        self.storage: BaseStorage = make_storage(storage_url, heartbeat=None, must_exist=True)
+        self.storage: BaseStorage = make_storage(storage_url, heartbeat=None, must_exist=True, readonly=True)
         self.out_dir = out_dir
         self.refresh_s = refresh_s
         self._lock = threading.Lock()
@@ -144,6 +144,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _route(self) -> None:
         path = urllib.parse.urlsplit(self.path).path
+        if "\x00" in urllib.parse.unquote(path) or "%00" in path:  # no file or study name holds NUL
+            return self._send(HTTPStatus.BAD_REQUEST, "<p>bad request</p>")
         if path in ("/", "/index.html"):
             return self._index()
         if path == "/favicon.ico":

@@ -19,6 +19,8 @@ from conftest import cli_env
 from test_report_browser import INJECTION, assert_clean_render, browser  # noqa: F401 (fixture)
 
 from sweeper.report import hiplot_page as hp
+from sweeper.search import space
+from sweeper.search.strategy import strategy_for
 from sweeper.testing import synthetic
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -40,10 +42,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     url = f"sqlite:///{workdir / 'store.db'}"
     storage = optuna.storages.RDBStorage(url)
     synthetic.make_study(synthetic.make_spec(INJECTION, params=PARAMS), storage, 12, seed=1)
-    live = synthetic.make_study(synthetic.make_spec("live", params=PARAMS), storage, 6, seed=2)
+    live_spec = synthetic.make_spec("live", params=PARAMS)
+    live = synthetic.make_study(live_spec, storage, 6, seed=2)
     running = live.ask()  # a worker is on this one: the study is running
-    for dist_name in PARAMS:
-        running.suggest_categorical(dist_name, PARAMS[dist_name])
+    space.suggest(running, strategy_for(live_spec).distributions())
     proc = subprocess.Popen(
         [sys.executable, "-m", "sweeper", "serve", "--storage", url, "--port", "0", "--refresh", "0.5",
          "--out", str(workdir / "out")],
@@ -140,5 +142,12 @@ def test_paths_outside_the_reports_are_refused(served: dict[str, Any]) -> None:
         conn.close()
         assert resp.status == 404, (path, resp.status)
         assert b"root:" not in body and b"SQLite" not in body
+    for path in (f"/study/{quoted}/index.html%00.png", "/study/a%00b/", "/%00"):
+        conn = http.client.HTTPConnection(host, timeout=30)
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        resp.read()
+        conn.close()
+        assert resp.status == 400, (path, resp.status)
     assert get(served["base"] + "/api/version/nope")[0] == 404
     assert Path(served["workdir"] / "store.db").exists()

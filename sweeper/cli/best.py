@@ -41,7 +41,7 @@ def cmd_best(args: argparse.Namespace) -> int:
 
     if args.ensemble < 1:
         raise SweeperError(f"--ensemble: {args.ensemble} must be >= 1")
-    storage = make_storage(args.storage, must_exist=True)
+    storage = make_storage(args.storage, must_exist=True, readonly=True)
     study, spec = load(args.study, storage)
     if spec.trial_function:
         raise SweeperError(f"study {spec.name!r} uses trial_function {spec.trial_function}: nothing to refit")

@@ -43,7 +43,7 @@ def register(sub: Any) -> None:
 def cmd_ls(args: argparse.Namespace) -> int:
     import optuna
 
-    storage = make_storage(args.storage, must_exist=True)
+    storage = make_storage(args.storage, must_exist=True, readonly=True)
     summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
     if not summaries:
         print("no studies")
@@ -71,7 +71,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    storage = make_storage(args.storage, must_exist=True)
+    storage = make_storage(args.storage, must_exist=True, readonly=True)
     study, spec = load(args.study, storage)
     if args.trial is not None:
         return _show_trial(study, args.trial)
@@ -119,7 +119,7 @@ def _show_trial(study: Any, number: int) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    storage = make_storage(args.storage, must_exist=True)
+    storage = make_storage(args.storage, must_exist=True, readonly=True)
     study, _ = load(args.study, storage)
     scored = None if args.all else ("complete",)  # the notebook's own code expects a score in every row
     if args.format == "json":

@@ -30,7 +30,7 @@ def register(sub: Any) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from sweeper.report import write_compare, write_report
 
-    storage = make_storage(args.storage, must_exist=True)
+    storage = make_storage(args.storage, must_exist=True, readonly=True)
     if args.compare:
         names = list(dict.fromkeys(([args.study] if args.study else []) + args.compare))
         if len(names) < 2:

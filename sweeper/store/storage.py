@@ -60,8 +60,12 @@ def parse_url(url: str) -> StoreURL:
 DRIVER_HINTS = {"postgresql": "pip install psycopg2-binary", "mysql": "pip install pymysql (and use mysql+pymysql://)"}
 
 
-def make_storage(url: str, heartbeat: int | None = HEARTBEAT_S, must_exist: bool = False) -> BaseStorage:
-    """Open the store a URL names (``must_exist``: a SQLite file that is not there is an error)."""
+def make_storage(url: str, heartbeat: int | None = HEARTBEAT_S, must_exist: bool = False,
+                 readonly: bool = False) -> BaseStorage:
+    """Open the store a URL names. ``must_exist``: the store must be there already (every command
+    but ``run``, ``worker`` and ``copy``'s destination); ``readonly``: the command only reads
+    (ls, show, export, report, best, serve). A file that is not a sweeper/Optuna store is refused
+    untouched, and only ``run`` gives a missing or empty SQLite file its schema."""
     from sweeper.store.trials import requeue_stale
 
     where = parse_url(url)
@@ -77,17 +81,22 @@ def make_storage(url: str, heartbeat: int | None = HEARTBEAT_S, must_exist: bool
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(where.path or ""))
-    if where.kind == "sqlite" and must_exist and where.is_file and not Path(where.path or "").exists():
-        raise StudyError(f"storage {url}: no such file (run a sweep first, or pass --storage)")
+    if where.kind == "other":
+        scheme = url.partition("://")[0]
+        raise StudyError(f"storage {url}: scheme {scheme!r} is not supported (sqlite:///FILE, postgresql://..., "
+                         "mysql+pymysql://..., grpc://HOST:PORT, journal:///FILE)")
+    if where.kind == "sqlite" and where.is_file:
+        _check_sqlite_file(url, Path(where.path or ""), must_exist, readonly)
     engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if where.kind == "sqlite" else {}
     try:
-        rdb = optuna.storages.RDBStorage(
-            _with_driver(url, where),
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat,
-            grace_period=3 * heartbeat if heartbeat else None,
-            heartbeat_stale_trial_callback=requeue_stale,
-        )
+        with _schema_lock(where):  # two first runs on a new store would both create the schema
+            rdb = optuna.storages.RDBStorage(
+                _with_driver(url, where),
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat,
+                grace_period=3 * heartbeat if heartbeat else None,
+                heartbeat_stale_trial_callback=requeue_stale,
+            )
     except ImportError as exc:  # Optuna re-raises the driver's ModuleNotFoundError as ImportError
         missing = getattr(exc, "name", None) or getattr(exc.__cause__, "name", None) or "a database driver"
         hint = DRIVER_HINTS.get(where.kind, "install the database driver SQLAlchemy names")
@@ -99,6 +108,92 @@ def make_storage(url: str, heartbeat: int | None = HEARTBEAT_S, must_exist: bool
     if rdb.engine.name == "sqlite" and db not in (None, "", ":memory:") and os.access(db, os.W_OK):
         _serialize_sqlite_transactions(rdb.engine)  # (a read-only file has no updates to race)
     return optuna.storages.get_storage(rdb)
+
+
+OPTUNA_TABLES = {"studies", "trials", "alembic_version"}
+
+
+def _check_sqlite_file(url: str, path: Path, must_exist: bool, readonly: bool) -> None:
+    """Refuse, with one line and without writing a byte, a file that is not a sweeper store."""
+    import sqlite3
+
+    if not path.exists():
+        if must_exist:
+            raise StudyError(f"storage {url}: no such file (run a sweep first, or pass --storage)")
+        folder = path.parent if str(path.parent) else Path(".")
+        if not os.access(folder, os.W_OK):
+            raise StudyError(f"storage {url}: read-only folder {folder} (cannot create {path.name} there)")
+        return
+    if path.is_dir():
+        raise StudyError(f"storage {url}: {path} is a folder, not a store file")
+    if path.stat().st_size == 0:
+        if must_exist:
+            raise StudyError(f"storage {url}: {path} is empty, not a sweeper store (run a sweep first)")
+    else:
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+                tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError:
+            raise StudyError(f"storage {url}: {path} is not a SQLite database; pass another --storage") from None
+        if not OPTUNA_TABLES <= tables:
+            shown = ", ".join(sorted(tables)[:5]) or "none"
+            raise StudyError(f"storage {url}: {path} is a database of another program (its tables: {shown}); "
+                             "sweeper writes only into its own stores: pass another --storage")
+    if not readonly and not os.access(path, os.W_OK):
+        raise StudyError(f"storage {url}: read-only (cannot write {path}); 'ls', 'show', 'export' and 'report' "
+                         "can still read it")
+
+
+def lock_path(database: str) -> Path:
+    """A lock file for a SQLite store, kept out of the user's folder (SQLite stores are one-host)."""
+    import hashlib
+    import tempfile
+
+    folder = Path(tempfile.gettempdir()) / "sweeper-locks"
+    folder.mkdir(exist_ok=True)
+    key = hashlib.sha256(str(Path(database).resolve()).encode()).hexdigest()[:24]
+    return folder / f"{key}.lock"
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    import fcntl
+
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _schema_lock(where: StoreURL) -> Iterator[None]:
+    """Serialise Optuna's schema creation between processes opening one store for the first time
+    (SQLite: 'UNIQUE constraint failed: alembic_version'; PostgreSQL: a duplicate pg_type)."""
+    if where.kind == "sqlite" and where.is_file:
+        with _file_lock(lock_path(where.path or "")):
+            yield
+        return
+    if where.kind == "postgresql":
+        import zlib
+
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(_with_driver(where.url, where), poolclass=sqlalchemy.pool.NullPool)
+        key = zlib.crc32(b"sweeper:schema")
+        try:
+            with engine.connect() as conn:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                try:
+                    yield
+                finally:
+                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
+        finally:
+            engine.dispose()
+        return
+    yield
 
 
 def _with_driver(url: str, where: StoreURL) -> str:
@@ -157,13 +252,7 @@ def study_lock(storage: BaseStorage, name: str) -> Iterator[None]:
         return
     database = engine.url.database
     if engine.name == "sqlite" and database and database != ":memory:":
-        import fcntl
-
-        with open(f"{database}.sweeper-lock", "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with _file_lock(lock_path(database)):
+            yield
         return
     yield

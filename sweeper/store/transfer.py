@@ -47,7 +47,7 @@ class CopyResult:
 
 def copy_study(name: str, src: str | BaseStorage, dst: str | BaseStorage) -> CopyResult:
     """Copy sweeper study ``name`` from ``src`` to ``dst`` (URLs or storages), checked."""
-    src_storage = make_storage(src, heartbeat=None, must_exist=True) if isinstance(src, str) else src
+    src_storage = make_storage(src, heartbeat=None, must_exist=True, readonly=True) if isinstance(src, str) else src
     dst_storage = make_storage(dst, heartbeat=None) if isinstance(dst, str) else dst
     source, _ = load(name, src_storage)  # a missing or non-sweeper study stops here
     if _exists(dst_storage, name):
