@@ -30,6 +30,7 @@ def _raw(**overrides: Any) -> dict[str, Any]:
     return raw
 
 
+@pytest.mark.slow
 def test_real_search_is_a_complete_trial_in_the_study_and_report(workdir: Path) -> None:
     pytest.importorskip("autokeras")
     raw = _raw()

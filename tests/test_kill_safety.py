@@ -118,6 +118,7 @@ def test_poison_trial_fails_after_the_retry_limit_and_the_sweep_completes(tmp_pa
     assert len(errors) == 2 and "worker died 2 times running this trial (out of memory?)" in errors[-1]
 
 
+@pytest.mark.slow
 def test_poison_trial_in_process_ends_after_two_resumes(tmp_path: Path) -> None:
     sweep = write_sweep(tmp_path / "p.yaml", **POISON)
     url = f"sqlite:///{tmp_path / 'store.db'}"

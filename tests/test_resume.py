@@ -113,6 +113,7 @@ def test_ctrl_c_requeues_running_trial_and_store_stays_readable(workdir: Path) -
     assert_exactly_once(load(workdir, "ctrlc"), [1, 2, 3])
 
 
+@pytest.mark.slow
 def test_four_workers_200_trials_no_lock_errors_no_duplicates(workdir: Path) -> None:
     sweep = write_sweep(workdir / "many.yaml", name="many", trial_function="trial_functions:quick",
                         params={"model__units": list(range(1, 21)), "model__dropout": [i / 10 for i in range(10)]})

@@ -51,6 +51,7 @@ def shrink(spec_path: Path, csv_32x32x3: Path) -> list[str]:
     return [arg for s in sets for arg in ("--set", s)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", SWEEPS, ids=[p.stem for p in SWEEPS])
 def test_example_sweep_runs_end_to_end(path: Path, tmp_path: Path, cifar_like_csv: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:

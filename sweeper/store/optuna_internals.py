@@ -74,3 +74,10 @@ def rdb_engine(storage: BaseStorage) -> Any | None:
     """The SQLAlchemy engine behind an RDB storage (Optuna wraps it in a private cache), or None."""
     backend = getattr(storage, "_backend", storage)
     return getattr(backend, "engine", None)
+
+
+def schema_tables() -> set[str]:
+    """The tables of Optuna's RDB schema (its alembic stamp included)."""
+    from optuna.storages._rdb import models
+
+    return set(models.BaseModel.metadata.tables) | {"alembic_version"}

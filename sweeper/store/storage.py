@@ -110,9 +110,6 @@ def make_storage(url: str, heartbeat: int | None = HEARTBEAT_S, must_exist: bool
     return optuna.storages.get_storage(rdb)
 
 
-OPTUNA_TABLES = {"studies", "trials", "alembic_version"}
-
-
 def _check_sqlite_file(url: str, path: Path, must_exist: bool, readonly: bool) -> None:
     """Refuse, with one line and without writing a byte, a file that is not a sweeper store."""
     import sqlite3
@@ -135,10 +132,14 @@ def _check_sqlite_file(url: str, path: Path, must_exist: bool, readonly: bool) -
                 tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError:
             raise StudyError(f"storage {url}: {path} is not a SQLite database; pass another --storage") from None
-        if not OPTUNA_TABLES <= tables:
-            shown = ", ".join(sorted(tables)[:5]) or "none"
+        foreign = tables - oi.schema_tables()
+        if foreign:  # (only Optuna's tables, some missing: a store whose creation was interrupted)
+            shown = ", ".join(sorted(foreign)[:5])
             raise StudyError(f"storage {url}: {path} is a database of another program (its tables: {shown}); "
                              "sweeper writes only into its own stores: pass another --storage")
+        if must_exist and not {"studies", "trials", "version_info", "alembic_version"} <= tables:
+            raise StudyError(f"storage {url}: {path} holds no sweeper store yet, or one whose creation was "
+                             "interrupted (a sweep's 'run' finishes it)")
     if not readonly and not os.access(path, os.W_OK):
         raise StudyError(f"storage {url}: read-only (cannot write {path}); 'ls', 'show', 'export' and 'report' "
                          "can still read it")
