@@ -100,11 +100,6 @@ class ReportServer:
         )
 
     # ------------------------------------------------------------------ reports
-    def folder(self, name: str) -> Path:
-        """Where this study's report lives: a folder per name (names that differ only in
-        characters a path cannot hold must not share one)."""
-        return self.out_dir / hashlib.sha256(name.encode()).hexdigest()[:16]
-
     def report(self, name: str) -> tuple[Path, StudyInfo]:
         """The study's report index, made again only when the study changed since."""
         with self._lock:
@@ -118,7 +113,7 @@ class ReportServer:
 
             study = optuna.load_study(study_name=name, storage=self.storage)
             spec = from_stored(study.user_attrs[SPEC_ATTR], name)
-            path = write_report(study, spec, self.folder(name))
+            path = write_report(study, spec, self.out_dir)  # out/NAME/, as `sweeper report` writes
             self._made[name] = (info.version, path)
             return path, info
 
@@ -191,9 +186,12 @@ class Handler(BaseHTTPRequestHandler):
         target = (base / rest).resolve()
         if not target.is_relative_to(base) or target.suffix not in SERVED_SUFFIXES or not target.is_file():
             return self._send(HTTPStatus.NOT_FOUND, "<p>not found</p>")
-        if target == index.resolve():
+        if target.suffix == ".html":
             page = target.read_text(encoding="utf-8")
-            if info.running:
+            up = "../" * (len(target.relative_to(base).parts) + 1)  # back to the list of studies
+            nav = f"<p><a href='{up}'>&larr; all studies</a></p>"
+            page = page.replace("<body>", "<body>" + nav, 1)
+            if target == index.resolve() and info.running:
                 page = page.replace("</body>", self.app.live_script(name, info.version) + "</body>", 1)
             return self._send(HTTPStatus.OK, page)
         ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"

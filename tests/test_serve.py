@@ -93,7 +93,9 @@ def test_served_report_draws_every_trial(served: dict[str, Any], browser: Any) -
                                " return i.complete && i.naturalWidth > 0; }).length")
     assert figures == len(PARAMS) + 1  # effect plots and validation curves, served beside the page
     # Cached: asking again without a change in the study does not make the report again.
-    index = next((served["workdir"] / "out").glob("*/*/index.html"))
+    from sweeper.paths import study_dir
+
+    index = study_dir(INJECTION, served["workdir"] / "out") / "index.html"  # where `sweeper report` writes it
     before = index.stat().st_mtime_ns
     assert get(url)[0] == 200
     assert index.stat().st_mtime_ns == before
@@ -110,8 +112,7 @@ def test_running_study_page_reloads_when_trials_finish(served: dict[str, Any], b
     study, running = served["live"], served["running"]
     study.tell(running, 0.95)
     extra = study.ask()
-    for name, values in PARAMS.items():
-        extra.suggest_categorical(name, values)
+    space.suggest(extra, strategy_for(synthetic.make_spec("live", params=PARAMS)).distributions())
     study.tell(extra, 0.91)
     assert get(version_url)[1] != first
     deadline = time.monotonic() + 30
@@ -151,3 +152,13 @@ def test_paths_outside_the_reports_are_refused(served: dict[str, Any]) -> None:
         assert resp.status == 400, (path, resp.status)
     assert get(served["base"] + "/api/version/nope")[0] == 404
     assert Path(served["workdir"] / "store.db").exists()
+
+
+def test_study_pages_link_back_and_best_trial_pages_are_served(served: dict[str, Any]) -> None:
+    status, page = get(study_url(served["base"], "live"))
+    assert status == 200 and "<a href='../../'>&larr; all studies</a>" in page
+    best = served["workdir"] / "out" / "live" / "best-trial" / "index.html"  # as `report --best` leaves it
+    best.parent.mkdir(parents=True, exist_ok=True)
+    best.write_text("<!DOCTYPE html><html><head></head><body><h1>best trial</h1></body></html>")
+    status, page = get(study_url(served["base"], "live") + "best-trial/index.html")
+    assert status == 200 and "best trial" in page and "<a href='../../../'>&larr; all studies</a>" in page

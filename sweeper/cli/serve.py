@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,9 @@ def register(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
-    p.add_argument("--out", default=None, help="folder for the reports it makes (default: a temporary one)")
+    p.add_argument("--out", default="reports",
+                   help="reports folder it serves and refreshes (default reports/, where 'sweeper report' writes, "
+                        "so pages made with --best are served too)")
     p.add_argument("--refresh", type=float, default=5.0,
                    help="seconds between checks for new trials while a study runs (default 5)")
     p.set_defaults(func=cmd_serve)
@@ -29,7 +30,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.refresh <= 0:
         raise SweeperError("--refresh must be > 0 seconds")
-    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="sweeper-serve-"))
+    out = Path(args.out)
     app = ReportServer(args.storage, out, args.refresh)
     try:
         server = make_server(app, args.host, args.port)
