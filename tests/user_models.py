@@ -18,3 +18,8 @@ def poison(meta: dict[str, Any], units: int = 8) -> Any:
     from sweeper.train.models.mlp import build_mlp
 
     return build_mlp(meta, units=units)
+
+
+def verbose_failure(meta: dict[str, Any], units: int = 8) -> Any:
+    """Fails as TensorFlow often does: a useless first line, the reason further down."""
+    raise RuntimeError(f"Graph execution error:\n\nDetected at node 'dense/MatMul': units={units} is the culprit")
