@@ -105,6 +105,7 @@ def main() -> int:
     parser.add_argument("--sleep", type=float, default=0.3, help="seconds per trial")
     parser.add_argument("--storage-kind", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep the stores (to inspect a violation)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -113,7 +114,8 @@ def main() -> int:
     violations: list[str] = []
     studies = correct = extra_runs = 0
     with tempfile.TemporaryDirectory(prefix="sweeper-soak-") as tmp:
-        work = Path(tmp)
+        work = Path(args.keep or tmp)
+        work.mkdir(parents=True, exist_ok=True)
         (work / "soak_trials.py").write_text(TRIALS.replace("SLEEP", repr(args.sleep)))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(work), str(ROOT)]), "TF_CPP_MIN_LOG_LEVEL": "3"}
         for first in range(0, args.kills, args.per_study):

@@ -128,3 +128,22 @@ def test_poison_trial_in_process_ends_after_two_resumes(tmp_path: Path) -> None:
     assert codes == [137, 137, 0]  # the process running the poison point dies, twice
     done, errors = poison_outcome(tmp_path)
     assert done == Counter({8: 1, 16: 1}) and "worker died 2 times" in errors[-1]
+
+
+def test_reaper_killed_before_requeueing_a_dead_trial(tmp_path: Path, url: str) -> None:
+    """Found by benchmarks/kill_soak.py: a process reaping a dead worker's trial was itself killed
+    after failing the trial and before queueing its point again."""
+    spec = load_spec(quick_sweep(tmp_path, url))
+    study = create_or_load(spec, make_storage(url))
+    trial = claim_waiting(study)
+    assert trial is not None
+    storage, tid = oi.storage_of(study), oi.trial_id(trial)
+    space_params = {"model__units": 1, "model__dropout": 0.1}
+    trial.suggest_int("model__units", 1, 3)
+    trial.suggest_float("model__dropout", 0.1, 0.1)
+    storage.set_trial_user_attr(tid, "error", "worker pid 1 on this host died while running this trial")
+    storage.set_trial_user_attr(tid, "worker_died", True)
+    storage.set_trial_state_values(tid, TrialState.FAIL)  # ... and the reaper was killed here
+    assert study.trials[0].params == space_params
+    assert cli("resume", "k", "--storage", url, "--no-report") == 0
+    assert points(url) == Counter(UNITS)

@@ -12,7 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sweeper.config.spec import SweepSpec
 from sweeper.search import space
 from sweeper.search.strategy import strategy_for
-from sweeper.store.keys import DUPLICATE_OF_ATTR, RETRY_OF_ATTR
+from sweeper.store.keys import DUPLICATE_OF_ATTR, RETRY_OF_ATTR, WORKER_DIED_ATTR
 
 
 def trial_point(t: FrozenTrial) -> dict[str, Any] | None:
@@ -34,10 +34,14 @@ def requeued_numbers(trials: Sequence[FrozenTrial]) -> set[int]:
 
 def is_finished(t: FrozenTrial, requeued: set[int], searched: set[str] | None = None) -> bool:
     """Counts toward the budget: completed, pruned, or failed for its own reason: not re-queued,
-    and not a trial whose worker died before all of its params (``searched``) were stored."""
+    not failed because its worker died, and not one whose worker died before all of its params
+    (``searched``) were stored."""
     if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
-    return t.state == TrialState.FAIL and t.number not in requeued and (searched is None or searched <= set(t.params))
+    # A trial whose worker died is not finished even when nothing re-queued it (the reaper itself
+    # may have been killed between failing it and queueing its point again).
+    return t.state == TrialState.FAIL and t.number not in requeued and not t.user_attrs.get(WORKER_DIED_ATTR) \
+        and (searched is None or searched <= set(t.params))
 
 
 def ranked(trials: Sequence[FrozenTrial], direction: str) -> list[FrozenTrial]:

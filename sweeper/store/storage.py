@@ -128,7 +128,9 @@ def _check_sqlite_file(url: str, path: Path, must_exist: bool, readonly: bool) -
             raise StudyError(f"storage {url}: {path} is empty, not a sweeper store (run a sweep first)")
     else:
         try:
-            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            # immutable: read the file as it is, without rolling back a hot journal that a process
+            # killed mid-transaction left (read-only access could not, and would fail)
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)) as conn:
                 tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError:
             raise StudyError(f"storage {url}: {path} is not a SQLite database; pass another --storage") from None

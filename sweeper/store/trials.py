@@ -24,6 +24,7 @@ from sweeper.store.keys import (
     RETRY_REASON_ATTR,
     SPEC_ATTR,
     WORKER_DEATHS_ATTR,
+    WORKER_DIED_ATTR,
 )
 from sweeper.store.progress import is_finished, requeued_numbers, trial_point
 
@@ -146,6 +147,8 @@ def reap_dead_trials(study: optuna.Study, orphan_after_s: float = 120.0) -> int:
         try:
             # The reason goes on while the trial is still RUNNING; then one reaper wins the FAIL.
             storage.set_trial_user_attr(tid, ERROR_ATTR, reason)
+            if not poison:
+                storage.set_trial_user_attr(tid, WORKER_DIED_ATTR, True)
             if not storage.set_trial_state_values(tid, TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
