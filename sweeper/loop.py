@@ -128,49 +128,58 @@ def run_one(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, evaluate:
         except optuna.exceptions.UpdateFinishedTrialError:
             return storage.get_trial(tid).state  # finished by another worker: its verdict stands
 
-    if not owned:
-        storage.set_trial_system_attr(tid, OWNER_ATTR, owner_record())
-    with _Heartbeat(study, tid):
+    try:
+        if not owned:
+            storage.set_trial_system_attr(tid, OWNER_ATTR, owner_record())
+        with _Heartbeat(study, tid):
+            return _evaluate_claimed(study, trial, spec, evaluate, finish)
+    except KeyboardInterrupt:  # anywhere after the claim, the trial is queued again
+        reason = "interrupted (Ctrl-C); queued again"
+        finish(TrialState.FAIL, attrs={ERROR_ATTR: reason})
+        frozen = storage.get_trial(tid)
+        if frozen.state == TrialState.FAIL and frozen.user_attrs.get(ERROR_ATTR) == reason:  # ours
+            requeue(study, frozen, reason)
+        raise
+
+
+def _evaluate_claimed(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, evaluate: Evaluate,
+                      finish: Callable[..., TrialState]) -> TrialState:
+    """Suggest, train (or take a completed twin's result) and tell, for a claimed trial."""
+    storage = oi.storage_of(study)
+    tid = oi.trial_id(trial)
+    try:
+        searched = space.suggest(trial, strategy_for(spec).distributions())
+        params = space.full_params(spec, searched)
+        seed = space.trial_seed(spec, params)
+        if strategy_for(spec).may_repeat():
+            twin = completed_twin(study, searched, trial.number)
+            if twin is not None:  # the same config trained before: same seed, same result
+                attrs = {k: v for k, v in twin.user_attrs.items() if k == METRICS_ATTR}
+                return finish(TrialState.COMPLETE, twin.value, {**attrs, DUPLICATE_OF_ATTR: twin.number})
+        live = spec.kfold is None and spec.repeats == 1  # live per-epoch reports (pruning) need one run
+
+        def on_epoch(epoch: int, value: float) -> None:
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch + 1} ({value:.4f})")
+
+        token = CURRENT_TRIAL.set(f"trial-{trial.number}")
         try:
-            searched = space.suggest(trial, strategy_for(spec).distributions())
-            params = space.full_params(spec, searched)
-            seed = space.trial_seed(spec, params)
-            if strategy_for(spec).may_repeat():
-                twin = completed_twin(study, searched, trial.number)
-                if twin is not None:  # the same config trained before: same seed, same result
-                    attrs = {k: v for k, v in twin.user_attrs.items() if k == METRICS_ATTR}
-                    return finish(TrialState.COMPLETE, twin.value, {**attrs, DUPLICATE_OF_ATTR: twin.number})
-            live = spec.kfold is None and spec.repeats == 1  # live per-epoch reports (pruning) need one run
-
-            def on_epoch(epoch: int, value: float) -> None:
-                trial.report(value, epoch)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned at epoch {epoch + 1} ({value:.4f})")
-
-            token = CURRENT_TRIAL.set(f"trial-{trial.number}")
-            try:
-                result = evaluate(spec, params, seed, on_epoch if live else None)
-            finally:
-                CURRENT_TRIAL.reset(token)
-            if isinstance(result, TrialResult):
-                if not live:
-                    for epoch, value in enumerate(result.curve):
-                        trial.report(value, epoch)
-                return finish(TrialState.COMPLETE, result.mean_test_score, {METRICS_ATTR: result.as_attrs()})
-            return finish(TrialState.COMPLETE, float(result))
-        except optuna.TrialPruned:
-            return finish(TrialState.PRUNED)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            return storage.get_trial(tid).state  # failed by another worker while running
-        except KeyboardInterrupt:
-            reason = "interrupted (Ctrl-C); queued again"
-            finish(TrialState.FAIL, attrs={ERROR_ATTR: reason})
-            frozen = storage.get_trial(tid)
-            if frozen.user_attrs.get(ERROR_ATTR) == reason:  # ours, not another worker's verdict
-                requeue(study, frozen, reason)
-            raise
-        except Exception as exc:
-            return finish(TrialState.FAIL, attrs={ERROR_ATTR: _error_text(exc)})
+            result = evaluate(spec, params, seed, on_epoch if live else None)
+        finally:
+            CURRENT_TRIAL.reset(token)
+        if isinstance(result, TrialResult):
+            if not live:
+                for epoch, value in enumerate(result.curve):
+                    trial.report(value, epoch)
+            return finish(TrialState.COMPLETE, result.mean_test_score, {METRICS_ATTR: result.as_attrs()})
+        return finish(TrialState.COMPLETE, float(result))
+    except optuna.TrialPruned:
+        return finish(TrialState.PRUNED)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return storage.get_trial(tid).state  # failed by another worker while running
+    except Exception as exc:
+        return finish(TrialState.FAIL, attrs={ERROR_ATTR: _error_text(exc)})
 
 
 REAP_EVERY_S = 10.0  # dead-trial checks cost SQL per call: not every trial (a claim-less worker checks each poll)
