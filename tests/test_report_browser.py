@@ -118,3 +118,15 @@ def test_study_name_with_a_script_shows_as_text(browser: Any, tmp_path: Path) ->
     assert nasty_value in browser.evaluate("document.querySelector('.dataTables_wrapper').innerText")
     assert browser.evaluate("document.querySelectorAll('script').length") == 2  # HiPlot's bundle and set-up
     assert browser.events("Page.javascriptDialogOpening") == []  # no alert() ran
+
+
+def test_report_fits_a_1400_px_window(browser: Any, mixed_report: tuple[Path, int]) -> None:
+    """At 1400 px (the browser's window): no horizontal overflow, every figure inside the page."""
+    page, _ = mixed_report
+    browser.open(page.as_uri())
+    browser.settle(0.5)
+    assert browser.evaluate("window.innerWidth") == 1400
+    assert browser.evaluate("document.documentElement.scrollWidth") <= 1400
+    wide = browser.evaluate("Array.prototype.filter.call(document.images, function (i) {"
+                            " return i.getBoundingClientRect().right > 1400; }).length")
+    assert wide == 0

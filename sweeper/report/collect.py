@@ -131,6 +131,11 @@ def collect(study: optuna.Study, spec: SweepSpec) -> StudyData:
     )
 
 
+def _shown(v: Any) -> Any:
+    """A score as the plot's table shows it: 4 significant digits, not 16."""
+    return float(f"{v:.4g}") if _finite(v) else v
+
+
 def plot_rows(data: StudyData, study_column: str | None = None) -> list[dict[str, Any]]:
     """One row per trial for the parallel plot: params by their routed names, the state, the
     objective (empty for failed/pruned trials), and a few metrics for the table."""
@@ -144,9 +149,9 @@ def plot_rows(data: StudyData, study_column: str | None = None) -> list[dict[str
         row["trial"] = t["number"]
         if data.revisions:
             row["revision"] = t["revision"]  # which definition of a grown study it ran under
-        row[data.metric] = t["value"]
-        row["val_loss"] = t["val_loss"]
-        row["mean_fit_time"] = t["fit_time"]
+        row[data.metric] = _shown(t["value"])
+        row["val_loss"] = _shown(t["val_loss"])
+        row["mean_fit_time"] = _shown(t["fit_time"])
         row["epochs_run"] = t["epochs_run"]
         out.append(row)
     return out

@@ -98,6 +98,8 @@ def _sort_key(v: Any) -> tuple[int, float, str]:
 
 def curves_plot(ranked: Sequence[dict[str, Any]], metric: str, path: Path, k: int = 10) -> Path | None:
     """Per-epoch validation curves of the ``k`` best trials (their intermediate values)."""
+    from matplotlib.ticker import MaxNLocator
+
     top = [t for t in ranked if len(t["curve"]) > 1][:k]
     if not top:
         return None
@@ -107,6 +109,7 @@ def curves_plot(ranked: Sequence[dict[str, Any]], metric: str, path: Path, k: in
         ax.plot(range(1, len(t["curve"]) + 1), t["curve"], marker="o", ms=3, lw=1.2,
                 label=f"trial {t['number']} ({t['value']:.4g})")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no half epochs
     ax.set_ylabel(f"validation {metric}")
     ax.set_title(f"validation curves of the top {len(top)} trials", fontsize=10)
     ax.grid(alpha=0.3)
@@ -182,6 +185,8 @@ def feature_maps_plot(image: np.ndarray, before: np.ndarray, after: np.ndarray, 
 
 def training_plot(history: dict[str, list[float]], path: Path) -> Path:
     """Loss and accuracy per epoch, training and validation."""
+    from matplotlib.ticker import MaxNLocator
+
     fig = _figure(7.5, 3.0, (0.08, 0.16, 0.98, 0.9))
     for i, key in enumerate(("loss", "accuracy")):
         ax = fig.add_subplot(1, 2, i + 1)
@@ -189,6 +194,7 @@ def training_plot(history: dict[str, list[float]], path: Path) -> Path:
             if name in history:
                 ax.plot(range(1, len(history[name]) + 1), history[name], style, marker="o", ms=3, label=name)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(key, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

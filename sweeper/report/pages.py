@@ -15,6 +15,7 @@ from sweeper.report.insights import ParamInsight, short_name, value_label
 STYLE = """
 body{margin:0;font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;color:#222;background:#fff}
 .sw{padding:8px 20px;max-width:1400px}
+.sw img{max-width:100%;height:auto}
 .sw h1{font-size:22px;margin:10px 0 4px}.sw h2{font-size:18px;margin:22px 0 6px;border-bottom:1px solid #ddd}
 .sw table{border-collapse:collapse;margin:4px 0}.sw td,.sw th{border:1px solid #ccc;padding:2px 7px;font-size:13px;text-align:left}
 .sw th{background:#f3f3f3}.sw nav a{margin-right:12px}.sw .muted{color:#666;font-size:13px}
