@@ -6,6 +6,7 @@ claimed atomically, dead workers' trials are re-queued, a failed fit never stops
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import threading
 import time
@@ -220,5 +221,8 @@ def work(study: optuna.Study, spec: SweepSpec, evaluate: Evaluate, options: Loop
                 last_reap = -float("inf")  # so look for dead ones on every poll
                 continue
             trial, owned = ask_new(study), True
+        if on_trial is not None:  # the progress bar shows this trial as running while it trains
+            on_trial(dataclasses.replace(prog, running=prog.running + 1,
+                                         waiting=prog.waiting - (0 if owned else 1)))
         run_one(study, trial, spec, evaluate, owned)
         ran_one = True

@@ -313,7 +313,12 @@ class _ProgressBar:
 
 
 def _line_reporter(spec: SweepSpec) -> Any:
+    said: dict[str, int] = {}
+
     def say(prog: Progress) -> None:
+        if said.get("finished") == prog.finished:
+            return  # a trial started: one line per finished trial is enough
+        said["finished"] = prog.finished
         best = "-" if prog.best is None else f"{prog.best:.4f}"
         print(f"[{spec.name}] {prog.finished}/{prog.budget or '?'} finished, best {best}, failed {prog.failed}",
               file=sys.stderr)
