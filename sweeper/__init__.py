@@ -17,9 +17,11 @@ __all__ = ["run", "resume", "load", "Sweep", "load_spec", "spec_from_dict", "ope
 def __getattr__(name: str) -> Any:
     if name in ("load_spec", "spec_from_dict"):
         from sweeper.config import spec
+
         return getattr(spec, name)
     if name in ("run", "resume", "load", "Sweep", "open_study", "run_sweep"):
         from sweeper import api
+
         return getattr(api, name)
     if name == "make_estimator":
         from sweeper.train.estimator import make_estimator

@@ -51,6 +51,7 @@ def resolve_evaluate(spec: SweepSpec) -> Evaluate:
     ref = spec.trial_function
     if not ref and spec.model.lower() == "autokeras":
         from sweeper.train import automl
+
         return automl.evaluator()  # an AutoKeras search per trial; refuses if the extra is missing
     if not ref:
         return keras_evaluate
