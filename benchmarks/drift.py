@@ -4,7 +4,7 @@ Runs ``--trials`` (default 200) tiny Keras trials one after another through ``sw
 with the real ``keras_evaluate`` in this one process: an mlp (units 8) on 300 rows of ``digits``,
 1 epoch, batch 64, holdout 0.2, a random search over the learning rate, in a temporary SQLite
 file. With sweeper's default ``compute.reuse_models: true`` every trial reuses one traced model
-(sweeper/reuse.py); ``--no-reuse`` builds and traces a new model per trial. After each trial an
+(sweeper/train/reuse.py); ``--no-reuse`` builds and traces a new model per trial. After each trial an
 ``on_trial`` callback records the time and the process RSS (psutil). Before that, an untimed
 2-trial warm-up sweep (own store, same model structure) pays for imports and first graphs.
 

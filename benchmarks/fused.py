@@ -19,6 +19,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -105,6 +106,7 @@ def main() -> None:
     ap.add_argument("--jit", action="store_true", help="XLA-compile the fused step")
     ap.add_argument("--skip-fresh", action="store_true", help="leave out the fresh-model baseline")
     args = ap.parse_args()
+    warnings.filterwarnings("ignore")
     from sweeper.train.runtime import configure_tensorflow
 
     configure_tensorflow()

@@ -7,7 +7,7 @@ Measures the wall time of N configurations (default 6: an mlp on ``digits``, a g
       ``create_or_load``), driven by ``sweeper.loop.work`` with the default ``keras_evaluate``
       (scikeras KerasClassifier, per-epoch reports, stored metrics, sweeper's model cache on
       unless ``--no-reuse``; each round's units differ, so no round reuses an earlier one's models);
-  (b) by a bare Keras loop: ``build_mlp`` from sweeper/models/mlp.py, compiled with the same
+  (b) by a bare Keras loop: ``build_mlp`` from sweeper/train/models/mlp.py, compiled with the same
       optimizer / loss / metrics, fit on the same stratified train/val split with
       ``validation_data``, same epochs and batch size, same seeds, ``clear_session`` between fits.
 

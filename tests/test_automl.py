@@ -1,4 +1,4 @@
-"""model: autokeras (sweeper/automl.py): a real AutoKeras search as a sweep trial through the CLI,
+"""model: autokeras (sweeper/train/automl.py): a real AutoKeras search as a sweep trial through the CLI,
 the Keras 3.15 / TF 2.21 compatibility shims, the spec checks and the missing-extra message."""
 
 from __future__ import annotations

@@ -1,0 +1,189 @@
+"""Fused training (sweeper/train/fused.py): a member of a pack trains as the same configuration
+trained alone, members are frozen independently, and dropout / batch norm stay per member."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sweeper.train.fused import (
+    FusedMember,
+    MLPStructure,
+    fit_fused,
+    keras_model,
+    member_from_params,
+)
+
+TOL = 1e-3
+S16 = MLPStructure(units=16)
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[np.ndarray, ...]:
+    """400 digits, shuffled: 320 to train, 80 to validate."""
+    from sklearn.datasets import load_digits
+
+    from sweeper.train.runtime import configure_tensorflow
+
+    configure_tensorflow()
+    d = load_digits()
+    rows = np.random.default_rng(0).permutation(len(d.target))[:400]
+    x = (d.images[rows] / 16.0).astype("float32")[..., None]
+    y = d.target[rows].astype("int32")
+    return x[:320], y[:320], x[320:], y[320:]
+
+
+def curve_gap(a: dict[str, list[float]], b: dict[str, list[float]]) -> float:
+    keys = ("val_loss", "val_accuracy")
+    assert all(len(a[k]) == len(b[k]) for k in keys)
+    return max(float(np.max(np.abs(np.subtract(a[k], b[k])))) for k in keys)
+
+
+def keras_optimizer(m: FusedMember) -> Any:
+
+    from sweeper.train.optimizers import optimizer_class
+
+    return optimizer_class(m.optimizer)(learning_rate=m.learning_rate, **m.optimizer_options)
+
+
+def test_members_train_as_keras_trains_them_alone(digits: tuple[np.ndarray, ...]) -> None:
+    """K=4 (adam, rmsprop, sgd+momentum, sweeper's radam; four learning rates): each member's
+    validation curve equals plain Keras training the same model from the same initial weights on
+    the same batches (train_on_batch on the member's recorded row order)."""
+    import keras
+
+    x, y, xv, yv = digits
+    members = [FusedMember(seed=11, epochs=5, learning_rate=0.003, optimizer="adam"),
+               FusedMember(seed=12, epochs=5, learning_rate=0.002, optimizer="rmsprop"),
+               FusedMember(seed=13, epochs=5, learning_rate=0.05, optimizer="sgd", optimizer_options={"momentum": 0.9}),
+               FusedMember(seed=14, epochs=5, learning_rate=0.01, optimizer="radam")]
+    fused = fit_fused(members, x, y, (xv, yv), structure=S16, batch_size=32, record_orders=True)
+    gaps = []
+    for m, r in zip(members, fused):
+        keras.utils.set_random_seed(m.seed)
+        model = keras_model(S16, m, x.shape[1:], 10)  # the initial weights the member started from
+        model.compile(optimizer=keras_optimizer(m), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        history: dict[str, list[float]] = {"val_loss": [], "val_accuracy": []}
+        assert len(r.orders) == 5
+        for order in r.orders:
+            assert sorted(order) == list(range(len(x)))  # a permutation of the training rows
+            for a in range(0, len(order), 32):
+                model.train_on_batch(x[order[a:a + 32]], y[order[a:a + 32]])
+            loss, acc = model.evaluate(xv, yv, batch_size=1024, verbose=0)
+            history["val_loss"].append(loss)
+            history["val_accuracy"].append(acc)
+        gaps.append(curve_gap(r.history, history))
+        for got, want in zip(r.weights, model.get_weights()):
+            np.testing.assert_allclose(got, want, atol=1e-4)
+    print("max |fused - keras| per member:", gaps)
+    assert max(gaps) < TOL
+    assert len({round(r.history["val_loss"][-1], 4) for r in fused}) == 4  # four different fits
+
+
+def test_k_fold_members_with_batchnorm_equal_fit_config(digits: tuple[np.ndarray, ...]) -> None:
+    """Members on their own (differently sized) folds with their own validation rows, batch norm
+    on, one with L2, train as sweeper's one fit (fit_config: scikeras, tf.data shuffle) trains them."""
+    from sweeper.config.spec import spec_from_dict
+    from sweeper.train.fit import fit_config
+
+    x, y, _, _ = digits
+    folds = [(np.arange(0, 250), np.arange(250, 320)), (np.arange(70, 320), np.arange(0, 70)),
+             (np.arange(0, 275), np.arange(275, 320))]
+    members = [FusedMember(seed=21, epochs=3, learning_rate=0.003, train_indices=folds[0][0], val_indices=folds[0][1]),
+               FusedMember(seed=22, epochs=3, learning_rate=0.03, optimizer="sgd", optimizer_options={"momentum": 0.9},
+                           train_indices=folds[1][0], val_indices=folds[1][1]),
+               FusedMember(seed=23, epochs=3, learning_rate=0.002, optimizer="rmsprop", l2=0.001,
+                           train_indices=folds[2][0], val_indices=folds[2][1])]
+    structure = MLPStructure(units=16, batchnorm=True)
+    fused = fit_fused(members, x, y, None, structure=structure, batch_size=32, n_classes=10)
+    spec = spec_from_dict({"name": "fused", "data": {"dataset": "digits"}, "model": "mlp", "seed": 0,
+                           "params": {"model__units": [16]}}, source="test")
+    gaps = []
+    for m, r, (tr, va) in zip(members, fused, folds):
+        params = {"model__units": 16, "model__batchnorm": True, "model__l2": m.l2, "optimizer": m.optimizer,
+                  "epochs": 3, "batch_size": 32, "optimizer__learning_rate": m.learning_rate,
+                  **{f"optimizer__{k}": v for k, v in m.optimizer_options.items()}}
+        alone = fit_config(spec, params, m.seed, x[tr], y[tr], (x[va], y[va]))
+        gaps.append(curve_gap(r.history, alone.history))
+        assert abs(r.history["loss"][-1] - alone.history["loss"][-1]) < TOL
+    print("max |fused - fit_config| per member:", gaps)
+    assert max(gaps) < TOL
+
+
+def test_members_are_frozen_and_repacked(digits: tuple[np.ndarray, ...]) -> None:
+    """A member with fewer epochs, and one stopped by should_stop, stay in the pack frozen (their
+    weights are those of their last epoch) while the others train on; once half the pack is
+    frozen the rest is re-packed and trains on unchanged. Each equals the member trained alone."""
+    x, y, xv, yv = digits
+    members = [FusedMember(seed=31, epochs=2, learning_rate=0.003),  # frozen in the pack through epoch 3
+               FusedMember(seed=32, epochs=4, learning_rate=0.01, optimizer="sgd"),  # stopped after epoch 1
+               FusedMember(seed=33, epochs=4, learning_rate=0.002, l2=0.001),
+               FusedMember(seed=34, epochs=4, learning_rate=0.005, optimizer="rmsprop"),
+               FusedMember(seed=35, epochs=3, learning_rate=0.001)]  # then 2 of 5 train on: re-packed
+    calls: list[tuple[int, int]] = []
+
+    def stop(i: int, epoch: int, logs: dict[str, float]) -> bool:
+        calls.append((i, epoch))
+        assert set(logs) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+        return i == 1 and epoch == 0
+
+    fused = fit_fused(members, x, y, (xv, yv), structure=S16, batch_size=32, should_stop=stop)
+    assert [r.epochs_run for r in fused] == [2, 1, 4, 4, 3]
+    assert [r.stopped_early for r in fused] == [False, True, False, False, False]
+    assert calls == [(i, 0) for i in range(5)] + [(0, 1), (2, 1), (3, 1), (4, 1), (2, 2), (3, 2), (4, 2),
+                                                (2, 3), (3, 3)]
+    for m, r in zip(members, fused):
+        alone = fit_fused([FusedMember(m.seed, r.epochs_run, m.learning_rate, m.optimizer, l2=m.l2)], x, y,
+                          (xv, yv), structure=S16, batch_size=32)[0]
+        assert curve_gap(r.history, alone.history) < 1e-5
+        for got, want in zip(r.weights, alone.weights):
+            np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_dropout_is_per_member_and_independent_of_the_pack(digits: tuple[np.ndarray, ...]) -> None:
+    x, y, xv, yv = digits
+    plain, dropped = FusedMember(seed=41, epochs=2, learning_rate=0.003), \
+        FusedMember(seed=41, epochs=2, learning_rate=0.003, dropout=0.5)
+    a = fit_fused([plain, dropped], x, y, (xv, yv), structure=S16, batch_size=32)
+    assert a[0].history["loss"] != a[1].history["loss"]
+    assert a[1].history["loss"][0] > a[0].history["loss"][0]  # half the units dropped: a harder fit
+    assert not np.allclose(a[0].weights[2], a[1].weights[2])
+    other = FusedMember(seed=42, epochs=2, learning_rate=0.01, dropout=0.2)
+    b = fit_fused([other, dropped], x, y, (xv, yv), structure=S16, batch_size=32)
+    assert curve_gap(a[1].history, b[1].history) < 1e-5  # the same noise in another pack
+
+
+def test_batchnorm_statistics_are_per_member(digits: tuple[np.ndarray, ...]) -> None:
+    x, y, xv, yv = digits
+    members = [FusedMember(seed=51, epochs=2, learning_rate=0.003), FusedMember(seed=52, epochs=2, learning_rate=0.01)]
+    a, b = fit_fused(members, x, y, (xv, yv), structure=MLPStructure(units=16, batchnorm=True), batch_size=32)
+    # weights: kernel, bias, gamma, beta, moving mean, moving variance, ... of the first block
+    assert np.all(np.isfinite(a.weights[4])) and np.all(np.isfinite(b.weights[5]))
+    assert not np.allclose(a.weights[4], 0.0) and not np.allclose(a.weights[5], 1.0)
+    assert not np.allclose(a.weights[4], b.weights[4]) and not np.allclose(a.weights[5], b.weights[5])
+    assert a.history["val_loss"] != b.history["val_loss"]
+
+
+def test_a_diverging_member_is_frozen_alone(digits: tuple[np.ndarray, ...]) -> None:
+    x, y, xv, yv = digits
+    members = [FusedMember(seed=61, epochs=2, learning_rate=1e12, optimizer="sgd"),
+               FusedMember(seed=62, epochs=2, learning_rate=0.003)]
+    bad, good = fit_fused(members, x, y, (xv, yv), structure=S16, batch_size=32)
+    assert bad.error is not None and bad.epochs_run == 1
+    assert good.error is None and good.epochs_run == 2 and np.isfinite(good.history["val_loss"]).all()
+
+
+def test_member_from_params() -> None:
+    key, m = member_from_params({"optimizer": "sgd", "optimizer__learning_rate": 0.05, "optimizer__momentum": 0.9,
+                                 "model__units": 32, "model__batchnorm": True, "model__dropout": 0.2,
+                                 "epochs": 7, "batch_size": 64}, seed=5)
+    assert key == (MLPStructure(units=32, batchnorm=True), 64)
+    assert (m.optimizer, m.learning_rate, m.optimizer_options, m.dropout, m.epochs, m.seed) == \
+        ("sgd", 0.05, {"momentum": 0.9}, 0.2, 7, 5)
+    assert member_from_params({"optimizer": "adam"}, 1)[1].learning_rate == 0.001  # type: ignore[index]
+    assert member_from_params({"optimizer": "nadam"}, 1) is None  # no fused nadam
+    assert member_from_params({"optimizer__amsgrad": True}, 1) is None
+    assert member_from_params({"model__filters": 8}, 1) is None  # not an MLP argument
+    assert member_from_params({"batch_size": -1}, 1) is None  # whole-set batches: sizes differ per member
