@@ -153,7 +153,10 @@ def lock_path(database: str) -> Path:
     import tempfile
 
     folder = Path(tempfile.gettempdir()) / "sweeper-locks"
-    folder.mkdir(exist_ok=True)
+    if not folder.exists():
+        folder.mkdir(exist_ok=True)
+        with contextlib.suppress(OSError):
+            folder.chmod(0o1777)  # shared by every user of the machine, as the temp folder is
     key = hashlib.sha256(str(Path(database).resolve()).encode()).hexdigest()[:24]
     return folder / f"{key}.lock"
 
@@ -162,12 +165,16 @@ def lock_path(database: str) -> Path:
 def _file_lock(path: Path) -> Iterator[None]:
     import fcntl
 
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    # Read-only is enough for flock, and lets another user lock a file this one created.
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
