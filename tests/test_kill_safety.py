@@ -108,6 +108,7 @@ def poison_outcome(tmp_path: Path) -> tuple[Counter[int], list[str]]:
     return done, errors
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_poison_trial_fails_after_the_retry_limit_and_the_sweep_completes(tmp_path: Path, workers: str) -> None:
     sweep = write_sweep(tmp_path / "p.yaml", **POISON)

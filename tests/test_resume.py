@@ -49,6 +49,7 @@ def assert_exactly_once(study: optuna.Study, points: list[int]) -> None:
     assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("when", ["before_first_trial_ends", "mid_sweep", "during_last_trial"])
 def test_sigkill_then_resume_completes_every_point_once(workdir: Path, when: str) -> None:
     sweep = slow_grid(workdir, "kill")
