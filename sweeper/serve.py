@@ -25,11 +25,20 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from sweeper.config.spec import from_stored
+from sweeper.errors import SweeperError
 from sweeper.report.escape import esc, script_json
 from sweeper.store.keys import SPEC_ATTR
 from sweeper.store.storage import make_storage
 
 SERVED_SUFFIXES = {".html", ".png"}
+
+
+class NoReport(LookupError):
+    """A study there is no report of (not made by sweeper, or its stored definition unreadable)."""
+
+
+class BadPath(ValueError):
+    """A request path no file or study name can have (NUL, control characters, not UTF-8)."""
 
 _LIVE = """<script>
 (function () {
@@ -112,7 +121,12 @@ class ReportServer:
             from sweeper.report import write_report
 
             study = optuna.load_study(study_name=name, storage=self.storage)
-            spec = from_stored(study.user_attrs[SPEC_ATTR], name)
+            if SPEC_ATTR not in study.user_attrs:
+                raise NoReport(f"study {name} was not made by sweeper: there is no report of it")
+            try:
+                spec = from_stored(study.user_attrs[SPEC_ATTR], name)
+            except SweeperError as exc:
+                raise NoReport(f"no report of study {name}: {exc}") from None
             path = write_report(study, spec, self.out_dir)  # out/NAME/, as `sweeper report` writes
             self._made[name] = (info.version, path)
             return path, info
@@ -134,13 +148,21 @@ class Handler(BaseHTTPRequestHandler):
             self._route()
         except BrokenPipeError:
             pass
+        except BadPath:
+            self._send(HTTPStatus.BAD_REQUEST, "<p>bad request</p>")
+        except NoReport as exc:
+            self._send(HTTPStatus.NOT_FOUND, f"<p>{esc(exc)}</p>")
         except Exception as exc:  # a broken study must not take the server down
             self._send(HTTPStatus.INTERNAL_SERVER_ERROR, f"<p>error: {esc(type(exc).__name__)}: {esc(exc)}</p>")
 
     def _route(self) -> None:
-        path = urllib.parse.urlsplit(self.path).path
-        if "\x00" in urllib.parse.unquote(path) or "%00" in path:  # no file or study name holds NUL
-            return self._send(HTTPStatus.BAD_REQUEST, "<p>bad request</p>")
+        try:
+            path = urllib.parse.urlsplit(self.path).path
+            decoded = urllib.parse.unquote(path, errors="strict")
+        except (ValueError, UnicodeError):  # 'GET http://[x': an invalid URL; '%ff': not UTF-8
+            raise BadPath(self.path) from None
+        if any(ord(c) < 32 or ord(c) == 127 for c in decoded):  # no file or study name holds NUL, etc.
+            raise BadPath(self.path)
         if path in ("/", "/index.html"):
             return self._index()
         if path == "/favicon.ico":
@@ -183,8 +205,12 @@ class Handler(BaseHTTPRequestHandler):
     def _study_file(self, name: str, rest: str) -> None:
         index, info = self.app.report(name)
         base = index.parent.resolve()
-        target = (base / rest).resolve()
-        if not target.is_relative_to(base) or target.suffix not in SERVED_SUFFIXES or not target.is_file():
+        try:  # (a name too long for the file system raises; that file is not there either)
+            target = (base / rest).resolve()
+            found = target.is_relative_to(base) and target.suffix in SERVED_SUFFIXES and target.is_file()
+        except (OSError, ValueError):
+            found = False
+        if not found:
             return self._send(HTTPStatus.NOT_FOUND, "<p>not found</p>")
         if target.suffix == ".html":
             page = target.read_text(encoding="utf-8")

@@ -45,16 +45,34 @@ def parse_url(url: str) -> StoreURL:
         raise StudyError(f"storage {url!r}: not a storage URL (e.g. {DEFAULT_STORAGE})")
     base = scheme.split("+", 1)[0].lower()
     if base == "sqlite":
-        return StoreURL(url, "sqlite", rest[1:] if rest.startswith("/") else rest)
+        return StoreURL(url, "sqlite", _sqlite_file(url))
     if base in ("postgresql", "postgres"):
         return StoreURL(url, "postgresql")
-    if base == "mysql":
+    if base in ("mysql", "mariadb"):
         return StoreURL(url, "mysql")
     if base == "grpc":
         return StoreURL(url, "grpc")
     if base == "journal":
         return StoreURL(url, "journal", rest)
     return StoreURL(url, "other")
+
+
+def _sqlite_file(url: str) -> str:
+    """The file SQLAlchemy will open, decoded as SQLAlchemy decodes it (sqlite:///p%41.db opens pA.db,
+    sqlite:///a#b.db opens a#b.db): the file checked must be the file written."""
+    import urllib.parse
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise StudyError(f"storage {url}: not a valid SQLite URL (e.g. {DEFAULT_STORAGE})") from None
+    database = parsed.database or ""
+    if str(parsed.query.get("uri", "")).lower() in ("true", "1") and database.startswith("file:"):
+        database = urllib.parse.unquote(urllib.parse.urlsplit(database).path)  # sqlite:///file:x.db?uri=true
+    return database
 
 
 DRIVER_HINTS = {"postgresql": "pip install psycopg2-binary", "mysql": "pip install pymysql (and use mysql+pymysql://)"}
@@ -70,7 +88,9 @@ def make_storage(url: str, heartbeat: int | None = HEARTBEAT_S, must_exist: bool
 
     where = parse_url(url)
     if where.kind == "grpc":
-        host, _, port = url[len("grpc://"):].rstrip("/").rpartition(":")
+        host, _, port = url.partition("://")[2].rstrip("/").rpartition(":")
+        if not port.isdigit():
+            raise StudyError(f"storage {url}: expected grpc://HOST:PORT")
         proxy = optuna.storages.GrpcStorageProxy(host=host or "127.0.0.1", port=int(port))
         try:
             proxy.wait_server_ready(timeout=30)
@@ -80,6 +100,9 @@ def make_storage(url: str, heartbeat: int | None = HEARTBEAT_S, must_exist: bool
     if where.kind == "journal":
         from optuna.storages.journal import JournalFileBackend
 
+        if not where.is_file:
+            raise StudyError(f"storage {url}: expected journal:///FILE")
+        _check_journal_file(url, Path(where.path or ""), must_exist, readonly)
         return optuna.storages.JournalStorage(JournalFileBackend(where.path or ""))
     if where.kind == "other":
         scheme = url.partition("://")[0]
@@ -89,6 +112,8 @@ def make_storage(url: str, heartbeat: int | None = HEARTBEAT_S, must_exist: bool
         _check_sqlite_file(url, Path(where.path or ""), must_exist, readonly)
     engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if where.kind == "sqlite" else {}
     try:
+        if must_exist and where.kind in ("postgresql", "mysql"):
+            _check_server_store(url, where)
         with _schema_lock(where):  # two first runs on a new store would both create the schema
             rdb = optuna.storages.RDBStorage(
                 _with_driver(url, where),
@@ -101,6 +126,8 @@ def make_storage(url: str, heartbeat: int | None = HEARTBEAT_S, must_exist: bool
         missing = getattr(exc, "name", None) or getattr(exc.__cause__, "name", None) or "a database driver"
         hint = DRIVER_HINTS.get(where.kind, "install the database driver SQLAlchemy names")
         raise StudyError(f"storage {url}: missing driver ({missing}); {hint}") from None
+    except StudyError:
+        raise
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StudyError(f"storage {url}: cannot open ({first})") from None
@@ -112,13 +139,11 @@ def make_storage(url: str, heartbeat: int | None = HEARTBEAT_S, must_exist: bool
 
 def _check_sqlite_file(url: str, path: Path, must_exist: bool, readonly: bool) -> None:
     """Refuse, with one line and without writing a byte, a file that is not a sweeper store."""
-    import sqlite3
-
+    folder = path.parent if str(path.parent) else Path(".")
     if not path.exists():
         if must_exist:
             raise StudyError(f"storage {url}: no such file (run a sweep first, or pass --storage)")
-        folder = path.parent if str(path.parent) else Path(".")
-        if not os.access(folder, os.W_OK):
+        if not os.access(folder, os.W_OK | os.X_OK):
             raise StudyError(f"storage {url}: read-only folder {folder} (cannot create {path.name} there)")
         return
     if path.is_dir():
@@ -127,24 +152,122 @@ def _check_sqlite_file(url: str, path: Path, must_exist: bool, readonly: bool) -
         if must_exist:
             raise StudyError(f"storage {url}: {path} is empty, not a sweeper store (run a sweep first)")
     else:
+        _check_sqlite_schema(url, path, must_exist)
+    if readonly:
+        return
+    if not os.access(path, os.W_OK):
+        raise StudyError(f"storage {url}: read-only (cannot write {path}); {READERS} can still read it")
+    if not os.access(folder, os.W_OK | os.X_OK):  # SQLite writes its journal beside the file
+        raise StudyError(f"storage {url}: read-only folder {folder} (SQLite cannot write its journal beside "
+                         f"{path.name}); {READERS} can still read it")
+
+
+def _check_journal_file(url: str, path: Path, must_exist: bool, readonly: bool) -> None:
+    """As for SQLite: Optuna's journal backend creates a missing file and appends to any file."""
+    import json
+
+    if path.exists() and not path.is_file():
+        raise StudyError(f"storage {url}: {path} is not a file")
+    size = path.stat().st_size if path.exists() else None
+    if size:
         try:
-            # immutable: read the file as it is, without rolling back a hot journal that a process
-            # killed mid-transaction left (read-only access could not, and would fail)
-            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)) as conn:
-                tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        except sqlite3.DatabaseError:
-            raise StudyError(f"storage {url}: {path} is not a SQLite database; pass another --storage") from None
-        foreign = tables - oi.schema_tables()
-        if foreign:  # (only Optuna's tables, some missing: a store whose creation was interrupted)
-            shown = ", ".join(sorted(foreign)[:5])
-            raise StudyError(f"storage {url}: {path} is a database of another program (its tables: {shown}); "
-                             "sweeper writes only into its own stores: pass another --storage")
-        if must_exist and not {"studies", "trials", "version_info", "alembic_version"} <= tables:
-            raise StudyError(f"storage {url}: {path} holds no sweeper store yet, or one whose creation was "
-                             "interrupted (a sweep's 'run' finishes it)")
-    if not readonly and not os.access(path, os.W_OK):
-        raise StudyError(f"storage {url}: read-only (cannot write {path}); 'ls', 'show', 'export' and 'report' "
-                         "can still read it")
+            with path.open("rb") as f:
+                record = json.loads(f.readline(1 << 16))
+        except OSError as exc:
+            raise StudyError(f"storage {url}: cannot read {path} ({exc.strerror})") from None
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or "op_code" not in record:
+            raise StudyError(f"storage {url}: {path} is not an Optuna journal; pass another --storage")
+    elif must_exist:
+        state = "no such file" if size is None else f"{path} is empty, not a sweeper store"
+        raise StudyError(f"storage {url}: {state} (run a sweep first, or pass --storage)")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not readonly and (size is not None and not os.access(path, os.W_OK) or not os.access(folder, os.W_OK)):
+        raise StudyError(f"storage {url}: read-only (cannot write {path} and its lock file beside it); "
+                         f"{READERS} can still read it")
+
+
+READERS = "'ls', 'show', 'export' and 'report'"
+OPTUNA_CORE = {"studies", "trials", "version_info", "alembic_version"}  # what a finished schema has
+
+
+def _check_sqlite_schema(url: str, path: Path, must_exist: bool) -> None:
+    """A complete Optuna schema (other tables beside it or not) is a store; only Optuna's tables,
+    some missing, is one whose creation was interrupted (``run`` finishes it); anything else is
+    another program's file."""
+    import sqlite3
+
+    try:
+        with path.open("rb") as f:
+            header = f.read(100)
+    except OSError as exc:
+        raise StudyError(f"storage {url}: cannot read {path} ({exc.strerror})") from None
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+        raise StudyError(f"storage {url}: {path} is not a SQLite database; pass another --storage")
+    try:
+        tables, marks = _read_schema(path, wal_mode=header[18] == 2)
+    except sqlite3.DatabaseError as exc:
+        if "malformed" in str(exc) or "corrupt" in str(exc):
+            raise StudyError(f"storage {url}: {path} is a damaged SQLite database ({exc})") from None
+        raise StudyError(f"storage {url}: cannot read {path} ({exc})") from None
+    if OPTUNA_CORE <= tables:
+        return
+    foreign = sorted(tables - oi.schema_tables())
+    if foreign or marks:  # (Optuna sets neither application_id nor user_version)
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        what = f"it has tables: {shown}" if foreign else "marked " + ", ".join(marks)
+        raise StudyError(f"storage {url}: {path} is not a sweeper/Optuna store ({what}); sweeper writes only "
+                         "into its own stores: pass another --storage")
+    if must_exist:
+        raise StudyError(f"storage {url}: {path} holds no sweeper store yet, or one whose creation was "
+                         "interrupted (a sweep's 'run' finishes it)")
+
+
+def _read_schema(path: Path, wal_mode: bool) -> tuple[set[str], list[str]]:
+    """The tables of a SQLite file and the marks another program may have set, read without
+    writing a byte (mode=ro; the path quoted, as a '#' or '?' in a name would end it)."""
+    import sqlite3
+    import urllib.parse
+
+    uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
+    wal = Path(f"{path}-wal")
+    # immutable=1 takes no locks, and reads half-written pages while another process commits
+    # ('malformed'): only where nothing can be writing: a WAL-mode file with no WAL (sweeper never
+    # uses WAL; a read-only connection would leave -wal and -shm files beside it) ...
+    immutable = wal_mode and not (wal.exists() and wal.stat().st_size > 0)
+
+    def read(uri: str) -> tuple[set[str], list[str]]:
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as conn:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            marks = [f"{p}={v}" for p in ("application_id", "user_version") for (v,) in conn.execute(f"PRAGMA {p}")
+                     if v]
+        return tables, marks
+
+    try:
+        return read(uri + ("&immutable=1" if immutable else ""))
+    except sqlite3.OperationalError as exc:
+        # ... or a hot journal left by a process killed mid-transaction: read-only access may not
+        # roll it back (the next writer does), so read the file as it is.
+        if immutable or getattr(exc, "sqlite_errorname", "") != "SQLITE_READONLY_ROLLBACK":
+            raise
+        return read(uri + "&immutable=1")
+
+
+def _check_server_store(url: str, where: StoreURL) -> None:
+    """A read-only command on a database server: Optuna would give a database without its tables
+    the whole schema, so look first (only ``run`` and a copy's destination create a store)."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(_with_driver(url, where), poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            tables = set(sqlalchemy.inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+    if not OPTUNA_CORE <= tables:
+        raise StudyError(f"storage {url}: this database holds no sweeper store (run a sweep first, or pass "
+                         "--storage)")
 
 
 def lock_path(database: str) -> Path:
@@ -208,14 +331,17 @@ def _schema_lock(where: StoreURL) -> Iterator[None]:
 
 def _with_driver(url: str, where: StoreURL) -> str:
     """``postgresql://`` names no driver, and SQLAlchemy >= 2.1 then wants psycopg (3), which sweeper
-    does not install: use psycopg2 (a dependency) when psycopg is absent."""
+    does not install: use psycopg2 (a dependency) when psycopg is absent. ``postgres://`` (Heroku's
+    spelling) is ``postgresql://`` to SQLAlchemy."""
     import importlib.util
 
     scheme, _, rest = url.partition("://")
-    if where.kind == "postgresql" and "+" not in scheme and importlib.util.find_spec("psycopg") is None \
-            and importlib.util.find_spec("psycopg2") is not None:
+    if where.kind != "postgresql":
+        return url
+    _, plus, driver = scheme.partition("+")
+    if not plus and importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
         return f"postgresql+psycopg2://{rest}"
-    return url
+    return f"postgresql{plus}{driver}://{rest}"
 
 
 def _serialize_sqlite_transactions(engine: Any) -> None:
