@@ -116,7 +116,7 @@ def _owner_alive(owner: dict[str, Any]) -> bool:
         return False
 
 
-def reap_dead_trials(study: optuna.Study, orphan_after_s: float = 120.0) -> int:
+def reap_dead_trials(study: optuna.Study, orphan_after_s: float = 15.0) -> int:
     """Fail and re-queue RUNNING trials whose worker is gone: at once for workers of this host
     (their pid is dead), through Optuna heartbeats for other hosts (RDB storages)."""
     from optuna.storages import fail_stale_trials
