@@ -21,7 +21,14 @@ from sweeper.errors import MaxFailuresReached, SweeperError
 from sweeper.search import space
 from sweeper.search.strategy import strategy_for
 from sweeper.store import optuna_internals as oi
-from sweeper.store.keys import DUPLICATE_OF_ATTR, ERROR_ATTR, METRICS_ATTR, OWNER_ATTR
+from sweeper.store.keys import (
+    DUPLICATE_OF_ATTR,
+    ERROR_ATTR,
+    METRICS_ATTR,
+    OWNER_ATTR,
+    SCALAR_METRICS,
+    scalar_attrs,
+)
 from sweeper.store.progress import Progress, progress
 from sweeper.store.trials import (
     ask_new,
@@ -156,7 +163,7 @@ def _evaluate_claimed(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec,
         if strategy_for(spec).may_repeat():
             twin = completed_twin(study, searched, trial.number)
             if twin is not None:  # the same config trained before: same seed, same result
-                attrs = {k: v for k, v in twin.user_attrs.items() if k == METRICS_ATTR}
+                attrs = {k: v for k, v in twin.user_attrs.items() if k == METRICS_ATTR or k in SCALAR_METRICS}
                 return finish(TrialState.COMPLETE, twin.value, {**attrs, DUPLICATE_OF_ATTR: twin.number})
         live = spec.kfold is None and spec.repeats == 1  # live per-epoch reports (pruning) need one run
 
@@ -174,7 +181,8 @@ def _evaluate_claimed(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec,
             if not live:
                 for epoch, value in enumerate(result.curve):
                     trial.report(value, epoch)
-            return finish(TrialState.COMPLETE, result.mean_test_score, {METRICS_ATTR: result.as_attrs()})
+            metrics = result.as_attrs()  # and its scalars as attrs of their own (optuna-dashboard sorts them)
+            return finish(TrialState.COMPLETE, result.mean_test_score, {METRICS_ATTR: metrics, **scalar_attrs(metrics)})
         return finish(TrialState.COMPLETE, float(result))
     except optuna.TrialPruned:
         return finish(TrialState.PRUNED)

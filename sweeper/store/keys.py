@@ -13,3 +13,20 @@ WORKER_DIED_ATTR = "worker_died"  # on a trial failed because its worker died (i
 WORKER_DEATHS_ATTR = "worker_deaths"  # on a re-queued trial: how often a worker died running its point
 METRICS_ATTR = "metrics"  # TrialResult of a completed trial (std, split scores, curve, ...)
 HEARTBEAT_S = 10  # RDB heartbeat interval; a trial is stale after 3 missed beats
+
+# Scalars of METRICS_ATTR also stored as user attrs of their own: optuna-dashboard (and
+# ``study.trials_dataframe()``) can show and sort them; the JSON blob stays the full record.
+SCALAR_METRICS = ("val_loss", "fit_time", "n_params", "epochs_run", "std_test_score", "train_accuracy")
+
+
+def scalar_attrs(metrics: dict | None) -> dict[str, float | int]:
+    """The finite numbers among ``metrics``' scalars, by name (ints stay ints), rounded as shown."""
+    import math
+
+    out: dict[str, float | int] = {}
+    for key in SCALAR_METRICS:
+        v = (metrics or {}).get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            continue
+        out[key] = int(v) if isinstance(v, int) or key in ("n_params", "epochs_run") else round(float(v), 6)
+    return out

@@ -12,7 +12,14 @@ from optuna.trial import FrozenTrial, TrialState
 from sweeper.config.spec import SweepSpec
 from sweeper.search import space
 from sweeper.search.strategy import strategy_for
-from sweeper.store.keys import DUPLICATE_OF_ATTR, RETRY_OF_ATTR, WORKER_DIED_ATTR
+from sweeper.store.keys import (
+    DUPLICATE_OF_ATTR,
+    ERROR_ATTR,
+    RETRY_OF_ATTR,
+    RETRY_REASON_ATTR,
+    WORKER_DIED_ATTR,
+)
+from sweeper.store.pareto import first_value, is_feasible
 
 
 def trial_point(t: FrozenTrial) -> dict[str, Any] | None:
@@ -45,10 +52,11 @@ def is_finished(t: FrozenTrial, requeued: set[int], searched: set[str] | None = 
 
 
 def ranked(trials: Sequence[FrozenTrial], direction: str) -> list[FrozenTrial]:
-    """Completed trials, best first (a sampler's repeat of a point is left out: its twin counts)."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None
-            and t.user_attrs.get(DUPLICATE_OF_ATTR) is None]
-    return sorted(done, key=lambda t: t.value, reverse=direction == "maximize")
+    """Completed trials, best first by the (first) objective (a sampler's repeat of a point is
+    left out: its twin counts; so is a trial over a constraint's limit)."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE and first_value(t) is not None
+            and t.user_attrs.get(DUPLICATE_OF_ATTR) is None and is_feasible(t) is not False]
+    return sorted(done, key=first_value, reverse=direction == "maximize")
 
 
 def best_trial(study: optuna.Study, direction: str) -> FrozenTrial | None:
@@ -56,8 +64,77 @@ def best_trial(study: optuna.Study, direction: str) -> FrozenTrial | None:
     return top[0] if top else None
 
 
+# The one vocabulary for what became of a trial (progress bar, show, ls, report, serve):
+#   complete     trained and scored
+#   duplicate    a repeat of another trial's point (``link``: that twin); a sampler's repeat
+#                takes its twin's result and counts toward the budget, a grid point counts once
+#   pruned       stopped early by the pruner
+#   failed       failed for its own reason (``reason``); counts toward the budget
+#   interrupted  stopped by Ctrl-C or a dead worker; its point runs again (``link``: the re-run)
+#                and it does not count
+#   running, queued
+OUTCOMES = ("complete", "duplicate", "pruned", "failed", "interrupted", "running", "queued")
+_RANK = {TrialState.COMPLETE: 0, TrialState.PRUNED: 1, TrialState.FAIL: 2}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    number: int
+    kind: str  # one of OUTCOMES
+    link: int | None = None  # duplicate: its twin; interrupted: its re-run (None: not queued yet)
+    reason: str | None = None  # failed, interrupted: why
+
+
+def outcomes(trials: Sequence[FrozenTrial], counts_points: bool, searched: set[str] | None = None) -> list[Outcome]:
+    """What became of each trial, in trial order. ``counts_points`` (grids): a point counts once,
+    by its best-ended trial (complete, else pruned, else failed; the first such); the others
+    that ended on it are its duplicates."""
+    requeued = requeued_numbers(trials)
+    reruns: dict[int, FrozenTrial] = {}
+    for t in trials:
+        if RETRY_OF_ATTR in t.user_attrs:
+            reruns.setdefault(int(t.user_attrs[RETRY_OF_ATTR]), t)
+    keys: dict[int, str] = {}
+
+    def point(t: FrozenTrial) -> str:  # (computed only where needed: the loop counts often)
+        if t.number not in keys:
+            keys[t.number] = space.params_key(trial_point(t) or {})
+        return keys[t.number]
+
+    first_at: dict[str, FrozenTrial] = {}
+    if counts_points:
+        for t in sorted(trials, key=lambda t: (_RANK.get(t.state, 9), t.number)):
+            if is_finished(t, requeued, searched):
+                first_at.setdefault(point(t), t)
+    out = []
+    for t in trials:
+        if t.state == TrialState.RUNNING:
+            out.append(Outcome(t.number, "running"))
+        elif t.state == TrialState.WAITING:
+            out.append(Outcome(t.number, "queued"))
+        elif not is_finished(t, requeued, searched):
+            rerun = reruns.get(t.number) or next(  # a dead worker's point queued again by resume
+                (r for r in trials if r.number > t.number and RETRY_OF_ATTR not in r.user_attrs
+                 and point(r) == point(t)), None)
+            reason = t.user_attrs.get(ERROR_ATTR) or (rerun.user_attrs.get(RETRY_REASON_ATTR) if rerun else None)
+            out.append(Outcome(t.number, "interrupted", rerun.number if rerun else None, reason))
+        elif counts_points and first_at[point(t)].number != t.number:
+            out.append(Outcome(t.number, "duplicate", first_at[point(t)].number))
+        elif t.state == TrialState.COMPLETE and t.user_attrs.get(DUPLICATE_OF_ATTR) is not None:
+            out.append(Outcome(t.number, "duplicate", int(t.user_attrs[DUPLICATE_OF_ATTR])))
+        elif t.state == TrialState.FAIL:
+            out.append(Outcome(t.number, "failed", reason=t.user_attrs.get(ERROR_ATTR)))
+        else:
+            out.append(Outcome(t.number, t.state.name.lower()))
+    return out
+
+
 @dataclass
 class Progress:
+    """Trial counts by outcome. ``finished`` (toward the budget) = complete + pruned + failed,
+    + duplicate when ``duplicates_count`` (samplers: every trial asked counts); every trial row
+    is in exactly one count."""
+
     finished: int
     complete: int
     pruned: int
@@ -66,34 +143,56 @@ class Progress:
     waiting: int
     budget: int | None
     best: float | None
+    duplicate: int = 0
+    interrupted: int = 0
+    duplicates_count: bool = False
 
     @property
     def done(self) -> bool:
         return self.budget is not None and self.finished >= self.budget
 
+    @property
+    def trials(self) -> int:
+        """Every trial row of the study."""
+        return (self.complete + self.duplicate + self.pruned + self.failed + self.interrupted
+                + self.running + self.waiting)
+
+    def text(self) -> str:
+        """The counts as every command and page words them, e.g. '7/10 finished (5 complete,
+        1 pruned, 1 failed); 1 running, 2 queued; 1 interrupted and re-run'."""
+        head = [f"{self.complete} complete", f"{self.pruned} pruned", f"{self.failed} failed"]
+        if self.duplicate and self.duplicates_count:
+            head.insert(1, f"{self.duplicate} duplicate")
+        tail = [f"{n} {word}" for n, word in ((self.running, "running"), (self.waiting, "queued")) if n]
+        if self.duplicate and not self.duplicates_count:
+            tail.append(f"{self.duplicate} duplicate (a point that ended before, counted once)")
+        if self.interrupted:
+            tail.append(f"{self.interrupted} interrupted and re-run (not counted)")
+        return f"{self.finished}/{self.budget or '?'} finished ({', '.join(head)})" + "".join("; " + t for t in tail)
+
+
+def tally(trials: Sequence[FrozenTrial], counts_points: bool, searched: set[str] | None, budget: int | None,
+          direction: str) -> tuple[Progress, list[Outcome]]:
+    """The counts and each trial's outcome, decided together (``progress`` for a sweeper study)."""
+    found = outcomes(trials, counts_points, searched)
+    by = {k: 0 for k in OUTCOMES}
+    for o in found:
+        by[o.kind] += 1
+    finished = by["complete"] + by["pruned"] + by["failed"] + (0 if counts_points else by["duplicate"])
+    top = ranked(trials, direction)
+    prog = Progress(finished, by["complete"], by["pruned"], by["failed"], by["running"], by["queued"], budget,
+                    first_value(top[0]) if top else None, duplicate=by["duplicate"], interrupted=by["interrupted"],
+                    duplicates_count=not counts_points)
+    return prog, found
+
 
 def progress(study: optuna.Study, spec: SweepSpec) -> Progress:
-    trials = study.get_trials(deepcopy=False)
-    requeued = requeued_numbers(trials)
-    by = {s: 0 for s in TrialState}
-    finished = 0
-    points: set[str] = set()
-    counts_points = strategy_for(spec).counts_points
-    searched = set(spec.params)
-    for t in trials:
-        by[t.state] += 1
-        if is_finished(t, requeued, searched):
-            if counts_points:
-                points.add(space.params_key(trial_point(t) or {}))
-            finished += 1
-    if counts_points:
-        finished = len(points)  # each grid point counts once, however it ended
-    top = ranked(trials, spec.direction)
-    failed = sum(1 for t in trials if t.state == TrialState.FAIL and is_finished(t, requeued, searched))
-    return Progress(
-        finished, by[TrialState.COMPLETE], by[TrialState.PRUNED], failed,
-        by[TrialState.RUNNING], by[TrialState.WAITING], spec.budget, top[0].value if top else None,
-    )
+    return study_outcomes(study, spec)[0]
+
+
+def study_outcomes(study: optuna.Study, spec: SweepSpec) -> tuple[Progress, list[Outcome]]:
+    return tally(study.get_trials(deepcopy=False), strategy_for(spec).counts_points, set(spec.params),
+                 spec.budget, spec.direction)
 
 
 def revision_of(number: int, revisions: Sequence[dict[str, Any]]) -> int:
