@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from sweeper.config.spec import SweepSpec
 from sweeper.errors import MaxFailuresReached, SweeperError
-from sweeper.search import space
+from sweeper.search import objectives, space
 from sweeper.search.strategy import strategy_for
 from sweeper.store import optuna_internals as oi
 from sweeper.store.keys import (
@@ -164,8 +164,10 @@ def _evaluate_claimed(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec,
             twin = completed_twin(study, searched, trial.number)
             if twin is not None:  # the same config trained before: same seed, same result
                 attrs = {k: v for k, v in twin.user_attrs.items() if k == METRICS_ATTR or k in SCALAR_METRICS}
-                return finish(TrialState.COMPLETE, twin.value, {**attrs, DUPLICATE_OF_ATTR: twin.number})
-        live = spec.kfold is None and spec.repeats == 1  # live per-epoch reports (pruning) need one run
+                return finish(TrialState.COMPLETE, objectives.told_twin(study, trial, twin),
+                              {**attrs, DUPLICATE_OF_ATTR: twin.number})
+        reports = not spec.multi_objective  # Optuna's trial.report takes one objective
+        live = spec.kfold is None and spec.repeats == 1 and reports  # live reports (pruning) need one run
 
         def on_epoch(epoch: int, value: float) -> None:
             trial.report(value, epoch)
@@ -178,12 +180,13 @@ def _evaluate_claimed(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec,
         finally:
             CURRENT_TRIAL.reset(token)
         if isinstance(result, TrialResult):
-            if not live:
+            if not live and reports:
                 for epoch, value in enumerate(result.curve):
                     trial.report(value, epoch)
             metrics = result.as_attrs()  # and its scalars as attrs of their own (optuna-dashboard sorts them)
-            return finish(TrialState.COMPLETE, result.mean_test_score, {METRICS_ATTR: metrics, **scalar_attrs(metrics)})
-        return finish(TrialState.COMPLETE, float(result))
+            return finish(TrialState.COMPLETE, objectives.told(study, trial, spec, result),
+                          {METRICS_ATTR: metrics, **scalar_attrs(metrics)})
+        return finish(TrialState.COMPLETE, objectives.told(study, trial, spec, result))
     except optuna.TrialPruned:
         return finish(TrialState.PRUNED)
     except optuna.exceptions.UpdateFinishedTrialError:

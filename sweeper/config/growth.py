@@ -20,6 +20,7 @@ FIXED_FIELDS = {
     "direction": "objective.direction", "holdout": "validation.holdout", "kfold": "validation.kfold",
     "repeats": "validation.repeats", "seed": "seed", "callbacks": "callbacks",
     "augmentation": "augmentation", "compute": "compute", "trial_function": "trial_function",
+    "objectives": "objective", "constraints": "constraints", "latency": "latency",
 }
 
 

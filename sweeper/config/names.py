@@ -18,7 +18,8 @@ OPTIMIZERS: dict[str, str] = {
 }
 
 # Optuna sampler classes by sweep method (grid queues its points and consults no sampler).
-SAMPLERS: dict[str, str] = {"random": "RandomSampler", "tpe": "TPESampler", "cmaes": "CmaEsSampler", "gp": "GPSampler"}
+SAMPLERS: dict[str, str] = {"random": "RandomSampler", "tpe": "TPESampler", "cmaes": "CmaEsSampler", "gp": "GPSampler",
+                            "nsga2": "NSGAIISampler"}
 
 ACTIVATIONS = ("relu", "leaky_relu", "prelu", "elu", "selu", "tanh", "sigmoid", "gelu", "swish")
 INITIALIZERS = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform", "lecun_normal")

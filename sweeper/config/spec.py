@@ -19,6 +19,15 @@ import yaml
 
 from sweeper.config import names
 from sweeper.config.dataset import DataSpec, parse_data
+from sweeper.config.objectives import (
+    DEFAULT_OBJECTIVES,
+    Constraint,
+    Latency,
+    Objective,
+    parse_constraints,
+    parse_latency,
+    parse_objectives,
+)
 from sweeper.config.params import ParamSpec, canonical_key, check_key, parse_param
 from sweeper.config.params import value as param_value
 from sweeper.config.sections import (
@@ -43,17 +52,17 @@ from sweeper.errors import SpecError, SweeperError
 
 __all__ = ["SweepSpec", "DataSpec", "ParamSpec", "canonical_key", "spec_from_dict", "load_spec", "from_stored"]
 
-METHODS = ("grid", "random", "tpe", "cmaes", "gp")
-METRICS = {"accuracy": "maximize", "loss": "minimize"}
+METHODS = ("grid", "random", "tpe", "cmaes", "gp", "nsga2")
+SINGLE_OBJECTIVE_METHODS = ("cmaes",)  # Optuna's CmaEsSampler refuses multi-objective studies
 DEFAULT_STORAGE = "sqlite:///sweeper.db"
 
 TOP_KEYS = {
     "name", "description", "data", "model", "params", "method", "trials", "timeout",
     "objective", "validation", "training", "seed", "storage", "trial_function",
     "callbacks", "augmentation", "pruner", "compute", "sampler", "max_worker_deaths",
+    "constraints", "latency",
 }
 VALIDATION_KEYS = {"holdout", "kfold", "repeats"}
-OBJECTIVE_KEYS = {"metric", "direction"}
 MAX_NAME = 100
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,%d}" % (MAX_NAME - 1))
 MAX_GRID_POINTS = 100_000  # every grid point is queued as a trial up front; more is a mistake
@@ -70,8 +79,11 @@ class SweepSpec:
     method: str = "tpe"
     trials: int | None = None
     timeout: float | None = None
-    metric: str = "accuracy"
+    metric: str = "accuracy"  # the first objective's (what trials are scored and curved on)
     direction: str = "maximize"
+    objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES  # all of them, the first included
+    constraints: tuple[Constraint, ...] = ()
+    latency: Latency = field(default_factory=Latency)
     holdout: float | None = 0.2
     kfold: int | None = None
     repeats: int = 1  # each split trained with this many seeds; mean and std over all runs
@@ -94,6 +106,25 @@ class SweepSpec:
         if not all(p.is_grid for p in self.params.values()):
             return None
         return math.prod(len(p.values or ()) for p in self.params.values())
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    @property
+    def directions(self) -> list[str]:
+        return [o.direction for o in self.objectives]
+
+    @property
+    def objective_names(self) -> list[str]:
+        return [o.metric for o in self.objectives]
+
+    @property
+    def measures_latency(self) -> bool:
+        """Latency costs timed passes after training: measured only when an objective or a
+        constraint needs it."""
+        return any(o.metric == "latency_ms" for o in self.objectives) or \
+            any(c.metric == "latency_ms" for c in self.constraints)
 
     @property
     def budget(self) -> int | None:
@@ -122,6 +153,8 @@ def parse_sampler(source: str, method: str, raw: Any) -> dict[str, Any]:
     for key, value in options.items():
         if key == "seed":
             raise err(source, "sampler.seed", "sweeper seeds the sampler from the sweep's 'seed'")
+        if key == "constraints_func":
+            raise err(source, "sampler.constraints_func", "give limits under the sweep's 'constraints:' instead")
         if key not in known:
             raise err(source, f"sampler.{key}", f"not an option of {cls.__name__} (options: {', '.join(known)})")
         if not isinstance(value, (bool, int, float, str)):
@@ -212,16 +245,13 @@ def spec_from_dict(raw: Any, source: str = "", stored: bool = False) -> SweepSpe
     if method != "grid" and trials is None and timeout is None:
         raise err(source, "trials", f"method {method!r} needs 'trials' and/or 'timeout'")
 
-    objective = raw.get("objective", "accuracy")
-    if isinstance(objective, str):
-        objective = {"metric": objective}
-    objective = mapping(source, "objective", objective, OBJECTIVE_KEYS)
-    metric = objective.get("metric", "accuracy")
-    if metric not in METRICS:
-        raise err(source, "objective.metric", f"{metric!r} is not a known metric (known: {', '.join(METRICS)})")
-    direction = objective.get("direction", METRICS[metric])
-    if direction not in ("maximize", "minimize"):
-        raise err(source, "objective.direction", f"{direction!r} is not maximize or minimize")
+    objectives = parse_objectives(source, raw.get("objective"))
+    metric, direction = objectives[0].metric, objectives[0].direction
+    constraints = parse_constraints(source, raw.get("constraints"))
+    latency = parse_latency(source, raw.get("latency"))
+    if len(objectives) > 1 and method in SINGLE_OBJECTIVE_METHODS:
+        raise err(source, "method", f"{method!r} takes one objective (Optuna's CmaEsSampler); "
+                  "use tpe, nsga2, gp, random or grid with several")
 
     validation = mapping(source, "validation", raw.get("validation", {"holdout": 0.2}), VALIDATION_KEYS)
     repeats = checked(source, "validation.repeats", POSITIVE_INT, validation.get("repeats", 1))
@@ -256,7 +286,8 @@ def spec_from_dict(raw: Any, source: str = "", stored: bool = False) -> SweepSpe
     normalised["data"] = {k: v for k, v in data.__dict__.items() if v is not None}
     spec = SweepSpec(
         name=name.strip(), data=data, model=model, params=params, fixed=fixed, method=method,
-        trials=trials, timeout=timeout, metric=metric, direction=direction, holdout=holdout,
+        trials=trials, timeout=timeout, metric=metric, direction=direction, objectives=objectives,
+        constraints=constraints, latency=latency, holdout=holdout,
         kfold=kfold, repeats=repeats, seed=seed, storage=storage, description=str(description),
         callbacks=parse_callbacks(source, raw.get("callbacks")),
         augmentation=parse_augmentation(source, raw.get("augmentation"), data.dataset),
@@ -270,6 +301,9 @@ def spec_from_dict(raw: Any, source: str = "", stored: bool = False) -> SweepSpe
             (trials is None or trials > MAX_GRID_POINTS):
         raise err(source, "params", f"the grid has {spec.grid_size:,} points; sweeper queues at most "
                   f"{MAX_GRID_POINTS:,} (shorten a list, or use method: random or tpe with trials: N)")
+    if spec.multi_objective and spec.pruner.kind != "none":
+        raise err(source, "pruner", f"{spec.pruner.kind!r} cannot prune a study of {len(objectives)} objectives "
+                  "(Optuna's trial.report/should_prune take one); remove 'pruner' or keep one objective")
     if spec.budget == 0:
         raise err(source, "trials", "the budget is 0 trials")
     if model.lower() == "autokeras" and not stored:

@@ -7,6 +7,8 @@ study creation ask the strategy instead of checking the method name.
 
 from __future__ import annotations
 
+import inspect
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +18,7 @@ from optuna.distributions import BaseDistribution
 from sweeper.config import names
 from sweeper.config.sections import Pruner
 from sweeper.config.spec import SweepSpec
-from sweeper.search import space
+from sweeper.search import objectives, space
 
 
 def _seed(spec: SweepSpec, salt: int) -> int:
@@ -63,7 +65,12 @@ class SamplerStrategy:
         options = dict(self.spec.sampler)
         if self.spec.method == "cmaes":
             options.setdefault("warn_independent_sampling", False)  # categorical params go to random
-        return cls(seed=_seed(self.spec, salt), **options)
+        constraints = objectives.constraints_func(self.spec)
+        if constraints is not None and "constraints_func" in inspect.signature(cls).parameters:
+            options["constraints_func"] = constraints  # TPE, NSGA-II, GP steer away from infeasible points
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # constraints_func
+            return cls(seed=_seed(self.spec, salt), **options)
 
     def points(self) -> list[dict[str, Any]]:
         return []

@@ -7,7 +7,7 @@ trains, and serves a SQLite store to local workers over gRPC: each needs a piece
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import optuna
 from optuna.storages import BaseStorage
@@ -41,9 +41,13 @@ def is_heartbeat_storage(storage: BaseStorage) -> bool:
     return isinstance(storage, BaseHeartbeat)
 
 
-def tell(study: optuna.Study, trial: optuna.Trial, value: float | None, state: TrialState | None) -> TrialState:
+def tell(study: optuna.Study, trial: optuna.Trial, value: float | Sequence[float] | None,
+         state: TrialState | None) -> TrialState:
     """``study.tell`` minus the read-back of the stored trial it returns: the state is all the
-    loop needs. ``Study.optimize`` tells through the same internal function."""
+    loop needs. ``Study.optimize`` tells through the same internal function. ``value``: one
+    number, or one per objective of a multi-objective study."""
+    if value is not None and not isinstance(value, (int, float)):
+        value = [float(v) for v in value]
     try:
         from optuna.study._tell import _tell_with_warning
     except ImportError:
@@ -81,3 +85,18 @@ def schema_tables() -> set[str]:
     from optuna.storages._rdb import models
 
     return set(models.BaseModel.metadata.tables) | {"alembic_version"}
+
+
+def queued_params(trial: FrozenTrial) -> dict[str, Any] | None:
+    """The params ``enqueue_trial`` fixed for a WAITING trial (Optuna keeps them in a system attr
+    that ``Trial.suggest_*`` reads), or None."""
+    params = trial.system_attrs.get("fixed_params")
+    return dict(params) if isinstance(params, dict) else None
+
+
+def constraints_key() -> str:
+    """The trial system attribute where Optuna's samplers keep constraint values (a list, each
+    <= 0 when satisfied): what ``constraints_func`` results are stored under."""
+    from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
+
+    return _CONSTRAINTS_KEY

@@ -30,7 +30,7 @@ def _create_or_load(spec: SweepSpec, storage: BaseStorage) -> optuna.Study:
     try:
         study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner)
     except KeyError:
-        study = optuna.create_study(study_name=spec.name, storage=storage, direction=spec.direction,
+        study = optuna.create_study(study_name=spec.name, storage=storage, directions=spec.directions,
                                     sampler=sampler, pruner=pruner)
         study.set_user_attr(SPEC_ATTR, spec.raw)
         _name_objective(study, spec)
@@ -39,7 +39,7 @@ def _create_or_load(spec: SweepSpec, storage: BaseStorage) -> optuna.Study:
         if stored is None:
             # Created, but its creator stopped before storing the definition (a kill between the
             # two writes): finish creating it, unless it holds trials of some other program.
-            if study.get_trials(deepcopy=False) or study.direction.name.lower() != spec.direction:
+            if study.get_trials(deepcopy=False) or [d.name.lower() for d in study.directions] != spec.directions:
                 raise StudyError(f"study {spec.name!r} exists but was not made by sweeper")
             study.set_user_attr(SPEC_ATTR, spec.raw)
             stored = spec.raw
@@ -54,12 +54,12 @@ def _canonical(raw: dict[str, Any]) -> str:
 
 
 def _name_objective(study: optuna.Study, spec: SweepSpec) -> None:
-    """Name the objective (optuna-dashboard shows 'accuracy', not 'Objective 0')."""
+    """Name the objectives (optuna-dashboard shows 'accuracy', not 'Objective 0')."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # experimental in Optuna
-        study.set_metric_names([spec.metric])
+        study.set_metric_names(spec.objective_names)
 
 
 def grow(study: optuna.Study, old: SweepSpec, new: SweepSpec) -> list[str]:

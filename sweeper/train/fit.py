@@ -49,6 +49,7 @@ class Fitted:
     train_accuracy: float | None = None
     curve: list[float] = field(default_factory=list)  # per-epoch objective metric on validation
     facts: dict[str, Any] = field(default_factory=dict)  # how the trained model was built (model_facts)
+    latency_ms: float | None = None  # per validation image, when the sweep measures it (latency.py)
 
 
 def _layers(model: Any) -> list[Any]:
@@ -152,4 +153,8 @@ def fit_config(
         fitted.val_loss, fitted.val_accuracy = history["val_loss"][-1], history["val_accuracy"][-1]
     fitted.score = fitted.val_accuracy if spec.metric == "accuracy" else fitted.val_loss
     fitted.curve = list(history[metric_key(spec)])
+    if spec.measures_latency:  # after training and scoring: timed passes over the validation images
+        from sweeper.train.latency import latency_ms
+
+        fitted.latency_ms = latency_ms(est.model_, validation[0], spec.latency)
     return fitted

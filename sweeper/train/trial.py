@@ -32,6 +32,8 @@ class TrialResult:
     n_params: int
     curve: list[float] = field(default_factory=list)  # per-epoch objective metric, mean over splits
     model: dict[str, Any] = field(default_factory=dict)  # facts read off the trained model (fit.model_facts)
+    latency_ms: float | None = None  # mean over fits of ms per validation image (when measured)
+    stats: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> mean, std over fits
 
     def as_attrs(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,6 +73,7 @@ def run_trial(
         if not spec.compute.reuse_models:
             release_keras_state()
     scores = [float(f.score) for f in fits]
+    stats = fit_stats(fits)
     width = min(len(f.curve) for f in fits)
     return TrialResult(
         mean_test_score=float(np.mean(scores)),
@@ -83,4 +86,18 @@ def run_trial(
         n_params=fits[-1].n_params,
         curve=[float(np.mean([f.curve[e] for f in fits])) for e in range(width)],
         model=fits[-1].facts,
+        latency_ms=stats["latency_ms"]["mean"] if "latency_ms" in stats else None,
+        stats=stats,
     )
+
+
+def fit_stats(fits: list[Any]) -> dict[str, dict[str, float]]:
+    """Mean and std over a trial's fits (splits x repeats) of every metric an objective or a
+    constraint may name (config/objectives.py OBJECTIVE_METRICS)."""
+    per_fit = {
+        "accuracy": [f.val_accuracy for f in fits], "loss": [f.val_loss for f in fits],
+        "n_params": [f.n_params for f in fits], "fit_time": [f.fit_time for f in fits],
+        "latency_ms": [f.latency_ms for f in fits],
+    }
+    return {k: {"mean": float(np.mean(v)), "std": float(np.std(v))}
+            for k, v in per_fit.items() if all(x is not None for x in v)}

@@ -1,0 +1,99 @@
+"""What a finished trial tells the study: one value per objective, and its constraint values.
+
+A Keras trial measures every metric on each split x repeat (train/trial.py ``stats``: mean and
+std); the objectives' means are told, in the sweep file's order. A ``trial_function`` may return
+one number (one objective) or one per objective.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from sweeper.config.spec import SweepSpec
+from sweeper.errors import TrialError
+from sweeper.store import optuna_internals as oi
+from sweeper.store.pareto import constraint_values as stored_values
+
+
+def metric_value(spec: SweepSpec, result: Any, metric: str) -> float:
+    """The mean of ``metric`` over a trial's fits (``result``: a TrialResult)."""
+    stats = getattr(result, "stats", None) or {}
+    if metric in stats:
+        return float(stats[metric]["mean"])
+    if metric == spec.metric:
+        return float(result.mean_test_score)
+    fallback = {"loss": "val_loss", "n_params": "n_params", "fit_time": "fit_time", "latency_ms": "latency_ms"}
+    value = getattr(result, fallback.get(metric, ""), None)
+    if value is None:
+        raise TrialError(f"the trial measured no {metric}")
+    return float(value)
+
+
+def _numbers(spec: SweepSpec, result: Any) -> dict[str, float]:
+    """A trial function's plain result: one number per objective, by metric."""
+    values = list(result) if isinstance(result, (list, tuple)) else [result]
+    if len(values) != len(spec.objectives):
+        raise TrialError(f"the trial function returned {len(values)} values for {len(spec.objectives)} objectives")
+    return {o.metric: float(v) for o, v in zip(spec.objectives, values)}
+
+
+def objective_values(spec: SweepSpec, result: Any) -> list[float]:
+    """One value per objective, in the sweep file's order."""
+    if not hasattr(result, "mean_test_score"):  # a trial function's number(s)
+        return list(_numbers(spec, result).values())
+    return [metric_value(spec, result, o.metric) for o in spec.objectives]
+
+
+def constraint_values(spec: SweepSpec, result: Any) -> list[float] | None:
+    """Optuna's convention, one per constraint: <= 0 satisfied, else by how much it is over.
+    None when the sweep has no constraints."""
+    if not spec.constraints:
+        return None
+    plain = None if hasattr(result, "mean_test_score") else _numbers(spec, result)
+    out = []
+    for c in spec.constraints:
+        if plain is not None and c.metric not in plain:
+            raise TrialError(f"constraint on {c.metric}: the trial function returned no {c.metric}")
+        out.append(c.violation(plain[c.metric] if plain is not None else metric_value(spec, result, c.metric)))
+    return out
+
+
+def store_constraints(study: optuna.Study, trial: optuna.Trial, values: Sequence[float] | None) -> None:
+    """Written before the tell, where Optuna's samplers read them (``trial.constraints``)."""
+    if values is not None:
+        oi.storage_of(study).set_trial_system_attr(oi.trial_id(trial), oi.constraints_key(), list(values))
+
+
+def twin_outcome(twin: FrozenTrial) -> tuple[list[float], list[float] | None]:
+    """A repeat of a completed point tells that point's values and constraints."""
+    return list(twin.values), stored_values(twin)
+
+
+def _stored(n: int, trial: FrozenTrial) -> list[float]:
+    # A pruned trial (single objective) has no constraint values: counted as feasible.
+    values = stored_values(trial)
+    return values if values is not None else [0.0] * n
+
+
+def constraints_func(spec: SweepSpec) -> Callable[[FrozenTrial], Sequence[float]] | None:
+    """For the samplers that take one (TPE, NSGA-II, GP): the values the loop stored."""
+    return functools.partial(_stored, len(spec.constraints)) if spec.constraints else None
+
+
+def told(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, result: Any) -> list[float]:
+    """The values to tell for ``result`` (a TrialResult or a trial function's numbers), its
+    constraint values stored on the trial first."""
+    values = objective_values(spec, result)
+    store_constraints(study, trial, constraint_values(spec, result))
+    return values
+
+
+def told_twin(study: optuna.Study, trial: optuna.Trial, twin: FrozenTrial) -> list[float]:
+    """A repeat of a completed point: that point's values and constraint values."""
+    values, constraints = twin_outcome(twin)
+    store_constraints(study, trial, constraints)
+    return values
