@@ -81,8 +81,7 @@ class Sweep:
 
         p = self.progress()
         best = "n/a" if p.best is None else f"{p.best:.4f}"
-        head = (f"<p><b>{esc(self.spec.name)}</b>: {p.finished}/{p.budget or '?'} finished ({p.complete} complete, "
-                f"{p.pruned} pruned, {p.failed} failed); best {esc(self.spec.metric)} {best}</p>")
+        head = f"<p><b>{esc(self.spec.name)}</b>: {esc(p.text())}; best {esc(self.spec.metric)} {best}</p>"
         return head + self.plot().html
 
 
@@ -106,7 +105,7 @@ def _work(study: optuna.Study, spec: SweepSpec, show_progress: bool, report: boo
 
         def on_trial(p: Progress) -> None:
             bar.n = p.finished
-            bar.set_postfix_str(f"best {p.best if p.best is None else round(p.best, 4)}, failed {p.failed}")
+            bar.set_postfix_str(f"best {p.best if p.best is None else round(p.best, 4)}; {p.counts()}")
             bar.refresh()
     try:
         loop.work(study, spec, loop.resolve_evaluate(spec), on_trial=on_trial)

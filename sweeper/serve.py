@@ -22,12 +22,12 @@ from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
-from optuna.trial import TrialState
 
 from sweeper.config.spec import from_stored
 from sweeper.errors import SweeperError
 from sweeper.report.escape import esc, script_json
 from sweeper.store.keys import SPEC_ATTR
+from sweeper.store.progress import stored_tally
 from sweeper.store.storage import make_storage
 
 SERVED_SUFFIXES = {".html", ".png"}
@@ -63,6 +63,7 @@ class StudyInfo:
     sweeper: bool  # made by sweeper (a sweep definition is stored with it)
     dataset: str = ""
     model: str = ""
+    outcomes: str = ""  # store.progress's counts, as show and ls word them
 
     @property
     def running(self) -> bool:
@@ -93,19 +94,19 @@ class ReportServer:
         counts: dict[str, int] = {}
         for t in trials:
             counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
-        values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-        maximize = self.storage.get_study_directions(sid)[0] == optuna.study.StudyDirection.MAXIMIZE
-        best = (max(values) if maximize else min(values)) if values else None
+        raw = self.storage.get_study_user_attrs(sid).get(SPEC_ATTR)
+        direction = self.storage.get_study_directions(sid)[0].name.lower()
+        prog, _ = stored_tally(trials, raw, name, direction)
         stamps = [t.datetime_complete or t.datetime_start for t in trials if t.datetime_complete or t.datetime_start]
         last = max(stamps).isoformat(sep=" ", timespec="seconds") if stamps else None
         ends = [t.datetime_complete for t in trials if t.datetime_complete]
         version = json.dumps([sorted(counts.items()), max(ends).isoformat() if ends else None])
-        raw = self.storage.get_study_user_attrs(sid).get(SPEC_ATTR)
         data = raw.get("data") if isinstance(raw, dict) else None
         return StudyInfo(
-            name, hashlib.sha256(version.encode()).hexdigest()[:16], counts, best, last, raw is not None,
+            name, hashlib.sha256(version.encode()).hexdigest()[:16], counts, prog.best, last, raw is not None,
             dataset=str(data.get("dataset", "")) if isinstance(data, dict) else "",
             model=str(raw.get("model", "mlp")) if isinstance(raw, dict) else "",
+            outcomes=prog.text() if trials else "",
         )
 
     # ------------------------------------------------------------------ reports
@@ -196,7 +197,7 @@ class Handler(BaseHTTPRequestHandler):
         rows = []
         for s in self.app.studies():
             rows.append({
-                "name": s.name, "counts": s.counts, "best": s.best, "last": s.last,
+                "name": s.name, "outcomes": s.outcomes, "best": s.best, "last": s.last,
                 "dataset": s.dataset, "model": s.model if s.sweeper else "(not a sweeper study)",
                 "href": "/study/" + urllib.parse.quote(s.name, safe="") + "/",
             })

@@ -46,7 +46,7 @@ def test_store_opens_with_optuna_and_matches_show(finished_sweep: tuple[Path, Pa
     listed = [int(line.split()[0]) for line in show.stdout.splitlines()[2:] if line.strip()]
     assert sorted(listed) == sorted(t.number for t in trials)
     ls = run_cli("ls", "--storage", f"sqlite:///{store}", cwd=workdir)
-    assert "tiny" in ls.stdout and "complete=4" in ls.stdout
+    assert "tiny" in ls.stdout and "4/4 finished (4 complete, 0 pruned, 0 failed)" in ls.stdout
 
 
 def test_report_contains_every_trial(finished_sweep: tuple[Path, Path]) -> None:

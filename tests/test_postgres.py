@@ -169,7 +169,7 @@ def test_worker_dead_on_another_host_is_failed_by_heartbeat_and_rerun(postgres_u
     assert (owner["host"], owner["pid"]) == (HOST, near.pid)
     show = run_cli("show", "hosts", "--storage", postgres_url, cwd=tmp_path)
     assert show.returncode == 0, show.stderr
-    assert f"trial {number}: worker stopped sending heartbeats (queued again)" in show.stdout
+    assert f"trial {number}: worker stopped sending heartbeats; re-run as trial {rerun.number}" in show.stdout
 
 
 def test_every_command_works_on_postgresql(postgres_url: str, tmp_path: Path, capsys: pytest.CaptureFixture,
@@ -178,7 +178,7 @@ def test_every_command_works_on_postgresql(postgres_url: str, tmp_path: Path, ca
                         params={"model__units": [1, 2, 3], "model__dropout": [0.0, 0.5]})
     proc = run_cli("run", str(sweep), "--workers", "2", "--quiet", "--no-report", cwd=tmp_path)  # workers connect directly
     assert proc.returncode == 0, proc.stderr
-    assert "pg: 6 complete, 0 pruned, 0 failed" in proc.stdout
+    assert "pg: 6/6 finished (6 complete, 0 pruned, 0 failed)" in proc.stdout
     resumed = run_cli("resume", "pg", "--storage", postgres_url, "--no-report", cwd=tmp_path)
     assert resumed.returncode == 0 and "0 dead trial(s) re-queued, 0 grid point(s) queued" in resumed.stderr
 
@@ -189,7 +189,7 @@ def test_every_command_works_on_postgresql(postgres_url: str, tmp_path: Path, ca
         captured = capsys.readouterr()
         return captured.out, captured.err
 
-    assert "complete=6" in cli("ls")[0]
+    assert "6/6 finished (6 complete" in cli("ls")[0]
     assert "6/6 finished (6 complete" in cli("show", "pg")[0]
     records = json.loads(cli("export", "pg", "--format", "json")[0])
     assert sorted((r["params"]["model__units"], r["params"]["model__dropout"]) for r in records) == [

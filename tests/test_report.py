@@ -93,10 +93,11 @@ def test_report_of_a_study_with_nothing_complete(tmp_path: Path) -> None:
     spec = synthetic.make_spec("all-failed", params={"model__dropout": [0.1, 0.2]})
     study = synthetic.make_study(spec, optuna.storages.InMemoryStorage(), 4, fail_rate=1.0)
     html = write_report(study, spec, tmp_path).read_text()
-    assert "4 fail" in html and "Not enough completed trials" in html and "Failures (4)" in html
+    assert "2/2 finished (0 complete, 0 pruned, 2 failed); 2 duplicate" in html  # 4 trials on 2 points
+    assert "Not enough completed trials" in html and "Failures (2)" in html
     empty = synthetic.make_spec("empty", params={"model__dropout": [0.1, 0.2]})
     study = synthetic.make_study(empty, optuna.storages.InMemoryStorage(), 0)
-    assert "0/2 finished: 0 complete, 0 pruned, 0 failed" in write_report(study, empty, tmp_path).read_text()
+    assert "0/2 finished (0 complete, 0 pruned, 0 failed)" in write_report(study, empty, tmp_path).read_text()
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from typing import Any
 from sweeper.cli.common import add_storage
 from sweeper.errors import SweeperError
 from sweeper.store import results
-from sweeper.store.keys import RETRY_OF_ATTR, RETRY_REASON_ATTR
-from sweeper.store.progress import progress
+from sweeper.store.keys import SPEC_ATTR
+from sweeper.store.progress import Outcome, stored_tally, study_outcomes
 from sweeper.store.storage import make_storage
 from sweeper.store.studies import load
 
@@ -41,29 +41,24 @@ def register(sub: Any) -> None:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    import optuna
-
     storage = make_storage(args.storage, must_exist=True, readonly=True)
-    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
-    if not summaries:
+    studies = sorted(storage.get_all_studies(), key=lambda s: s.study_name)
+    if not studies:
         print("no studies")
         return 0
     table = []
-    for s in summaries:
-        study = optuna.load_study(study_name=s.study_name, storage=storage)
-        trials = study.get_trials(deepcopy=False)
-        states: dict[str, int] = {}
-        for t in trials:
-            states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
-        done = [t.value for t in trials if t.value is not None and t.state.name == "COMPLETE"]
-        maximize = study.direction.name == "MAXIMIZE"
-        best = (max(done) if maximize else min(done)) if done else None
+    for s in studies:
+        sid = storage.get_study_id_from_name(s.study_name)
+        trials = storage.get_all_trials(sid, deepcopy=False)
+        # Counted as show, the report and serve count them (store.progress decides).
+        prog, _ = stored_tally(trials, storage.get_study_user_attrs(sid).get(SPEC_ATTR), s.study_name,
+                               s.directions[0].name.lower())
         last = max((t.datetime_complete or t.datetime_start for t in trials if t.datetime_start), default=None)
         table.append({
             "study": s.study_name,
             "trials": len(trials),
-            "states": " ".join(f"{k}={v}" for k, v in sorted(states.items())),
-            "best": "" if best is None else f"{best:.4f}",
+            "outcomes": prog.text(),
+            "best": "" if prog.best is None else f"{prog.best:.4f}",
             "last update": "" if last is None else last.strftime("%Y-%m-%d %H:%M:%S"),
         })
     _print_table(table)
@@ -75,31 +70,51 @@ def cmd_show(args: argparse.Namespace) -> int:
     study, spec = load(args.study, storage)
     if args.trial is not None:
         return _show_trial(study, args.trial)
-    prog = progress(study, spec)
-    print(f"study {spec.name}: {spec.method} on {spec.data.dataset} with {spec.model}; "
-          f"{prog.finished}/{prog.budget or '?'} finished ({prog.complete} complete, {prog.pruned} pruned, "
-          f"{prog.failed} failed, {prog.running} running, {prog.waiting} waiting)")
-    top = results.top(study, args.top, spec.direction == "maximize")
+    prog, found = study_outcomes(study, spec)
+    print(f"study {spec.name}: {spec.method} on {spec.data.dataset} with {spec.model}; {prog.text()}")
+    rows = {r["number"]: r for r in results.rows(study)}
+    # One row per configuration: a duplicate is listed under its twin.
+    scored = [rows[o.number] for o in found if o.kind == "complete" and rows[o.number]["mean_test_score"] is not None]
+    scored.sort(key=lambda r: r["mean_test_score"], reverse=spec.direction == "maximize")
+    top = scored[:args.top]
     if top:
         cols = ["number"] + [k for k in top[0] if k.startswith("param_")] + [
             "mean_test_score", "std_test_score", "mean_fit_time", "epochs_run"]
         _print_table([{c.removeprefix("param_"): _fmt(r.get(c)) for c in cols} for r in top])
-    failures = [r for r in results.rows(study) if r["state"] == "fail"]
-    if failures:
-        # A trial failed by Optuna's heartbeat check (worker lost on another host) is finished
-        # before sweeper can write its reason on it; the reason is on its re-run.
-        retry_reasons = {t.user_attrs[RETRY_OF_ATTR]: t.user_attrs.get(RETRY_REASON_ATTR)
-                         for t in study.get_trials(deepcopy=False) if RETRY_OF_ATTR in t.user_attrs}
-        again = sum(1 for r in failures if r["retried"])
-        print(f"\nfailed trials ({len(failures)}: {len(failures) - again} failed for good, {again} queued again "
-              f"and run anew):")
-        for r in failures:
-            note = " (queued again)" if r["retried"] else ""
-            reason = r["error"] or retry_reasons.get(r["number"]) or "no reason stored"
-            lines = reason.splitlines()
-            more = f" [... sweeper show {spec.name} --trial {r['number']}]" if len(lines) > 1 else ""
-            print(f"  trial {r['number']}: {lines[0] if lines else reason}{note}{more}")
+    _print_outcomes(spec.name, found)
     return 0
+
+
+SHOWN_DUPLICATES = 10
+
+
+def _print_outcomes(name: str, found: list[Outcome]) -> None:
+    """Failed trials with their reasons, interrupted ones with their re-runs, duplicates with
+    their twins (the words of store.progress)."""
+    failed = [o for o in found if o.kind == "failed"]
+    if failed:
+        print(f"\nfailed ({len(failed)}):")
+        for o in failed:
+            print(f"  trial {o.number}: {_first_line(name, o)}")
+    stopped = [o for o in found if o.kind == "interrupted"]
+    if stopped:
+        print(f"\ninterrupted and re-run ({len(stopped)}, not counted):")
+        for o in stopped:
+            again = f"re-run as trial {o.link}" if o.link is not None else "not queued again yet (sweeper resume does)"
+            print(f"  trial {o.number}: {_first_line(name, o)}; {again}")
+    dups = [o for o in found if o.kind == "duplicate"]
+    if dups:
+        print(f"\nduplicate ({len(dups)}, each a repeat of another trial's params):")
+        for o in dups[:SHOWN_DUPLICATES]:
+            print(f"  trial {o.number}: duplicate of trial {o.link}")
+        if len(dups) > SHOWN_DUPLICATES:
+            print(f"  and {len(dups) - SHOWN_DUPLICATES} more")
+
+
+def _first_line(name: str, o: Outcome) -> str:
+    lines = (o.reason or "no reason stored").splitlines() or ["no reason stored"]
+    more = f" [... sweeper show {name} --trial {o.number}]" if len(lines) > 1 else ""
+    return lines[0] + more
 
 
 def _show_trial(study: Any, number: int) -> int:

@@ -160,8 +160,7 @@ def _execute(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace) ->
 def _finish(study: Any, spec: SweepSpec, prog: Progress, args: argparse.Namespace, stopped: str | None) -> int:
     """Summary line, the report, and the exit code (README: "Exit codes")."""
     best = "n/a" if prog.best is None else f"{prog.best:.4f}"
-    print(f"{spec.name}: {prog.complete} complete, {prog.pruned} pruned, {prog.failed} failed; "
-          f"best {spec.metric} {best}")
+    print(f"{spec.name}: {prog.text()}; best {spec.metric} {best}")  # the words of show, ls, report, serve
     if not args.no_report and prog.complete:
         from sweeper.report import write_report
 
@@ -298,7 +297,7 @@ class _ProgressBar:
     def _postfix(self, prog: Progress) -> None:
         if self.bar is not None:
             best = "-" if prog.best is None else f"{prog.best:.4f}"
-            self.bar.set_postfix_str(f"best {self.spec.metric} {best}, failed {prog.failed}, running {prog.running}")
+            self.bar.set_postfix_str(f"best {self.spec.metric} {best}; {prog.counts()}")
 
     def update(self, prog: Progress) -> None:
         if self.bar is not None:
@@ -320,8 +319,7 @@ def _line_reporter(spec: SweepSpec) -> Any:
             return  # a trial started: one line per finished trial is enough
         said["finished"] = prog.finished
         best = "-" if prog.best is None else f"{prog.best:.4f}"
-        print(f"[{spec.name}] {prog.finished}/{prog.budget or '?'} finished, best {best}, failed {prog.failed}",
-              file=sys.stderr)
+        print(f"[{spec.name}] {prog.text()}; best {best}", file=sys.stderr)
 
     return say
 

@@ -16,11 +16,10 @@ from optuna.trial import FrozenTrial
 from sweeper.config.spec import SweepSpec
 from sweeper.store import results
 from sweeper.store.keys import METRICS_ATTR, REVISIONS_ATTR
-from sweeper.store.progress import progress, requeued_numbers, revision_of
+from sweeper.store.progress import requeued_numbers, revision_of, study_outcomes
 
 # Parameters a person reads on a log scale even when the sweep lists values (not a log range).
 LOG_PARAMS = ("optimizer__learning_rate", "model__l2", "optimizer__weight_decay")
-STATES = ("complete", "pruned", "fail", "running", "waiting")
 
 
 @dataclass
@@ -52,8 +51,10 @@ class StudyData:
         return self.direction == "maximize"
 
     def complete(self) -> list[dict[str, Any]]:
-        """Completed trials with a finite objective."""
-        return [t for t in self.trials if t["state"] == "complete" and _finite(t["value"])]
+        """Trained and completed trials with a finite objective (a sampler's duplicate, which
+        took its twin's result, is no new evidence: left out; a grid point trained twice counts
+        twice here, as it was measured twice)."""
+        return [t for t in self.trials if t["state"] == "complete" and t["duplicate_of"] is None and _finite(t["value"])]
 
     def ranked(self) -> list[dict[str, Any]]:
         """Completed trials, best first."""
@@ -99,12 +100,15 @@ def collect(study: optuna.Study, spec: SweepSpec) -> StudyData:
     trials = study.get_trials(deepcopy=False)
     requeued = requeued_numbers(trials)
     rows = [trial_dict(t, requeued) for t in trials]
+    prog, found = study_outcomes(study, spec)
     revisions = list(study.user_attrs.get(REVISIONS_ATTR) or [])
-    for r in rows:
+    for r, o in zip(rows, found):
         r["revision"] = revision_of(r["number"], revisions)
-    counts = {s: 0 for s in STATES}
+        # What became of it, in the words every command uses (the plot's ``state`` axis too).
+        r["outcome"], r["link"], r["reason"] = o.kind, o.link, o.reason
+    counts: dict[str, int] = {}
     for r in rows:
-        counts[r["state"]] = counts.get(r["state"], 0) + 1
+        counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
     starts = [t.datetime_start for t in trials if t.datetime_start]
     ends = [t.datetime_complete for t in trials if t.datetime_complete]
     log_params = [n for n, p in spec.params.items() if p.log or n in LOG_PARAMS]
@@ -127,7 +131,7 @@ def collect(study: optuna.Study, spec: SweepSpec) -> StudyData:
         first_start=min(starts).isoformat(sep=" ", timespec="seconds") if starts else None,
         last_complete=max(ends).isoformat(sep=" ", timespec="seconds") if ends else None,
         revisions=len(revisions),
-        progress=progress(study, spec),
+        progress=prog,
     )
 
 
@@ -145,7 +149,7 @@ def plot_rows(data: StudyData, study_column: str | None = None) -> list[dict[str
         if study_column is not None:
             row[study_column] = data.name
         row.update(t["params"])
-        row["state"] = t["state"]
+        row["state"] = t.get("outcome", t["state"])
         row["trial"] = t["number"]
         if data.revisions:
             row["revision"] = t["revision"]  # which definition of a grown study it ran under

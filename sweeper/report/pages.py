@@ -50,20 +50,13 @@ def _params_text(params: dict[str, Any]) -> str:
 def summary_html(data: StudyData) -> str:
     """Study facts: dataset and model, trials by state, time spent, best trial and its params."""
     best = data.best()
-    p = data.progress
-    again = sum(1 for t in data.trials if t["retried"])
-    dup = sum(1 for t in data.trials if t["duplicate_of"] is not None)
-    states = (f"{p.finished}/{p.budget or '?'} finished: {p.complete} complete, {p.pruned} pruned, {p.failed} failed"
-              + (f", {p.running} running" if p.running else "") + (f", {p.waiting} queued" if p.waiting else "")
-              + (f"; {again} stopped (worker died or Ctrl-C) and run again" if again else "")
-              + (f"; {dup} repeats of a completed point (its result reused)" if dup else ""))
     facts = [
         ("dataset", esc(data.dataset)),
         ("model", esc(data.model) + (f" (trial function {esc(data.trial_function)})" if data.trial_function else "")),
         ("search", f"{esc(data.method)} over {len(data.params)} parameters: "
                    + ", ".join(f"<code>{esc(p)}</code>" for p in data.params)),
         ("objective", f"{esc(data.metric)} ({esc(data.direction)}), validation {esc(data.validation)}"),
-        ("trials", esc(states)),
+        ("trials", esc(data.progress.text())),  # the words and counts of show, ls and serve
         ("time in trials", _minutes(data.time_in_trials_s)
          + (f" (first start {esc(data.first_start)}, last completion {esc(data.last_complete)})" if data.first_start else "")),
     ]
@@ -71,9 +64,25 @@ def summary_html(data: StudyData) -> str:
         extra = f" ± {fmt(best['std'])}" if best.get("std") else ""
         facts.append(("best trial", f"#{best['number']}: {esc(data.metric)} <b>{esc(fmt(best['value']))}</b>{esc(extra)}"
                                     f" with {esc(_params_text(best['params']))}"))
+    links = _links(data, "interrupted", "re-run as trial") + _links(data, "duplicate", "duplicate of trial")
+    facts += [(kind, esc(text)) for kind, text in links]
     rows = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts)
     desc = f"<p>{esc(data.description)}</p>" if data.description else ""
     return f'<div id="sweeper-summary">{desc}<table class="sw-facts">{rows}</table></div>'
+
+
+LISTED = 20
+
+
+def _links(data: StudyData, kind: str, words: str) -> list[tuple[str, str]]:
+    """('interrupted', 'trial 3 re-run as trial 7, ...'): which trial each one points to."""
+    items = [t for t in data.trials if t.get("outcome") == kind]
+    if not items:
+        return []
+    text = ", ".join(f"trial {t['number']} " + (f"{words} {t['link']}" if t["link"] is not None else "not queued again yet")
+                     for t in items[:LISTED])
+    more = f" and {len(items) - LISTED} more (sweeper show lists them all)" if len(items) > LISTED else ""
+    return [(kind, text + more)]
 
 
 def insights_html(found: Sequence[ParamInsight], data: StudyData) -> str:
@@ -142,15 +151,20 @@ def top_table_html(data: StudyData, k: int = 10) -> str:
 
 
 def failures_html(data: StudyData, k: int = 20) -> str:
-    failed = [t for t in data.trials if t["state"] == "fail"]
-    if not failed:
-        return ""
-    items = "".join(
-        f"<li style='white-space:pre-wrap'>trial {t['number']}: {esc(t['error'] or 'no reason stored')}{' (queued again)' if t['retried'] else ''}</li>"
-        for t in failed[:k]
-    )
-    more = f"<p class='muted'>and {len(failed) - k} more (sweeper show lists them all)</p>" if len(failed) > k else ""
-    return f"<h2 id='failures'>Failures ({len(failed)})</h2><ul>{items}</ul>{more}"
+    """Failed trials (they count) with their whole reason; interrupted ones (re-run, not counted)."""
+    out = ""
+    for kind, title, anchor in (("failed", "Failures", "failures"), ("interrupted", "Interrupted and re-run", "interrupted")):
+        items = [t for t in data.trials if t.get("outcome") == kind]
+        if not items:
+            continue
+        lis = "".join(
+            f"<li style='white-space:pre-wrap'>trial {t['number']}: {esc(t['reason'] or 'no reason stored')}"
+            + (f" (re-run as trial {t['link']})" if kind == "interrupted" and t["link"] is not None else "") + "</li>"
+            for t in items[:k]
+        )
+        more = f"<p class='muted'>and {len(items) - k} more (sweeper show lists them all)</p>" if len(items) > k else ""
+        out += f"<h2 id='{anchor}'>{title} ({len(items)})</h2><ul>{lis}</ul>{more}"
+    return out
 
 
 @dataclass
@@ -235,14 +249,14 @@ def best_page(name: str, facts: list[tuple[str, str]], images: list[tuple[str, s
 
 
 def studies_page(rows: Sequence[dict[str, Any]], storage: str, refresh_s: int) -> str:
-    """``sweeper serve``'s index: one row per study (link, trials by state, best, last update)."""
+    """``sweeper serve``'s index: one row per study (link, trials by outcome, best, last update)."""
     body = ""
     for r in rows:
-        states = ", ".join(f"{n} {esc(s)}" for s, n in r["counts"].items() if n) or "no trials"
+        states = esc(r["outcomes"]) or "no trials"
         body += (f"<tr><td><a href='{esc(r['href'])}'>{esc(r['name'])}</a></td><td>{esc(r.get('dataset', ''))}</td>"
                  f"<td>{esc(r.get('model', ''))}</td><td>{states}</td><td>{esc(fmt(r['best']))}</td>"
                  f"<td>{esc(r['last'] or '')}</td></tr>")
-    table = ("<table id='sweeper-studies'><tr><th>study</th><th>dataset</th><th>model</th><th>trials by state</th>"
+    table = ("<table id='sweeper-studies'><tr><th>study</th><th>dataset</th><th>model</th><th>trials</th>"
              f"<th>best</th><th>last update</th></tr>{body}</table>") if rows else "<p>No studies in this store yet.</p>"
     html = (f"<div class='sw'><h1>sweeper studies</h1><p class='muted'>store {esc(storage)} · "
             f"this page refreshes every {refresh_s} s</p>{table}</div>")

@@ -9,7 +9,8 @@ from typing import Any, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper.config.spec import SweepSpec
+from sweeper.config.spec import SweepSpec, from_stored
+from sweeper.errors import SweeperError
 from sweeper.search import space
 from sweeper.search.strategy import strategy_for
 from sweeper.store.keys import (
@@ -157,18 +158,25 @@ class Progress:
         return (self.complete + self.duplicate + self.pruned + self.failed + self.interrupted
                 + self.running + self.waiting)
 
-    def text(self) -> str:
-        """The counts as every command and page words them, e.g. '7/10 finished (5 complete,
-        1 pruned, 1 failed); 1 running, 2 queued; 1 interrupted and re-run'."""
+    def counts(self) -> str:
+        """Every trial row in one count, e.g. '5 complete, 1 pruned, 1 failed; 1 running,
+        2 queued; 1 interrupted and re-run (not counted)': the words every surface uses."""
         head = [f"{self.complete} complete", f"{self.pruned} pruned", f"{self.failed} failed"]
         if self.duplicate and self.duplicates_count:
             head.insert(1, f"{self.duplicate} duplicate")
-        tail = [f"{n} {word}" for n, word in ((self.running, "running"), (self.waiting, "queued")) if n]
+        live = ", ".join(f"{n} {word}" for n, word in ((self.running, "running"), (self.waiting, "queued")) if n)
+        tail = [live] if live else []
         if self.duplicate and not self.duplicates_count:
             tail.append(f"{self.duplicate} duplicate (a point that ended before, counted once)")
         if self.interrupted:
             tail.append(f"{self.interrupted} interrupted and re-run (not counted)")
-        return f"{self.finished}/{self.budget or '?'} finished ({', '.join(head)})" + "".join("; " + t for t in tail)
+        return ", ".join(head) + "".join("; " + t for t in tail)
+
+    def text(self) -> str:
+        """'7/10 finished (5 complete, 1 pruned, 1 failed); 1 running, ...': the finished trials
+        (toward the budget) are the ones in brackets."""
+        head, _, tail = self.counts().partition("; ")
+        return f"{self.finished}/{self.budget or '?'} finished ({head})" + (f"; {tail}" if tail else "")
 
 
 def tally(trials: Sequence[FrozenTrial], counts_points: bool, searched: set[str] | None, budget: int | None,
@@ -184,6 +192,20 @@ def tally(trials: Sequence[FrozenTrial], counts_points: bool, searched: set[str]
                     first_value(top[0]) if top else None, duplicate=by["duplicate"], interrupted=by["interrupted"],
                     duplicates_count=not counts_points)
     return prog, found
+
+
+def stored_tally(trials: Sequence[FrozenTrial], raw_spec: Any, name: str, direction: str) -> tuple[Progress, list[Outcome]]:
+    """``tally`` for any study of a store (ls, serve): by its stored sweep definition; a study
+    sweeper did not make (or whose definition cannot be read) by its trials alone, no budget."""
+    spec = None
+    if isinstance(raw_spec, dict):
+        try:
+            spec = from_stored(raw_spec, name)
+        except SweeperError:
+            spec = None
+    if spec is None:
+        return tally(trials, False, None, None, direction)
+    return tally(trials, strategy_for(spec).counts_points, set(spec.params), spec.budget, spec.direction)
 
 
 def progress(study: optuna.Study, spec: SweepSpec) -> Progress:
