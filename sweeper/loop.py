@@ -16,27 +16,24 @@ from typing import Any, Callable
 import optuna
 from optuna.trial import TrialState
 
+from sweeper import outcome, packs
 from sweeper.config.spec import SweepSpec
 from sweeper.errors import MaxFailuresReached, SweeperError
-from sweeper.search import objectives, space
+from sweeper.search import space
 from sweeper.search.strategy import strategy_for
 from sweeper.store import optuna_internals as oi
-from sweeper.store.keys import (
-    DUPLICATE_OF_ATTR,
-    ERROR_ATTR,
-    METRICS_ATTR,
-    OWNER_ATTR,
-    SCALAR_METRICS,
-    scalar_attrs,
-)
+from sweeper.store.heartbeat import Heartbeat
+from sweeper.store.keys import ERROR_ATTR, OWNER_ATTR
 from sweeper.store.progress import Progress, progress
 from sweeper.store.trials import (
     ask_new,
     claim_waiting,
     completed_twin,
+    error_text,
     owner_record,
     reap_dead_trials,
-    requeue,
+    requeue_interrupted,
+    tell_outcome,
 )
 from sweeper.train.fit import EpochHook
 from sweeper.train.trial import CURRENT_TRIAL, TrialResult
@@ -69,54 +66,12 @@ def resolve_evaluate(spec: SweepSpec) -> Evaluate:
         raise SweeperError(f"trial_function {ref!r}: cannot load ({exc})") from None
 
 
-class _Heartbeat:
-    """Records the trial's heartbeat while it runs (RDB storages), so other hosts can tell a
-    dead worker from a slow one. Optuna does this inside ``optimize``; we claim trials ourselves."""
-
-    def __init__(self, study: optuna.Study, trial_id: int) -> None:
-        self._storage = oi.heartbeat_storage(oi.storage_of(study))
-        self._trial_id = trial_id
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> "_Heartbeat":
-        if self._storage is not None:
-            interval = self._storage.get_heartbeat_interval()
-            self._storage.record_heartbeat(self._trial_id)
-
-            def beat() -> None:
-                while not self._stop.wait(interval):
-                    try:
-                        self._storage.record_heartbeat(self._trial_id)  # type: ignore[union-attr]
-                    except Exception:
-                        pass  # a missed beat is retried; a dead DB shows up in the main thread
-
-            self._thread = threading.Thread(target=beat, daemon=True, name="sweeper-heartbeat")
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-
 @dataclass
 class LoopOptions:
     max_failures: int | None = None
     deadline: float | None = None  # time.monotonic() value
     poll_s: float = 0.5
     stop: threading.Event | None = None
-
-
-MAX_ERROR_CHARS = 20_000
-
-
-def _error_text(exc: BaseException) -> str:
-    """The whole message (TensorFlow's first line is often only 'Graph execution error:'); show
-    prints its first line, ``show --trial N`` and the report the whole of it."""
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}"[:MAX_ERROR_CHARS] if text else type(exc).__name__
 
 
 def run_one(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, evaluate: Evaluate,
@@ -126,28 +81,18 @@ def run_one(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, evaluate:
     propagates. If another worker failed this trial in the meantime (a false stale heartbeat),
     its verdict stands and this worker goes on. A repeat of a completed point stores that
     point's result instead of training it again."""
-    storage = oi.storage_of(study)
     tid = oi.trial_id(trial)
 
     def finish(state: TrialState, value: float | None = None, attrs: dict[str, Any] | None = None) -> TrialState:
-        try:
-            for key, v in (attrs or {}).items():
-                storage.set_trial_user_attr(tid, key, v)
-            return oi.tell(study, trial, value, None if value is not None else state)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            return storage.get_trial(tid).state  # finished by another worker: its verdict stands
+        return tell_outcome(study, trial, state, value, attrs)
 
     try:
         if not owned:
-            storage.set_trial_system_attr(tid, OWNER_ATTR, owner_record())
-        with _Heartbeat(study, tid):
+            oi.storage_of(study).set_trial_system_attr(tid, OWNER_ATTR, owner_record())
+        with Heartbeat(study, tid):
             return _evaluate_claimed(study, trial, spec, evaluate, finish)
     except KeyboardInterrupt:  # anywhere after the claim, the trial is queued again
-        reason = "interrupted (Ctrl-C); queued again"
-        finish(TrialState.FAIL, attrs={ERROR_ATTR: reason})
-        frozen = storage.get_trial(tid)
-        if frozen.state == TrialState.FAIL and frozen.user_attrs.get(ERROR_ATTR) == reason:  # ours
-            requeue(study, frozen, reason)
+        requeue_interrupted(study, trial)
         raise
 
 
@@ -163,9 +108,7 @@ def _evaluate_claimed(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec,
         if strategy_for(spec).may_repeat():
             twin = completed_twin(study, searched, trial.number)
             if twin is not None:  # the same config trained before: same seed, same result
-                attrs = {k: v for k, v in twin.user_attrs.items() if k == METRICS_ATTR or k in SCALAR_METRICS}
-                return finish(TrialState.COMPLETE, objectives.told_twin(study, trial, twin),
-                              {**attrs, DUPLICATE_OF_ATTR: twin.number})
+                return finish(TrialState.COMPLETE, *outcome.duplicate(study, trial, twin))
         reports = not spec.multi_objective  # Optuna's trial.report takes one objective
         live = spec.kfold is None and spec.repeats == 1 and reports  # live reports (pruning) need one run
 
@@ -183,16 +126,13 @@ def _evaluate_claimed(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec,
             if not live and reports:
                 for epoch, value in enumerate(result.curve):
                     trial.report(value, epoch)
-            metrics = result.as_attrs()  # and its scalars as attrs of their own (optuna-dashboard sorts them)
-            return finish(TrialState.COMPLETE, objectives.told(study, trial, spec, result),
-                          {METRICS_ATTR: metrics, **scalar_attrs(metrics)})
-        return finish(TrialState.COMPLETE, objectives.told(study, trial, spec, result))
+        return finish(TrialState.COMPLETE, *outcome.completed(study, trial, spec, result))
     except optuna.TrialPruned:
         return finish(TrialState.PRUNED)
     except optuna.exceptions.UpdateFinishedTrialError:
         return storage.get_trial(tid).state  # failed by another worker while running
     except Exception as exc:
-        return finish(TrialState.FAIL, attrs={ERROR_ATTR: _error_text(exc)})
+        return finish(TrialState.FAIL, attrs={ERROR_ATTR: error_text(exc)})
 
 
 REAP_EVERY_S = 10.0  # dead-trial checks cost SQL per call: not every trial (a claim-less worker checks each poll)
@@ -203,6 +143,7 @@ def work(study: optuna.Study, spec: SweepSpec, evaluate: Evaluate, options: Loop
     """Run trials until the study's budget is met (or deadline / stop / max failures)."""
     opts = options or LoopOptions()
     strategy = strategy_for(spec)
+    pack_limit = packs.pack_size(spec) if evaluate is keras_evaluate else 1
     last_reap = -float("inf")
     ran_one = False
     while True:
@@ -233,6 +174,15 @@ def work(study: optuna.Study, spec: SweepSpec, evaluate: Evaluate, options: Loop
                 last_reap = -float("inf")  # so look for dead ones on every poll
                 continue
             trial, owned = ask_new(study), True
+        if pack_limit > 1:  # fused: this trial and up to K - 1 more of its structure, as one model
+            room = prog.budget - prog.finished - prog.running - prog.waiting - 1 if prog.budget else pack_limit
+            batch = packs.take(study, spec, trial, owned, pack_limit, room)
+            if on_trial is not None:
+                on_trial(dataclasses.replace(prog, running=prog.running + len(batch),
+                                             waiting=prog.waiting - (0 if owned else len(batch))))
+            packs.run(study, batch, spec)
+            ran_one = True
+            continue
         if on_trial is not None:  # the progress bar shows this trial as running while it trains
             on_trial(dataclasses.replace(prog, running=prog.running + 1,
                                          waiting=prog.waiting - (0 if owned else 1)))

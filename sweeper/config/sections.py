@@ -73,6 +73,7 @@ class Compute:
     jit_compile: bool = False  # XLA-compile the train step
     steps_per_execution: int = 1  # batches per graph call: less Python overhead for small models
     reuse_models: bool = True  # reuse traced models across trials of one structure (reuse.py)
+    fuse: str | int = "off"  # off | auto | K: train up to K trials of one structure as one model
 
     @property
     def active(self) -> bool:
@@ -208,11 +209,24 @@ def parse_compute(source: str, raw: Any) -> Compute:
     if raw is None:
         return Compute()
     raw = _section(source, "compute", raw)
-    _check_keys(source, "compute", raw, {"mixed_precision", "jit_compile", "steps_per_execution", "reuse_models"})
+    _check_keys(source, "compute", raw, {"mixed_precision", "jit_compile", "steps_per_execution", "reuse_models",
+                                         "fuse"})
     return Compute(
         mixed_precision=_bool(source, "compute.mixed_precision", raw.get("mixed_precision", False)),
         jit_compile=_bool(source, "compute.jit_compile", raw.get("jit_compile", False)),
         steps_per_execution=_num(source, "compute.steps_per_execution", raw.get("steps_per_execution", 1),
                                  lo=1, integer=True),
         reuse_models=_bool(source, "compute.reuse_models", raw.get("reuse_models", True)),
+        fuse=_fuse(source, raw.get("fuse", "off")),
     )
+
+
+def _fuse(source: str, raw: Any) -> str | int:
+    """``off``, ``auto`` or a pack size from 1 to 64 (YAML's bare ``off`` reads as False)."""
+    if raw is False:
+        return "off"
+    if isinstance(raw, str) and raw.strip().lower() in ("off", "auto"):
+        return raw.strip().lower()
+    if isinstance(raw, int) and not isinstance(raw, bool) and 1 <= raw <= 64:
+        return raw
+    raise SpecError(source, "compute.fuse", f"{raw!r} is not off, auto or a pack size from 1 to 64")

@@ -205,6 +205,42 @@ def ask_new(study: optuna.Study) -> optuna.Trial:
     return oi.new_running_trial(study, {OWNER_ATTR: owner_record()})
 
 
+def tell_outcome(study: optuna.Study, trial: optuna.Trial, state: TrialState, value: float | None = None,
+                 attrs: dict[str, Any] | None = None) -> TrialState:
+    """Store a claimed trial's outcome: its attrs, then one tell. If another worker failed it in
+    the meantime (a false stale heartbeat), that verdict stands and its state is returned."""
+    storage = oi.storage_of(study)
+    tid = oi.trial_id(trial)
+    try:
+        for key, v in (attrs or {}).items():
+            storage.set_trial_user_attr(tid, key, v)
+        return oi.tell(study, trial, value, None if value is not None else state)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return storage.get_trial(tid).state
+
+
+MAX_ERROR_CHARS = 20_000
+
+
+def error_text(exc: BaseException) -> str:
+    """The whole message (TensorFlow's first line is often only 'Graph execution error:'); show
+    prints its first line, ``show --trial N`` and the report the whole of it."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}"[:MAX_ERROR_CHARS] if text else type(exc).__name__
+
+
+INTERRUPTED = "interrupted (Ctrl-C); queued again"
+
+
+def requeue_interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Ctrl-C anywhere after a claim: fail the trial with that reason and queue its point again
+    (unless another worker's verdict came first)."""
+    tell_outcome(study, trial, TrialState.FAIL, attrs={ERROR_ATTR: INTERRUPTED})
+    frozen = oi.storage_of(study).get_trial(oi.trial_id(trial))
+    if frozen.state == TrialState.FAIL and frozen.user_attrs.get(ERROR_ATTR) == INTERRUPTED:  # ours
+        requeue(study, frozen, INTERRUPTED)
+
+
 def worker_salt(study: optuna.Study, index: int) -> int:
     """0 for the first worker of a fresh study (reproducible), different after any restart."""
     return len(study.get_trials(deepcopy=False)) * 1_009 + index

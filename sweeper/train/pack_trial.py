@@ -1,0 +1,224 @@
+"""Trials of one pack: several configurations that share a graph structure and batch size train
+as one fused model (train/fused.py), each still scored exactly as ``run_trial`` scores a trial.
+
+A trial's fits (one per split x repeat, each with ``fit_seed``) become members of the pack on
+their own rows of the dataset, so k-fold folds of one configuration share a pack too. The sweep's
+callbacks act per member through ``fit_fused``'s ``should_stop``: early stopping with Keras's
+rule, ``keep_best`` / ``restore_best_weights`` by scoring the epoch whose weights Keras would
+have restored, and the live pruning hook. ``fuse_reason`` says once why a sweep cannot be fused.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from sweeper.config.sections import EarlyStopping
+from sweeper.config.spec import SweepSpec
+from sweeper.train import fused
+from sweeper.train.data import Dataset, splits
+from sweeper.train.fit import EpochHook, fit_seed, metric_key
+from sweeper.train.trial import TrialResult, fit_stats
+
+MAX_PACK = 64  # beyond this the stacked step stops getting cheaper per member on any device seen
+
+
+def fuse_reason(spec: SweepSpec) -> str | None:
+    """Why this sweep's trials cannot train fused (None: they can), in words for the user."""
+    if spec.trial_function:
+        return "trials run a trial_function"
+    families = getattr(fused, "FAMILIES", ("mlp",))
+    if spec.model.lower() not in families:
+        return f"model {spec.model!r} has no fused form (fused: {', '.join(families)})"
+    if spec.augmentation.active:
+        return "augmentation layers are not fused"
+    if spec.callbacks.reduce_lr is not None:
+        return "reduce_lr changes one trial's rate from inside Keras's fit, which a pack does not run"
+    if spec.callbacks.tensorboard:
+        return "tensorboard logs are written per Keras fit"
+    if spec.compute.mixed_precision:
+        return "mixed precision is not fused"
+    return None
+
+
+def pack_limit(spec: SweepSpec, input_shape: Sequence[int] | None = None, n_classes: int = 10) -> int:
+    """How many trials one pack may hold: 1 (unfused) for ``fuse: off`` or a sweep that cannot
+    be fused, the sweep file's K, or for ``auto`` a size picked from the model and the device."""
+    setting = spec.compute.fuse
+    if setting == "off" or fuse_reason(spec) is not None:
+        return 1
+    if setting != "auto":
+        return max(1, min(int(setting), MAX_PACK))
+    sizer = getattr(fused, "pack_size", None)
+    if sizer is None or input_shape is None:
+        return 16  # measured best on a 2-core CPU for the notebook MLP (benchmarks/fusion.py)
+    key = pack_key(spec, dict(spec.fixed), 0)
+    if key is None:
+        return 16
+    return max(1, min(int(sizer(key[0], key[1], tuple(input_shape), n_classes, device_memory_bytes=None)), MAX_PACK))
+
+
+def _member(spec: SweepSpec, params: dict[str, Any], seed: int) -> tuple[Any, fused.FusedMember] | None:
+    try:
+        return fused.member_from_params(params, seed, model=spec.model.lower())
+    except TypeError:  # an older fused module without model families: the MLP only
+        return fused.member_from_params(params, seed) if spec.model.lower() == "mlp" else None
+
+
+def pack_key(spec: SweepSpec, params: dict[str, Any], seed: int) -> Any | None:
+    """What trials must share to train in one pack (structure, batch size), or None when these
+    params hold something a pack cannot vary per member (they train alone)."""
+    found = _member(spec, params, seed)
+    return None if found is None else found[0]
+
+
+@dataclass
+class PackEntry:
+    """One trial of a pack: its full params, its seed and its live epoch hook (pruning)."""
+
+    params: dict[str, Any]
+    seed: int
+    on_epoch: EpochHook | None = None
+    outcome: TrialResult | BaseException | None = None  # set by run_pack
+    members: list[int] = field(default_factory=list)  # indices of its fits in the pack
+
+
+class _EarlyStop:
+    """Keras's EarlyStopping rule on one member's logs (patience, min_delta, best epoch)."""
+
+    def __init__(self, rule: EarlyStopping) -> None:
+        self.rule, self.best, self.best_epoch, self.wait = rule, None, 0, 0
+        self.sign = 1.0 if "accuracy" in rule.monitor else -1.0  # "max" mode for accuracies
+
+    def stop(self, epoch: int, logs: dict[str, float]) -> bool:
+        current = logs.get(self.rule.monitor)
+        if current is None:
+            return False
+        self.wait += 1
+        if self.best is None or self.sign * (current - self.sign * self.rule.min_delta - self.best) > 0:
+            self.best, self.best_epoch, self.wait = current, epoch, 0
+            return False
+        return self.wait >= self.rule.patience and epoch > 0
+
+
+def _scored_epoch(spec: SweepSpec, history: dict[str, list[float]], stopper: _EarlyStop | None) -> int:
+    """The epoch whose weights the standalone fit would score: the last, or the one Keras restores."""
+    last = len(history.get("val_loss", [])) - 1
+    cb = spec.callbacks
+    if cb.keep_best and history.get("val_accuracy"):  # KeepBest: the first best val_accuracy, restored at the end
+        return int(np.argmax(history["val_accuracy"]))
+    if stopper is not None and cb.early_stopping and cb.early_stopping.restore_best_weights:
+        return stopper.best_epoch  # Keras 3 restores the best epoch at the end, stopped early or not
+    return last
+
+
+def run_pack(spec: SweepSpec, ds: Dataset, entries: list[PackEntry], key: Any) -> float:
+    """Train every entry's fits as one pack and set each entry's ``outcome`` (a TrialResult, or
+    the exception that ended it: ``optuna.TrialPruned`` from its hook, a TrialError). Returns the
+    pack's wall time."""
+    from sweeper.errors import TrialError
+
+    structure, batch_size = key
+    folds = splits(spec, ds)
+    members: list[fused.FusedMember] = []
+    owner: list[int] = []  # entry index of each member
+    for e, entry in enumerate(entries):
+        for i, (tr, va) in enumerate(folds):
+            for r in range(spec.repeats):
+                found = _member(spec, entry.params, fit_seed(entry.seed, i, r))
+                if found is None or found[0] != key:
+                    raise ValueError("a pack holds trials of one structure and batch size only")
+                member = found[1]
+                member.train_indices, member.val_indices = np.asarray(tr), np.asarray(va)
+                entry.members.append(len(members))
+                members.append(member)
+                owner.append(e)
+    stoppers = [_EarlyStop(spec.callbacks.early_stopping) if spec.callbacks.early_stopping else None for _ in members]
+    watched = metric_key(spec)
+
+    def should_stop(i: int, epoch: int, logs: dict[str, float]) -> bool:
+        entry = entries[owner[i]]
+        if entry.outcome is not None:
+            return True  # pruned (or failed) through another of its fits
+        if entry.on_epoch is not None and len(entry.members) == 1 and watched in logs:
+            try:
+                entry.on_epoch(epoch, float(logs[watched]))
+            except Exception as exc:  # optuna.TrialPruned: this trial is done, the pack goes on
+                entry.outcome = exc
+                return True
+        stopper = stoppers[i]
+        return stopper is not None and stopper.stop(epoch, logs)
+
+    results = fused.fit_fused(members, ds.x, ds.y, None, structure=structure, batch_size=batch_size,
+                              should_stop=should_stop, n_classes=len(ds.classes),
+                              jit_compile=spec.compute.jit_compile)
+    pack_time = results[0].fit_time if results else 0.0
+    work_done = [r.epochs_run * len(m.train_indices) for r, m in zip(results, members)]
+    total_work = max(sum(work_done), 1)
+    n_params = _n_params(structure, members[0], ds)
+    for e, entry in enumerate(entries):
+        if entry.outcome is not None:
+            continue
+        fits = [results[i] for i in entry.members]
+        errors = [f.error for f in fits if f.error]
+        if errors:
+            entry.outcome = TrialError(errors[0])
+            continue
+        records, curves = [], []
+        for i, f in zip(entry.members, fits):
+            at = _scored_epoch(spec, f.history, stoppers[i])
+            records.append(SimpleNamespace(
+                score=f.history[watched][at], val_accuracy=f.history["val_accuracy"][at],
+                val_loss=f.history["val_loss"][at], n_params=n_params,
+                # The pack's time shared out by the work each fit did (epochs x training rows).
+                fit_time=pack_time * work_done[i] / total_work,
+                latency_ms=_latency(spec, structure, members[i], f, ds) if spec.measures_latency else None))
+            curves.append(f.history[watched])
+        scores = [float(r.score) for r in records]
+        width = min(len(c) for c in curves)
+        stats = fit_stats(records)
+        entry.outcome = TrialResult(
+            mean_test_score=float(np.mean(scores)),
+            std_test_score=float(np.std(scores)),
+            split_scores=scores,
+            val_loss=float(np.mean([r.val_loss for r in records])),
+            train_accuracy=float(np.mean([f.history["accuracy"][-1] for f in fits])),
+            fit_time=float(np.mean([r.fit_time for r in records])),
+            epochs_run=int(max(f.epochs_run for f in fits)),
+            n_params=n_params,
+            curve=[float(np.mean([c[j] for c in curves])) for j in range(width)],
+            model={"optimizer": entry.params.get("optimizer", "adam"),
+                   "fused": {"pack_trials": len(entries), "pack_fits": len(members), "batch_size": batch_size}},
+            latency_ms=stats["latency_ms"]["mean"] if "latency_ms" in stats else None,
+            stats=stats,
+        )
+    for entry in entries:
+        if isinstance(entry.outcome, TrialResult) and not all(math.isfinite(s) for s in entry.outcome.split_scores):
+            entry.outcome = TrialError("the validation score is not finite")
+    return pack_time
+
+
+def _latency(spec: SweepSpec, structure: Any, member: fused.FusedMember, result: fused.FusedResult,
+             ds: Dataset) -> float:
+    """Inference latency of the member as the standalone Keras model it stands for."""
+    from sweeper.train.latency import latency_ms
+
+    model = fused.keras_model(structure, member, ds.x.shape[1:], len(ds.classes))
+    model.set_weights(result.weights)
+    return latency_ms(model, ds.x[member.val_indices], spec.latency)
+
+
+_N_PARAMS: dict[Any, int] = {}
+
+
+def _n_params(structure: Any, member: fused.FusedMember, ds: Dataset) -> int:
+    """The standalone model's parameter count (what an unfused trial stores), once per structure."""
+    key = (structure, ds.x.shape[1:], len(ds.classes))
+    if key not in _N_PARAMS:
+        _N_PARAMS[key] = int(fused.keras_model(structure, member, ds.x.shape[1:], len(ds.classes)).count_params())
+    return _N_PARAMS[key]
