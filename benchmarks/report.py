@@ -2,6 +2,7 @@
 Chromium (goal <= 3 s) for a synthetic study of 10,000 trials (3% failed, 5% pruned).
 
     .venv/bin/python benchmarks/report.py [--trials 10000] [--store PATH] [--fresh] [--best-of 3]
+    .venv/bin/python benchmarks/report.py --objectives 2     # 2,000 trials, accuracy x n_params (Pareto front)
 
 The synthetic study is written into a SQLite store with optuna.create_trial + add_trials (about
 20 ms a trial, Optuna's own cost) and kept at --store for the next run; --fresh rewrites it.
@@ -36,13 +37,18 @@ PARAMS = {
 }
 
 
-def ensure_store(path: Path, n: int, fresh: bool) -> tuple[str, str, float | None]:
-    name = f"bench-report-{n}"
+OBJECTIVES = [{"metric": "accuracy"}, {"metric": "n_params"}]  # --objectives 2
+
+
+def ensure_store(path: Path, n: int, fresh: bool, objectives: int = 1) -> tuple[str, str, float | None]:
+    name = f"bench-report-{n}" + (f"-{objectives}obj" if objectives > 1 else "")
     url = f"sqlite:///{path}"
     if path.exists() and not fresh:
         return url, name, None
     path.unlink(missing_ok=True)
-    spec = synthetic.make_spec(name, params=PARAMS, method="random", trials=n)
+    extra = {} if objectives == 1 else {
+        "objective": OBJECTIVES[:objectives], "params": {**PARAMS, "model__units": [16, 32, 64, 128, 256]}}
+    spec = synthetic.make_spec(name, **{"params": PARAMS, **extra}, method="random", trials=n)
     t0 = time.perf_counter()
     synthetic.make_study(spec, url, n, fail_rate=0.03, prune_rate=0.05, epochs=10)
     return url, name, time.perf_counter() - t0
@@ -72,14 +78,17 @@ def browser_times(page: Path, n: int) -> dict[str, float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--trials", type=int, default=10_000)
+    ap.add_argument("--trials", type=int, default=None, help="default 10,000 (2,000 with --objectives 2)")
+    ap.add_argument("--objectives", type=int, choices=(1, 2), default=1,
+                    help="2: accuracy and n_params, the report with its Pareto front")
     ap.add_argument("--store", type=Path, default=None, help="SQLite file to keep the study in")
     ap.add_argument("--fresh", action="store_true", help="write the synthetic study again")
     ap.add_argument("--best-of", type=int, default=3)
     args = ap.parse_args()
     quiet_optuna()
-    store = args.store or Path(tempfile.gettempdir()) / f"sweeper-bench-report-{args.trials}.db"
-    url, name, wrote = ensure_store(store, args.trials, args.fresh)
+    args.trials = args.trials or (10_000 if args.objectives == 1 else 2_000)
+    store = args.store or Path(tempfile.gettempdir()) / f"sweeper-bench-report-{args.trials}-{args.objectives}.db"
+    url, name, wrote = ensure_store(store, args.trials, args.fresh, args.objectives)
     if wrote is not None:
         print(f"wrote {args.trials} synthetic trials into {store} in {wrote:.1f} s")
 

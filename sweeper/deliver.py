@@ -20,6 +20,7 @@ from sweeper.config.spec import SweepSpec
 from sweeper.errors import DataError, SweeperError
 from sweeper.search.space import full_params, trial_seed
 from sweeper.store.keys import METRICS_ATTR
+from sweeper.store.pareto import first_value, pareto_front
 from sweeper.store.progress import ranked
 from sweeper.train.data import Dataset, image_shape, splits
 from sweeper.train.fit import fit_config, fit_seed
@@ -33,8 +34,24 @@ class Refitted:
     path: Path
 
 
-def top_trials(study: optuna.Study, spec: SweepSpec, k: int) -> list[FrozenTrial]:
-    done = ranked(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), spec.direction)
+def top_trials(study: optuna.Study, spec: SweepSpec, k: int, number: int | None = None) -> list[FrozenTrial]:
+    """The ``k`` best trials by the objective, or trial ``number``. With several objectives there
+    is no single best: without ``number`` the Pareto trials are named and nothing is refit."""
+    trials = study.get_trials(deepcopy=False)
+    if number is not None:
+        found = [t for t in trials if t.number == number]
+        if not found:
+            raise SweeperError(f"--trial: study {spec.name!r} has no trial {number} (trials 0 to {len(trials) - 1})")
+        if found[0].state != TrialState.COMPLETE:
+            raise SweeperError(f"--trial: trial {number} is {found[0].state.name.lower()}; only a completed trial "
+                               "can be refit")
+        return found
+    if spec.multi_objective:
+        front = pareto_front(trials, spec.directions)
+        raise SweeperError(f"study {spec.name!r} has {len(spec.objectives)} objectives "
+                           f"({', '.join(spec.objective_names)}), so no single best trial: pick one with --trial N "
+                           f"(Pareto trials: {', '.join(str(t.number) for t in front) or 'none yet'})")
+    done = ranked(trials, spec.direction)
     if not done:
         raise SweeperError(f"study {spec.name!r} has no completed trial to refit")
     return done[:k]
@@ -118,7 +135,7 @@ def refit_on_split(spec: SweepSpec, ds: Dataset, trial: FrozenTrial) -> SplitRef
     matrix = np.zeros((ds.n_classes, ds.n_classes), dtype=int)
     np.add.at(matrix, (true, pred), 1)
     metrics = trial.user_attrs.get(METRICS_ATTR) or {}
-    stored = (metrics.get("split_scores") or [trial.value])[0]
+    stored = (metrics.get("split_scores") or [first_value(trial)])[0]
     return SplitRefit(
         trial.number, dict(trial.params), seed, float(stored), float(fitted.score), ds.classes, ds.x[va], true,
         pred, matrix, fitted.history, sample, probe.get("before"), after,

@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from sweeper.cli.common import add_storage
+from sweeper.cli.pareto import infeasible_lines, pareto_lines
 from sweeper.errors import SweeperError
 from sweeper.store import results
 from sweeper.store.keys import SPEC_ATTR
@@ -81,6 +82,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         cols = ["number"] + [k for k in top[0] if k.startswith("param_")] + [
             "mean_test_score", "std_test_score", "mean_fit_time", "epochs_run"]
         _print_table([{c.removeprefix("param_"): _fmt(r.get(c)) for c in cols} for r in top])
+    for line in pareto_lines(spec, list(rows.values())) + infeasible_lines(study, spec):  # several objectives
+        print(line)
     _print_outcomes(spec.name, found)
     return 0
 
@@ -122,7 +125,8 @@ def _show_trial(study: Any, number: int) -> int:
     if number not in trials:
         raise SweeperError(f"--trial: study {study.study_name!r} has no trial {number} (trials 0 to {len(trials) - 1})")
     t = trials[number]
-    print(f"trial {t.number}: {t.state.name.lower()}, value {_fmt(t.value)}")
+    values = ", ".join(_fmt(v) for v in t.values) if t.values else ""  # one per objective
+    print(f"trial {t.number}: {t.state.name.lower()}, value{'s' if len(t.values or ()) > 1 else ''} {values}")
     print(f"params: {json.dumps(t.params, default=str)}")
     for key, value in sorted(t.user_attrs.items()):
         if key != "error":

@@ -15,6 +15,7 @@ import optuna
 
 from sweeper.config.spec import SweepSpec
 from sweeper.report.collect import LOG_PARAMS, StudyData, collect
+from sweeper.report.pareto import objective_axes
 
 __all__ = ["LOG_PARAMS", "plot_html", "plot_rows", "report_dir", "write_compare", "write_report"]
 
@@ -47,11 +48,13 @@ def _plot(data: StudyData) -> str:
         return "<div class='sw'><p class='muted'>No trials yet: nothing to plot.</p></div>"
     options = experiment_options(
         rows,
-        order=["state"] + data.params + [data.metric],
+        order=["state"] + data.params + objective_axes(data),
         color_by=data.metric,
         log_columns=data.log_params,
         hidden=HIDDEN,
         categorical=["state"],
+        ranked=data.params,  # a parameter's text values in order of their mean objective
+        maximize=data.maximize,
     )
     return plot_fragment(options)
 
@@ -61,7 +64,7 @@ def write_report(study: optuna.Study, spec: SweepSpec, out_dir: str | Path = "re
     """Write ``out_dir/STUDY/index.html`` (and its figures) and return its path. ``best``: the best
     trial's refit on its split (deliver.best_split_refit; None when there is nothing to refit),
     drawn as ``best-trial/index.html``; False: no best-trial page."""
-    from sweeper.report import figures, importance, insights, pages
+    from sweeper.report import figures, importance, insights, pages, pareto
 
     data = collect(study, spec)
     target = report_dir(out_dir, spec.name)
@@ -85,7 +88,7 @@ def write_report(study: optuna.Study, spec: SweepSpec, out_dir: str | Path = "re
         write_best(data, spec, best, target / BEST_DIR)
     if (target / BEST_DIR / "index.html").exists():
         best_link = f"{BEST_DIR}/index.html"
-    page = pages.index_page(data, _plot(data), found, imp, figs, best_link)
+    page = pages.index_page(data, _plot(data), found, imp, figs, best_link, extra=pareto.section(data, target))
     path = target / "index.html"
     _write_atomic(path, page)
     return path

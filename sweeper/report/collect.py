@@ -14,6 +14,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from sweeper.config.spec import SweepSpec
+from sweeper.report import pareto
 from sweeper.store import results
 from sweeper.store.keys import METRICS_ATTR, REVISIONS_ATTR
 from sweeper.store.progress import requeued_numbers, revision_of, study_outcomes
@@ -45,6 +46,9 @@ class StudyData:
     last_complete: str | None = None
     revisions: int = 0  # how often the definition grew (each trial row has its "revision")
     progress: Any = None  # store.progress.Progress: the counts every command shows
+    objectives: list[str] = field(default_factory=list)  # every objective, the first is ``metric``
+    directions: list[str] = field(default_factory=list)
+    constraints: list[str] = field(default_factory=list)  # their labels, e.g. 'n_params <= 200000'
 
     @property
     def maximize(self) -> bool:
@@ -106,6 +110,7 @@ def collect(study: optuna.Study, spec: SweepSpec) -> StudyData:
         r["revision"] = revision_of(r["number"], revisions)
         # What became of it, in the words every command uses (the plot's ``state`` axis too).
         r["outcome"], r["link"], r["reason"] = o.kind, o.link, o.reason
+    pareto.annotate(rows, trials, spec)  # values per objective, Pareto rank, feasibility
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
@@ -132,6 +137,9 @@ def collect(study: optuna.Study, spec: SweepSpec) -> StudyData:
         last_complete=max(ends).isoformat(sep=" ", timespec="seconds") if ends else None,
         revisions=len(revisions),
         progress=prog,
+        objectives=spec.objective_names,
+        directions=spec.directions,
+        constraints=[c.label() for c in spec.constraints],
     )
 
 
@@ -154,6 +162,7 @@ def plot_rows(data: StudyData, study_column: str | None = None) -> list[dict[str
         if data.revisions:
             row["revision"] = t["revision"]  # which definition of a grown study it ran under
         row[data.metric] = _shown(t["value"])
+        row.update(pareto.plot_columns(data, t))  # the other objectives, Pareto rank, feasibility
         row["val_loss"] = _shown(t["val_loss"])
         row["mean_fit_time"] = _shown(t["fit_time"])
         row["epochs_run"] = t["epochs_run"]

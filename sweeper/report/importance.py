@@ -45,6 +45,10 @@ def _sample(trials: list[FrozenTrial], k: int, seed: int = 0) -> list[FrozenTria
     return trials if len(trials) <= k else random.Random(seed).sample(trials, k)
 
 
+def _first(t: FrozenTrial) -> float:
+    return t.values[0]  # several objectives: importances for the first
+
+
 def importances(study: optuna.Study, params: list[str]) -> Importances:
     """Importances of ``params`` for the study's objective; empty (with a note) when the
     completed trials cannot support them (fewer than 3, or no parameter varies)."""
@@ -54,7 +58,7 @@ def importances(study: optuna.Study, params: list[str]) -> Importances:
         get_param_importances,
     )
 
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
     varying = [p for p in params if len({repr(t.params.get(p)) for t in done if p in t.params}) > 1]
     out = Importances()
     if len(done) < 3 or not varying:
@@ -71,12 +75,13 @@ def importances(study: optuna.Study, params: list[str]) -> Importances:
     for label, evaluator, cap in plans:
         sample = _sample(done, cap)
         # A throwaway in-memory study: the evaluators read trials from a study object.
-        sub = optuna.create_study(direction=study.direction)
+        sub = optuna.create_study(directions=study.directions)
         sub.add_trials(sample)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                scores = get_param_importances(sub, evaluator=evaluator, params=varying, normalize=True)
+                scores = get_param_importances(sub, evaluator=evaluator, params=varying, normalize=True,
+                                               target=_first if len(study.directions) > 1 else None)
         except Exception as exc:  # degenerate data (e.g. constant objective): skip this evaluator
             out.note = f"{label}: {type(exc).__name__}"
             continue

@@ -182,9 +182,11 @@ def index_page(
     imp: Importances,
     figs: Figures,
     best_link: str | None = None,
+    extra: str = "",
 ) -> str:
     """The study report: summary, parallel plot and trial table, insights, importances,
-    effect plots, validation curves, top trials, failures."""
+    effect plots, validation curves, top trials, failures. ``extra``: HTML placed before the
+    insights (several objectives: report/pareto.py's section)."""
     effects = "".join(
         f"<figure><a href='{esc(f)}'><img src='{esc(f)}' alt='{esc(data.metric)} by {esc(p)}' loading='lazy'></a>"
         f"<figcaption>{esc(short_name(p))}</figcaption></figure>"
@@ -205,7 +207,7 @@ def index_page(
         "the <code>state</code> axis tells them apart; drag on an axis to select a range. "
         "The table under the plot lists every trial.</p></div>"
         f"{plot}"
-        f"<div class='sw'><h2 id='insights'>Insights</h2>{insights_html(found, data)}"
+        f"<div class='sw'>{extra}<h2 id='insights'>Insights</h2>{insights_html(found, data)}"
         f"<h2 id='importances'>Parameter importances</h2>{importances_html(imp, data.params)}"
         f"<h2 id='effects'>Effect of each parameter</h2>{effects}"
         f"<h2 id='curves'>Validation curves</h2>{curves}"

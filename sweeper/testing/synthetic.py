@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 from sweeper.config.spec import SweepSpec, spec_from_dict
 from sweeper.search import space
 from sweeper.search.strategy import strategy_for
+from sweeper.store import optuna_internals as oi
 from sweeper.store.keys import ERROR_ATTR, METRICS_ATTR, SPEC_ATTR
 from sweeper.store.storage import make_storage
 
@@ -70,6 +71,20 @@ def no_trial(spec: SweepSpec, params: dict[str, Any], seed: int, on_epoch: Any) 
     return notebook_score(params)
 
 
+def mlp_params(p: dict[str, Any]) -> int:
+    """The notebook MLP's parameter count (units, 2x, 4x on 784 inputs, 10 classes; BatchNorm's
+    4 per unit), as n_params of a real trial of model: mlp would be."""
+    u = int(p.get("model__units", 64))
+    return 10 * u * u + 831 * u + 10 + (28 * u if p.get("model__batchnorm") else 0)
+
+
+def other_metrics(p: dict[str, Any], accuracy: float, fit_time: float) -> dict[str, float]:
+    """Every metric an objective may name, for a synthetic trial of accuracy ``accuracy``."""
+    n = mlp_params(p)
+    return {"accuracy": accuracy, "loss": max(0.01, 1.0 - accuracy), "n_params": float(n),
+            "fit_time": fit_time, "latency_ms": 0.004 + n * 2e-8}
+
+
 def _points(spec: SweepSpec, n: int, rng: random.Random) -> list[dict[str, Any]]:
     if spec.grid_size:
         grid = space.grid_points(spec)
@@ -111,8 +126,10 @@ def make_study(
     rng = random.Random(seed)
     if isinstance(storage, str):
         storage = make_storage(storage, heartbeat=None)
-    study = optuna.create_study(study_name=spec.name, storage=storage, direction=spec.direction)
+    study = optuna.create_study(study_name=spec.name, storage=storage, directions=spec.directions)
     study.set_user_attr(SPEC_ATTR, spec.raw)
+    if spec.multi_objective:
+        study.set_metric_names(spec.objective_names)
     dists = strategy_for(spec).distributions()
     clock = dt.datetime(2024, 1, 1, 9, 0, 0)
     trials = []
@@ -137,9 +154,13 @@ def make_study(
             cut = max(1, epochs // 2)
             trials.append(optuna.trial.create_trial(
                 state=TrialState.PRUNED, params=point, distributions=dists,
-                intermediate_values={e: curve[e] for e in range(cut)},
+                intermediate_values={} if spec.multi_objective else {e: curve[e] for e in range(cut)},
             ))
         else:
+            measured = other_metrics(point, value, fit_time)  # several objectives, constraints
+            values = [measured[o.metric] if i else value for i, o in enumerate(spec.objectives)]
+            system = ({oi.constraints_key(): [c.violation(measured[c.metric]) for c in spec.constraints]}
+                      if spec.constraints else {})
             metrics = {
                 "mean_test_score": value, "std_test_score": 0.0, "split_scores": [value],
                 "val_loss": max(0.01, 1.0 - value) if spec.metric == "accuracy" else value,
@@ -147,9 +168,9 @@ def make_study(
                 "fit_time": fit_time, "epochs_run": epochs, "n_params": 109_386, "curve": curve,
             }
             trials.append(optuna.trial.create_trial(
-                state=TrialState.COMPLETE, value=value, params=point, distributions=dists,
-                user_attrs={METRICS_ATTR: metrics},
-                intermediate_values=dict(enumerate(curve)),
+                state=TrialState.COMPLETE, values=values, params=point, distributions=dists,
+                user_attrs={METRICS_ATTR: metrics}, system_attrs=system,
+                intermediate_values={} if spec.multi_objective else dict(enumerate(curve)),
             ))
         # create_trial stamps "now"; give the trials a plausible timeline instead.
         trials[-1].datetime_start, trials[-1].datetime_complete = start, end
