@@ -93,6 +93,9 @@ def test_parallel_plot_draws_one_line_per_trial(browser: Any, mixed_report: tupl
     assert set(counts["axes"][1:-1]) == set(synthetic.NOTEBOOK_PARAMS)
     # The other sections rendered, and their figures loaded.
     assert browser.evaluate("document.querySelectorAll('#sweeper-insights > li').length") == len(synthetic.NOTEBOOK_PARAMS)
+    # The figures load lazily, as a reader scrolls to them.
+    browser.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
+    browser.wait_for("Array.prototype.every.call(document.images, function (i) { return i.complete; })")
     broken = browser.evaluate(
         "Array.prototype.filter.call(document.images, function (i) { return !(i.complete && i.naturalWidth > 0); })"
         ".map(function (i) { return i.src; })")
@@ -130,3 +133,102 @@ def test_report_fits_a_1400_px_window(browser: Any, mixed_report: tuple[Path, in
     wide = browser.evaluate("Array.prototype.filter.call(document.images, function (i) {"
                             " return i.getBoundingClientRect().right > 1400; }).length")
     assert wide == 0
+
+
+def hiplot_options(html: str) -> dict[str, Any]:
+    """The options the page passes to hiplot.render (its experiment: rows and column settings)."""
+    import json
+    import re
+
+    match = re.search(r"eval\('\(' \+ (\".*?\") \+ '\)'\)", html, re.S)
+    assert match, "no HiPlot experiment in the page"
+    return json.loads(json.loads(match.group(1)))
+
+
+READABLE_PARAMS = {
+    "batch_size": [1024, 2048], "optimizer": ["rmsprop", "adam", "sgd"],
+    "optimizer__learning_rate": {"low": 0.0005, "high": 0.05, "log": True},
+    "model__batchnorm": [True, False], "model__dropout": [0.2, 0.4],
+}
+
+
+def optimizer_score(p: dict[str, Any]) -> float:
+    """sgd well behind, adam a little ahead of rmsprop: the axis must read adam, rmsprop, sgd."""
+    return synthetic.notebook_score(p) + {"adam": 0.01, "rmsprop": 0.0, "sgd": -0.03}[p["optimizer"]]
+
+
+@pytest.fixture(scope="module")
+def readable_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """A 60-trial random search (text, boolean, numeric and log-range parameters) with failed and
+    pruned trials, reported."""
+    spec = synthetic.make_spec("readable", method="random", trials=60, params=READABLE_PARAMS)
+    study = synthetic.make_study(spec, optuna.storages.InMemoryStorage(), 60, score=optimizer_score,
+                                 fail_rate=0.1, prune_rate=0.1, seed=5)
+    return write_report(study, spec, tmp_path_factory.mktemp("readable")), study
+
+
+def test_plot_data_orders_text_values_by_mean_objective_and_pads_numeric_axes(readable_report: tuple[Path, Any]) -> None:
+    page, study = readable_report
+    exp = hiplot_options(page.read_text())["experiment"]
+    rows = [d["values"] for d in exp["datapoints"]]
+    defs = exp["parameters_definition"]
+    # Text and boolean values are numbered by their mean accuracy, 1 = best (HiPlot orders by label).
+    assert sorted({r["optimizer"] for r in rows}) == ["1. adam", "2. rmsprop", "3. sgd"]
+    done = [t for t in study.get_trials() if t.state.name == "COMPLETE"]
+    mean = {b: sum(t.value for t in done if t.params["model__batchnorm"] is b)
+            / sum(1 for t in done if t.params["model__batchnorm"] is b) for b in (True, False)}
+    best = max(mean, key=mean.get)
+    assert {r["model__batchnorm"] for r in rows} == {f"1. {str(best).lower()}", f"2. {str(not best).lower()}"}
+    assert defs["optimizer"]["type"] == "categorical" and defs["state"]["type"] == "categorical"
+    assert set(hiplot_options(page.read_text())["experiment"]["display_data"]["PARALLEL_PLOT"]["invert"]) == {
+        "optimizer", "model__batchnorm"}  # 1 on top
+    # Numbers stay numeric axes, padded: the worst trial is not on the bottom edge of any axis.
+    for col in ("accuracy", "batch_size", "model__dropout", "optimizer__learning_rate", "trial", "val_loss"):
+        values = [r[col] for r in rows if isinstance(r.get(col), (int, float))]
+        assert defs[col]["type"] in ("numeric", "numericlog"), (col, defs[col])
+        assert defs[col]["force_value_min"] < min(values) and defs[col]["force_value_max"] > max(values), col
+    assert defs["optimizer__learning_rate"]["type"] == "numericlog" and defs["optimizer__learning_rate"]["force_value_min"] > 0
+    # Numbers are stored as numbers, rounded to what a person reads.
+    lrs = [r["optimizer__learning_rate"] for r in rows]
+    assert all(isinstance(v, float) and len(repr(v).replace("0.", "").lstrip("0").replace("e-", "")) <= 6 for v in lrs), lrs
+    assert all(isinstance(r["trial"], int) and (r["epochs_run"] is None or isinstance(r["epochs_run"], int)) for r in rows)
+
+
+def test_readable_at_1400_px_labels_unclipped_and_table_sorts_numbers(browser: Any, readable_report: tuple[Path, Any],
+                                                                      tmp_path: Path) -> None:
+    page, _ = readable_report
+    browser.open(page.as_uri())
+    assert_clean_render(browser, 60)
+    assert browser.evaluate("window.innerWidth") == 1400
+    assert browser.evaluate("document.documentElement.scrollWidth") <= 1400  # no horizontal overflow
+    # Every axis label and value label lies inside the window (the leftmost axis's were cut off).
+    boxes = browser.evaluate(
+        "Array.prototype.map.call(document.querySelectorAll('.sw-hiplot svg text'), function (t) {"
+        " var r = t.getBoundingClientRect(); return [t.textContent, r.left, r.right]; })"
+        ".filter(function (b) { return b[0] && b[2] > b[1]; })")
+    assert any(b[0] == "complete" for b in boxes), boxes  # the state axis's values are drawn
+    outside = [b for b in boxes if b[1] < 0 or b[2] > 1400]
+    assert outside == [], outside
+    (tmp_path / "plot-1400.png").write_bytes(browser.screenshot())  # kept for a look when it fails
+
+    def column(name: str) -> list[str]:
+        return browser.evaluate(
+            "(function () { var head = Array.prototype.map.call(document.querySelectorAll("
+            "'.dataTables_wrapper thead th'), function (th) { return th.textContent; });"
+            f" var i = head.indexOf({name!r}); return Array.prototype.map.call(document.querySelectorAll("
+            "'.dataTables_wrapper tbody tr'), function (tr) { return tr.children[i].textContent; }); })()")
+
+    def click_header(name: str) -> None:
+        browser.evaluate(
+            "Array.prototype.filter.call(document.querySelectorAll('.dataTables_wrapper thead th'),"
+            f" function (th) {{ return th.textContent === {name!r}; }})[0].click()")
+        browser.settle(0.2)
+
+    click_header("trial")  # ascending, as numbers: 0, 1, 2, ... not 0, 1, 10, 11
+    assert column("trial") == [str(i) for i in range(10)]
+    click_header("trial")
+    assert column("trial") == [str(i) for i in range(59, 49, -1)]
+    click_header("accuracy")
+    shown = [c for c in column("accuracy") if c not in ("", "null")]
+    assert shown and [float(c) for c in shown] == sorted(float(c) for c in shown)
+    assert all(len(c.replace("0.", "", 1)) <= 4 for c in shown), shown  # 4 significant digits, not 16

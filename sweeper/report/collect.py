@@ -156,7 +156,7 @@ def plot_rows(data: StudyData, study_column: str | None = None) -> list[dict[str
         row: dict[str, Any] = {}
         if study_column is not None:
             row[study_column] = data.name
-        row.update(t["params"])
+        row.update({k: _shown(v) if isinstance(v, float) else v for k, v in t["params"].items()})
         row["state"] = t.get("outcome", t["state"])
         row["trial"] = t["number"]
         if data.revisions:

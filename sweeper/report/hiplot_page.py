@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -49,6 +50,43 @@ def _table_safe(value: Any) -> Any:
     return value
 
 
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+PAD = 0.04  # of an axis's span, above and below: no line lies on the axis's end (hidden by it)
+
+
+def _padded(values: Sequence[float], log: bool) -> tuple[float, float]:
+    lo, hi = min(values), max(values)
+    if log:  # pad by a factor: the bounds stay positive
+        f = (hi / lo) ** PAD if hi > lo else 1.5
+        return lo / f, hi * f
+    span = hi - lo if hi > lo else (abs(hi) or 1.0)
+    return lo - PAD * span, hi + PAD * span
+
+
+def ranked_labels(rows: Sequence[dict[str, Any]], col: str, by: str, maximize: bool) -> dict[Any, str]:
+    """Labels for a categorical column's values, numbered by the mean of ``by`` over the rows
+    holding each value (1 = best; values no scored row holds come last): HiPlot orders a
+    categorical axis by its labels as text, so the numbers order the axis."""
+    scores: dict[Any, list[float]] = {}
+    for r in rows:
+        if col in r:
+            scores.setdefault(r[col], [])
+            if _number(r.get(by)):
+                scores[r[col]].append(float(r[by]))
+    sign = -1.0 if maximize else 1.0
+    order = sorted(scores, key=lambda v: (not scores[v], sign * sum(scores[v]) / len(scores[v]) if scores[v] else 0.0,
+                                          str(v)))
+    width = len(str(len(order)))
+    return {v: f"{i:0{width}d}. {_text(v)}" for i, v in enumerate(order, 1)}
+
+
+def _text(v: Any) -> str:
+    return "(empty)" if v is None or v == "" else str(v).lower() if isinstance(v, bool) else str(v)
+
+
 def experiment_options(
     rows: Sequence[dict[str, Any]],
     order: Sequence[str],
@@ -56,18 +94,31 @@ def experiment_options(
     log_columns: Sequence[str] = (),
     hidden: Sequence[str] = (),
     categorical: Sequence[str] = (),
+    ranked: Sequence[str] = (),
+    maximize: bool = True,
 ) -> dict[str, Any]:
     """HiPlot's render options for ``rows``: parallel plot columns in ``order`` (left to right),
-    lines coloured by ``color_by``, ``log_columns`` on log axes, the table below."""
+    lines coloured by ``color_by``, ``log_columns`` on log axes, the table below. Columns of
+    numbers are numeric axes (sorted as numbers in the table too), padded so that no trial lies
+    on an axis's end; ``ranked`` columns holding text or booleans are numbered and ordered by
+    the mean of ``color_by`` (best on top)."""
     import hiplot as hip
 
-    exp = hip.Experiment.from_iterable([{k: _table_safe(v) for k, v in r.items()} for r in rows])
     present = {k for r in rows for k in r}
-    for col in log_columns:
-        values = [r.get(col) for r in rows if isinstance(r.get(col), (int, float)) and not isinstance(r.get(col), bool)]
-        if col in present and values and min(values) > 0:  # a log axis needs positive values
-            exp.parameters_definition[col].type = hip.ValueType.NUMERIC_LOG
-    for col in categorical:
+    labels = {c: ranked_labels(rows, c, color_by, maximize) for c in ranked
+              if c in present and c not in categorical
+              and any(r.get(c) is not None and not _number(r.get(c)) for r in rows)}
+    shown = [{k: _table_safe(labels[k][v] if k in labels else v) for k, v in r.items()} for r in rows]
+    exp = hip.Experiment.from_iterable(shown)
+    for col in sorted(present - set(categorical) - set(labels)):
+        values = [float(r[col]) for r in rows if _number(r.get(col))]
+        if not values or any(r.get(col) is not None and not _number(r.get(col)) for r in rows):
+            continue  # text: HiPlot's own (categorical) axis
+        log = col in log_columns and min(values) > 0  # a log axis needs positive values
+        pd = exp.parameters_definition[col]
+        pd.type = hip.ValueType.NUMERIC_LOG if log else hip.ValueType.NUMERIC
+        pd.force_range(*_padded(values, log))
+    for col in list(categorical) + list(labels):
         if col in present:
             exp.parameters_definition[col].type = hip.ValueType.CATEGORICAL
     if color_by in present:
@@ -76,6 +127,7 @@ def experiment_options(
         # HiPlot lays out its "order" from the right: reversed, the first column is leftmost.
         "order": [c for c in reversed(order) if c in present],
         "hide": [c for c in hidden if c in present] + ["uid", "from_uid"],
+        "invert": list(labels),  # HiPlot puts a categorical axis's first label at the bottom: 1 on top
     })
     exp.display_data(hip.Displays.TABLE).update({"hide": ["uid", "from_uid"]})
     exp.enabled_displays = [hip.Displays.PARALLEL_PLOT, hip.Displays.TABLE]
@@ -83,11 +135,16 @@ def experiment_options(
     return {"dataProviderName": "none", "experiment": exp._asdict()}
 
 
+# HiPlot leaves 10 px left of its first axis, where that axis's value labels go: room for them.
+PLOT_CSS = ".sw-hiplot{padding-left:80px}.sw-hiplot .pplot-root svg{overflow:visible}"
+
+
 def plot_fragment(options: dict[str, Any], element_id: str = "sweeper-hiplot") -> str:
     """HTML for a page body: the plot's container, HiPlot's bundle and the set-up script.
     The data sits in a script: every '</' in it is escaped, so no value can end the script."""
     literal = script_literal(json.dumps(options))
     return (
+        f"<style>{PLOT_CSS}</style>"
         f'<div id="{esc(element_id)}" class="sw-hiplot" style="background-color: white">'
         '<div style="text-align: center">Loading HiPlot...</div>'
         "<noscript>HiPlot needs JavaScript to run</noscript></div>\n"

@@ -64,25 +64,9 @@ def summary_html(data: StudyData) -> str:
         extra = f" ± {fmt(best['std'])}" if best.get("std") else ""
         facts.append(("best trial", f"#{best['number']}: {esc(data.metric)} <b>{esc(fmt(best['value']))}</b>{esc(extra)}"
                                     f" with {esc(_params_text(best['params']))}"))
-    links = _links(data, "interrupted", "re-run as trial") + _links(data, "duplicate", "duplicate of trial")
-    facts += [(kind, esc(text)) for kind, text in links]
     rows = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts)
     desc = f"<p>{esc(data.description)}</p>" if data.description else ""
     return f'<div id="sweeper-summary">{desc}<table class="sw-facts">{rows}</table></div>'
-
-
-LISTED = 20
-
-
-def _links(data: StudyData, kind: str, words: str) -> list[tuple[str, str]]:
-    """('interrupted', 'trial 3 re-run as trial 7, ...'): which trial each one points to."""
-    items = [t for t in data.trials if t.get("outcome") == kind]
-    if not items:
-        return []
-    text = ", ".join(f"trial {t['number']} " + (f"{words} {t['link']}" if t["link"] is not None else "not queued again yet")
-                     for t in items[:LISTED])
-    more = f" and {len(items) - LISTED} more (sweeper show lists them all)" if len(items) > LISTED else ""
-    return [(kind, text + more)]
 
 
 def insights_html(found: Sequence[ParamInsight], data: StudyData) -> str:
@@ -151,20 +135,27 @@ def top_table_html(data: StudyData, k: int = 10) -> str:
 
 
 def failures_html(data: StudyData, k: int = 20) -> str:
-    """Failed trials (they count) with their whole reason; interrupted ones (re-run, not counted)."""
+    """Failed trials (they count) with their whole reason; interrupted ones with their re-run
+    (not counted); duplicates with their twin."""
     out = ""
-    for kind, title, anchor in (("failed", "Failures", "failures"), ("interrupted", "Interrupted and re-run", "interrupted")):
+    for kind, title, anchor in (("failed", "Failures", "failures"), ("interrupted", "Interrupted and re-run", "interrupted"),
+                                ("duplicate", "Duplicates", "duplicates")):
         items = [t for t in data.trials if t.get("outcome") == kind]
         if not items:
             continue
-        lis = "".join(
-            f"<li style='white-space:pre-wrap'>trial {t['number']}: {esc(t['reason'] or 'no reason stored')}"
-            + (f" (re-run as trial {t['link']})" if kind == "interrupted" and t["link"] is not None else "") + "</li>"
-            for t in items[:k]
-        )
+        lis = "".join(f"<li style='white-space:pre-wrap'>trial {t['number']}: {_outcome_text(t)}</li>" for t in items[:k])
         more = f"<p class='muted'>and {len(items) - k} more (sweeper show lists them all)</p>" if len(items) > k else ""
         out += f"<h2 id='{anchor}'>{title} ({len(items)})</h2><ul>{lis}</ul>{more}"
     return out
+
+
+def _outcome_text(t: dict[str, Any]) -> str:
+    if t["outcome"] == "duplicate":
+        return f"duplicate of trial {t['link']}"
+    reason = esc(t["reason"] or "no reason stored")
+    if t["outcome"] == "interrupted":
+        return reason + (f" (re-run as trial {t['link']})" if t["link"] is not None else " (not queued again yet)")
+    return reason
 
 
 @dataclass
