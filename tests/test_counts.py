@@ -157,3 +157,5 @@ def test_failed_duplicate_and_pruned_trials_count_alike_everywhere(workdir: Path
     assert f"trial {dups[0].number}: duplicate of trial {dups[0].user_attrs['duplicate_of']}" in show
     listed = [line.split()[0] for line in show.split("\n\n")[0].splitlines()[2:]]
     assert len(listed) == 3  # the top trials list each configuration once, not its duplicates
+    report = (workdir / "reports" / "dups" / "index.html").read_text()
+    assert "Duplicates (" in report and "fANOVA <span class='muted'>(3 trials)</span>" in report  # no point counted twice

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeper.store.keys import DUPLICATE_OF_ATTR
+
 FANOVA_MAX = 200
 MDI_MAX = 500
 
@@ -58,7 +60,9 @@ def importances(study: optuna.Study, params: list[str]) -> Importances:
         get_param_importances,
     )
 
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+    # A sampler's duplicate took its twin's result: counted too, it would weigh that point double.
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.values and t.user_attrs.get(DUPLICATE_OF_ATTR) is None]
     varying = [p for p in params if len({repr(t.params.get(p)) for t in done if p in t.params}) > 1]
     out = Importances()
     if len(done) < 3 or not varying:
