@@ -134,6 +134,7 @@ def _execute(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace) ->
         raise SweeperError(f"--workers: {args.workers} must be >= 1")
     gpus = select_gpus(args.gpus, detect_gpus()) if not spec.trial_function else []
     placements = plan_workers(gpus, args.trials_per_gpu, args.workers, os.cpu_count() or 1)
+    _say_unfused(spec)
     if len(placements) == 1 and args.workers is None:  # in this process; --workers K: supervised processes
         os.environ.update(placements[0].env())
         study.sampler = strategy_for(spec).sampler(worker_salt(study, 0))
@@ -145,7 +146,7 @@ def _execute(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace) ->
                              loop.LoopOptions(max_failures=args.max_failures, deadline=deadline), bar.update)
         except KeyboardInterrupt:
             bar.close()
-            print(f"sweeper: interrupted; the running trial was queued again. Continue with: "
+            print(f"sweeper: interrupted; the running trial(s) were queued again. Continue with: "
                   f"sweeper resume {spec.name} --storage {url}", file=sys.stderr)
             return EXIT_INTERRUPTED
         except MaxFailuresReached as exc:
@@ -155,6 +156,17 @@ def _execute(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace) ->
     else:
         prog, stopped = _run_workers(study, spec, url, args, deadline, placements)
     return _finish(study, spec, prog, args, stopped)
+
+
+def _say_unfused(spec: SweepSpec) -> None:
+    """A sweep file that asks for fused packs it cannot have hears why, once, and runs unfused."""
+    if spec.compute.fuse == "off":
+        return
+    from sweeper.train.pack_trial import fuse_reason
+
+    reason = fuse_reason(spec)
+    if reason is not None:
+        print(f"sweeper: compute.fuse: trials train one at a time ({reason})", file=sys.stderr)
 
 
 def _finish(study: Any, spec: SweepSpec, prog: Progress, args: argparse.Namespace, stopped: str | None) -> int:

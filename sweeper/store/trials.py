@@ -181,7 +181,7 @@ def completed_twin(study: optuna.Study, searched: dict[str, Any], number: int) -
     trial seed depends on the params only, so training again would reproduce its result."""
     key = space.params_key(searched)
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.number != number and t.value is not None and not t.user_attrs.get(DUPLICATE_OF_ATTR) \
+        if t.number != number and t.values is not None and not t.user_attrs.get(DUPLICATE_OF_ATTR) \
                 and space.params_key(t.params) == key:
             return t
     return None

@@ -1,0 +1,232 @@
+"""Fused packs in sweeps (``compute: {fuse: K}``), driven through ``sweeper run`` on sklearn digits:
+a pack's trials are scored as the same trials trained one at a time, each keeps its own callbacks,
+pruning and epochs, k-fold fits and several structures pack, samplers ask K at a time, and a
+Ctrl-C or SIGKILL in the middle of a pack loses nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+from conftest import cli_env, run_cli, write_sweep
+from optuna.trial import FrozenTrial, TrialState
+
+from sweeper.cli import main
+
+BASE: dict[str, Any] = {
+    "data": {"dataset": "digits"},
+    "model": "mlp",
+    "training": {"epochs": 4, "batch_size": 64, "model__units": 16},
+}
+
+
+def sweep(tmp_path: Path, name: str, fuse: Any, expect: int = 0, **overrides: Any) -> list[FrozenTrial]:
+    """Run the sweep file through the CLI with ``compute.fuse`` and return its stored trials."""
+    settings = {**BASE, **overrides}
+    settings["compute"] = {**settings.get("compute", {}), "fuse": fuse}
+    path = write_sweep(tmp_path / f"{name}.yaml", name=name, **settings)
+    assert main(["run", str(path), "--no-report", "--quiet"]) == expect
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / 'store.db'}").get_trials()
+
+
+def by_point(trials: list[FrozenTrial]) -> dict[str, FrozenTrial]:
+    out = {json.dumps(t.params, sort_keys=True): t for t in trials if t.state == TrialState.COMPLETE}
+    assert len(out) == sum(t.state == TrialState.COMPLETE for t in trials)  # every point once
+    return out
+
+
+def packed(t: FrozenTrial) -> dict[str, Any]:
+    return t.user_attrs["metrics"]["model"].get("fused", {})
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+
+def _compare(fused: dict[str, FrozenTrial], alone: dict[str, FrozenTrial], n_val: int) -> tuple[np.ndarray, ...]:
+    """Without dropout a trial's stored val_loss equals its unfused run's within 1e-3 and its curve
+    within one validation image (float rounding may flip one argmax); returns both score arrays."""
+    assert set(fused) == set(alone)
+    keys = sorted(fused)
+    for k in keys:
+        if json.loads(k).get("model__dropout", 0.0) == 0.0:
+            got, want = fused[k].user_attrs["metrics"], alone[k].user_attrs["metrics"]
+            assert abs(got["val_loss"] - want["val_loss"]) < 1e-3, k
+            assert np.abs(np.subtract(got["curve"], want["curve"])).max() <= 1 / n_val + 1e-6, k
+    return np.array([fused[k].value for k in keys]), np.array([alone[k].value for k in keys]), np.array(keys)
+
+
+def test_fused_trials_score_as_they_do_alone(tmp_path: Path) -> None:
+    grid = {"optimizer": ["adam", "rmsprop"], "optimizer__learning_rate": [0.001, 0.004]}
+    fused = by_point(sweep(tmp_path, "fused", 4, params=grid))
+    alone = by_point(sweep(tmp_path, "alone", "off", params=grid))
+    assert len(fused) == 4 and {packed(t)["pack_trials"] for t in fused.values()} == {4}
+    assert all(not packed(t) for t in alone.values())
+    _compare(fused, alone, n_val=450)
+
+
+@pytest.mark.slow
+def test_fused_grid_ranks_like_unfused_with_dropout(tmp_path: Path) -> None:
+    """The issue's 16-point grid on mnist5k, one pack: dropout-0 trials score as alone; with dropout
+    (per-member noise, not Keras's) the scores rank the configurations alike."""
+    grid = {"optimizer": ["adam", "rmsprop"], "optimizer__learning_rate": [0.0005, 0.001, 0.002, 0.004],
+            "model__dropout": [0.0, 0.3]}
+    settings = {"data": {"dataset": "mnist5k"}, "training": {"epochs": 6, "batch_size": 128, "model__units": 64}}
+    fused = by_point(sweep(tmp_path, "fused16", 16, params=grid, **settings))
+    alone = by_point(sweep(tmp_path, "alone16", "off", params=grid, **settings))
+    a, b, keys = _compare(fused, alone, n_val=1000)
+    from scipy.stats import spearmanr
+
+    rho = spearmanr(a, b).statistic
+    print(f"spearman {rho:.3f}, mean |diff| {np.mean(np.abs(a - b)) * 100:.2f} points, best {keys[np.argmax(a)]}")
+    assert rho >= 0.9
+    assert np.mean(np.abs(a - b)) <= 0.005
+    assert keys[int(np.argmax(a))] == keys[int(np.argmax(b))]
+
+
+def test_members_stop_early_and_run_their_own_epochs(tmp_path: Path) -> None:
+    """Early stopping (patience 1, best weights restored) and a per-trial epoch count act per
+    member: each trial runs the epochs and scores the epoch its unfused run does."""
+    settings = {
+        "params": {"optimizer__learning_rate": [0.003, 0.3], "optimizer": ["adam", "sgd"], "epochs": [2, 7]},
+        "callbacks": {"early_stopping": {"monitor": "val_loss", "patience": 1, "restore_best_weights": True}},
+    }
+    fused = by_point(sweep(tmp_path, "es-fused", 8, **settings))
+    alone = by_point(sweep(tmp_path, "es-alone", "off", **settings))
+    assert set(fused) == set(alone) and len(fused) == 8
+    runs = []
+    for k, t in fused.items():
+        got, want = t.user_attrs["metrics"], alone[k].user_attrs["metrics"]
+        assert got["epochs_run"] == want["epochs_run"], k
+        assert abs(got["val_loss"] - want["val_loss"]) < 1e-3, k
+        assert abs(t.value - alone[k].value) <= 1 / 450 + 1e-6, k
+        runs.append((json.loads(k)["epochs"], got["epochs_run"]))
+    assert any(run < epochs for epochs, run in runs)  # stopped early, frozen while the pack went on
+    assert any(run == epochs == 7 for epochs, run in runs)
+    assert all(run <= epochs for epochs, run in runs)
+
+
+def test_keep_best_scores_each_members_best_epoch(tmp_path: Path) -> None:
+    settings = {"params": {"optimizer__learning_rate": [0.05, 0.2]}, "callbacks": {"keep_best": True},
+                "training": {**BASE["training"], "epochs": 5, "optimizer": "sgd"}}
+    fused = by_point(sweep(tmp_path, "kb-fused", 2, **settings))
+    alone = by_point(sweep(tmp_path, "kb-alone", "off", **settings))
+    for k, t in fused.items():
+        assert abs(t.value - alone[k].value) <= 1 / 450 + 1e-6
+        assert t.value == pytest.approx(max(t.user_attrs["metrics"]["curve"]), abs=1e-6)
+
+
+def test_a_pruned_member_is_frozen_while_its_pack_goes_on(tmp_path: Path) -> None:
+    """Two good points and two that learn nothing share the second pack; the median pruner (the
+    first pack's 4 trials completed) prunes the bad two after their first epoch, the good two run on."""
+    lrs = [0.01, 0.005, 0.003, 0.002, 0.008, 0.004, 1e-6, 2e-6]
+    trials = sweep(tmp_path, "pruned", 4, params={"optimizer__learning_rate": lrs},
+                   training={**BASE["training"], "epochs": 5, "optimizer": "sgd"},
+                   pruner={"type": "median", "n_startup_trials": 2, "n_warmup_steps": 0})
+    state = {t.params["optimizer__learning_rate"]: t for t in trials}
+    assert {lr for lr, t in state.items() if t.state == TrialState.PRUNED} == {1e-6, 2e-6}
+    for lr in (1e-6, 2e-6):
+        assert max(state[lr].intermediate_values) < 4  # stopped reporting before its last epoch
+    for lr in (0.008, 0.004):  # its pack-mates trained every epoch
+        assert state[lr].state == TrialState.COMPLETE and state[lr].user_attrs["metrics"]["epochs_run"] == 5
+
+
+def test_k_fold_fits_and_several_structures_pack(tmp_path: Path) -> None:
+    """3 folds x 4 configurations of 2 structures (units 8 and 16): 2 packs of 2 trials, 6 fits each;
+    every fold's score equals the unfused run's."""
+    settings = {"params": {"model__units": [8, 16], "optimizer__learning_rate": [0.003, 0.01]},
+                "validation": {"kfold": 3}, "training": {"epochs": 3, "batch_size": 64}}
+    fused = by_point(sweep(tmp_path, "kf-fused", 4, **settings))
+    alone = by_point(sweep(tmp_path, "kf-alone", "off", **settings))
+    assert len(fused) == 4
+    for k, t in fused.items():
+        assert packed(t) == {"pack_trials": 2, "pack_fits": 6, "batch_size": 64}
+        np.testing.assert_allclose(t.user_attrs["metrics"]["split_scores"],
+                                   alone[k].user_attrs["metrics"]["split_scores"], atol=1 / 599 + 1e-6)  # one image
+        assert abs(t.user_attrs["metrics"]["val_loss"] - alone[k].user_attrs["metrics"]["val_loss"]) < 1e-3
+    assert {t.params["model__units"]: t.user_attrs["metrics"]["n_params"] for t in fused.values()} == \
+        {t.params["model__units"]: t.user_attrs["metrics"]["n_params"] for t in alone.values()}
+
+
+def test_a_sampler_asks_k_trials_within_the_budget(tmp_path: Path) -> None:
+    trials = sweep(tmp_path, "random", 4, method="random", trials=6,
+                   params={"optimizer__learning_rate": {"low": 0.001, "high": 0.03, "log": True}})
+    assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert sorted(packed(t)["pack_trials"] for t in trials) == [2, 2, 4, 4, 4, 4]
+
+
+def test_several_objectives_with_latency_in_a_pack(tmp_path: Path) -> None:
+    trials = sweep(tmp_path, "mo", 2, params={"model__units": [8], "optimizer__learning_rate": [0.003, 0.01]},
+                   objective=[{"metric": "accuracy"}, {"metric": "latency_ms"}])
+    assert len(trials) == 2
+    for t in trials:
+        assert t.state == TrialState.COMPLETE and packed(t)["pack_trials"] == 2
+        assert t.values[1] > 0 and t.user_attrs["metrics"]["latency_ms"] == pytest.approx(t.values[1])
+
+
+def test_what_cannot_be_fused_says_why_once_and_trains_alone(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path / "aug.yaml", name="aug", **BASE, params={"optimizer__learning_rate": [0.01, 0.003]},
+                       augmentation={"rotation": 10}, compute={"fuse": 8})
+    out = run_cli("run", str(path), "--no-report", "--quiet", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count("compute.fuse: trials train one at a time (augmentation layers are not fused)") == 1
+    trials = optuna.load_study(study_name="aug", storage=f"sqlite:///{tmp_path / 'store.db'}").get_trials()
+    assert all(t.state == TrialState.COMPLETE and not packed(t) for t in trials)
+    bad = write_sweep(tmp_path / "bad.yaml", name="bad", **BASE, params={"model__units": [8]}, compute={"fuse": 65})
+    out = run_cli("validate", str(bad), cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.strip().count("\n") == 0
+    assert "compute.fuse: 65 is not off, auto or a pack size from 1 to 64" in out.stderr
+
+
+def _wait_running(db: Path, name: str, n: int, timeout: float = 120) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if db.exists():
+            try:
+                trials = optuna.load_study(study_name=name, storage=f"sqlite:///{db}").get_trials()
+                if sum(t.state == TrialState.RUNNING for t in trials) >= n:
+                    return
+            except Exception:
+                pass  # the study is still being created
+        time.sleep(0.2)
+    raise AssertionError(f"no pack of {n} started")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_a_stopped_pack_loses_nothing(tmp_path: Path, sig: signal.Signals) -> None:
+    """Ctrl-C (every member re-queued at once) or SIGKILL (members reaped on resume) in the middle of
+    a pack of 4: resume completes every grid point exactly once."""
+    path = write_sweep(tmp_path / "kill.yaml", name="kill", **{**BASE, "training": {**BASE["training"], "epochs": 40}},
+                       params={"optimizer__learning_rate": [0.001, 0.002, 0.003, 0.005, 0.01, 0.02]},
+                       compute={"fuse": 4})
+    proc = subprocess.Popen([sys.executable, "-m", "sweeper", "run", str(path), "--no-report", "--quiet"],
+                            cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_running(tmp_path / "store.db", "kill", 4)
+        time.sleep(0.5)  # inside the pack's training
+        os.kill(proc.pid, sig)
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    study = optuna.load_study(study_name="kill", storage=f"sqlite:///{tmp_path / 'store.db'}")
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130
+        waiting = [t for t in study.get_trials() if t.state == TrialState.WAITING]
+        assert len(waiting) == 6  # the pack's 4 re-queued, 2 never claimed
+    out = run_cli("resume", "kill", "--storage", f"sqlite:///{tmp_path / 'store.db'}", "--no-report", "--quiet",
+                  cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    trials = study.get_trials()
+    done = by_point(trials)
+    assert len(done) == 6
+    assert not any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
