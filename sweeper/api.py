@@ -62,8 +62,22 @@ class Sweep:
         return pd.DataFrame(rows).set_index("number") if rows else pd.DataFrame()
 
     def best(self) -> dict[str, Any] | None:
+        """The best trial (None before one completes). With several objectives there is no single
+        best: this raises, as ``sweeper best`` does, naming the Pareto trials (see ``pareto()``)."""
+        if self.spec.multi_objective:
+            from sweeper.deliver import top_trials
+
+            top_trials(self.study, self.spec, 1)  # raises, listing the Pareto trials
         t = best_trial(self.study, self.spec.direction)
         return None if t is None else {"number": t.number, "value": t.value, "params": dict(t.params)}
+
+    def pareto(self) -> list[dict[str, Any]]:
+        """The Pareto trials (feasible, non-dominated), each with its values by objective name."""
+        from sweeper.store.pareto import pareto_front
+
+        front = pareto_front(self.study.get_trials(deepcopy=False), self.spec.directions)
+        return [{"number": t.number, "values": dict(zip(self.spec.objective_names, t.values)), "params": dict(t.params)}
+                for t in front]
 
     def report(self, out_dir: str | Path = "reports") -> Path:
         from sweeper.report import write_report

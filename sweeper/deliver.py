@@ -24,6 +24,7 @@ from sweeper.store.pareto import first_value, pareto_front
 from sweeper.store.progress import ranked
 from sweeper.train.data import Dataset, image_shape, splits
 from sweeper.train.fit import fit_config, fit_seed
+from sweeper.train.pack_trial import is_fused, refit_member
 
 
 @dataclass
@@ -63,11 +64,14 @@ def refit(spec: SweepSpec, ds: Dataset, trial: FrozenTrial, out_dir: Path) -> Re
     seed = fit_seed(trial_seed(spec, params))  # the trial's (split 0) seed: the same initial weights
     epochs_run = (trial.user_attrs.get(METRICS_ATTR) or {}).get("epochs_run")
     train_params = {**params, "epochs": int(epochs_run)} if epochs_run else params
-    fitted = fit_config(spec, train_params, seed, ds.x, ds.y, None)
+    if is_fused(trial.user_attrs.get(METRICS_ATTR)):  # trained in a pack: refit as a pack of one
+        model = refit_member(spec, ds, params, seed, None, None, epochs=train_params.get("epochs")).model
+    else:
+        model = fit_config(spec, train_params, seed, ds.x, ds.y, None).estimator.model_
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"trial-{trial.number}.keras"
-    fitted.estimator.model_.save(path)
-    return Refitted(trial.number, params, fitted.estimator.model_, path)
+    model.save(path)
+    return Refitted(trial.number, params, model, path)
 
 
 @dataclass
@@ -126,20 +130,27 @@ def refit_on_split(spec: SweepSpec, ds: Dataset, trial: FrozenTrial) -> SplitRef
         probe["conv"] = conv
         probe["before"] = _maps(model, conv, sample) if conv is not None else None
 
-    fitted = fit_config(spec, params, seed, ds.x[tr], ds.y[tr], (ds.x[va], ds.y[va]), on_built=before_training)
-    model = fitted.estimator.model_
+    if is_fused(trial.user_attrs.get(METRICS_ATTR)):  # trained in a pack: the same computation alone
+        again = refit_member(spec, ds, params, seed, tr, va)
+        before_training(again.initial)
+        model, history, score, n_params = again.model, again.history, again.score, again.n_params
+        pred = np.argmax(model.predict(ds.x[va], batch_size=1024, verbose=0), axis=-1)
+    else:
+        fitted = fit_config(spec, params, seed, ds.x[tr], ds.y[tr], (ds.x[va], ds.y[va]), on_built=before_training)
+        model, history, score, n_params = fitted.estimator.model_, fitted.history, fitted.score, fitted.n_params
+        pred = np.asarray(fitted.estimator.predict(ds.x[va])).astype(int).ravel()
     conv = _first_conv(model)
     after = _maps(model, conv, sample) if conv is not None else None
-    pred = np.asarray(fitted.estimator.predict(ds.x[va])).astype(int).ravel()
+    pred = np.asarray(pred).astype(int).ravel()
     true = ds.y[va].astype(int)
     matrix = np.zeros((ds.n_classes, ds.n_classes), dtype=int)
     np.add.at(matrix, (true, pred), 1)
     metrics = trial.user_attrs.get(METRICS_ATTR) or {}
     stored = (metrics.get("split_scores") or [first_value(trial)])[0]
     return SplitRefit(
-        trial.number, dict(trial.params), seed, float(stored), float(fitted.score), ds.classes, ds.x[va], true,
-        pred, matrix, fitted.history, sample, probe.get("before"), after,
-        conv.name if conv is not None else None, len(tr), len(va), fitted.n_params, len(splits(spec, ds)),
+        trial.number, dict(trial.params), seed, float(stored), float(score), ds.classes, ds.x[va], true,
+        pred, matrix, history, sample, probe.get("before"), after,
+        conv.name if conv is not None else None, len(tr), len(va), n_params, len(splits(spec, ds)),
     )
 
 

@@ -230,3 +230,29 @@ def test_a_stopped_pack_loses_nothing(tmp_path: Path, sig: signal.Signals) -> No
     done = by_point(trials)
     assert len(done) == 6
     assert not any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
+
+
+def test_a_fused_trials_refits_agree_with_it(tmp_path: Path) -> None:
+    """With dropout and keep_best, the best-trial page's refit of a fused trial (a pack of one)
+    scores what the trial stored, and ``best`` saves a model of the trial's structure."""
+    import html
+    import re
+
+    settings = {"params": {"optimizer__learning_rate": [0.003, 0.01], "model__dropout": [0.3]},
+                "callbacks": {"keep_best": True}}
+    trials = sweep(tmp_path, "refit", 2, **settings)
+    assert all(packed(t)["pack_trials"] == 2 for t in trials)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    assert main(["report", "refit", "--best", "--storage", url, "--out", str(tmp_path / "reports")]) == 0
+    page = html.unescape((tmp_path / "reports" / "refit" / "best-trial" / "index.html").read_text())
+    text = re.sub(r"<[^>]+>", " ", page)
+    stored = re.search(r"stored accuracy \(the sweep's holdout split\)\s+([0-9.]+)", text)
+    refit = re.search(r"refit accuracy \(the sweep's holdout split\)\s+([0-9.]+)", text)
+    assert stored and refit and stored.group(1) == refit.group(1), text[:2000]
+    assert main(["best", "refit", "--storage", url, "--out", str(tmp_path / "out")]) == 0
+    import keras
+
+    saved = list((tmp_path / "out").rglob("*.keras"))
+    assert len(saved) == 1
+    model = keras.models.load_model(saved[0], compile=False)
+    assert model.count_params() == trials[0].user_attrs["metrics"]["n_params"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -222,3 +222,61 @@ def _n_params(structure: Any, member: fused.FusedMember, ds: Dataset) -> int:
     if key not in _N_PARAMS:
         _N_PARAMS[key] = int(fused.keras_model(structure, member, ds.x.shape[1:], len(ds.classes)).count_params())
     return _N_PARAMS[key]
+
+
+@dataclass
+class MemberRefit:
+    """A fused trial's fit trained again as a pack of one: the same computation as in its pack."""
+
+    model: Any  # the standalone keras.Model with the weights the trial was scored with
+    initial: Any  # the same model with its initial weights
+    history: dict[str, list[float]]
+    score: float | None  # the objective metric on the validation rows, as the trial stored it
+    n_params: int
+
+
+def refit_member(spec: SweepSpec, ds: Dataset, params: dict[str, Any], seed: int,
+                 train_rows: np.ndarray | None, val_rows: np.ndarray | None, epochs: int | None = None) -> MemberRefit:
+    """Train one fit of a fused trial alone (rows of ``ds``; ``val_rows`` None: no validation, for
+    ``epochs``), with the callbacks acting as in its pack; the model holds the weights of the epoch
+    it was scored at (keep_best / restore_best_weights: trained again up to that epoch)."""
+    from sweeper.errors import TrialError
+
+    found = _member(spec, params, seed)
+    if found is None:
+        raise TrialError("this trial's params have no fused form")
+    (structure, batch_size), member = found
+    if epochs is not None:
+        member.epochs = int(epochs)
+    member.train_indices = None if train_rows is None else np.asarray(train_rows)
+    member.val_indices = None if val_rows is None else np.asarray(val_rows)
+    stopper = _EarlyStop(spec.callbacks.early_stopping) if spec.callbacks.early_stopping and val_rows is not None else None
+
+    def fit(m: fused.FusedMember, stop: _EarlyStop | None) -> fused.FusedResult:
+        hook = None if stop is None else (lambda i, epoch, logs: stop.stop(epoch, logs))
+        result = fused.fit_fused([m], ds.x, ds.y, None, structure=structure, batch_size=batch_size, should_stop=hook,
+                                 n_classes=len(ds.classes), jit_compile=spec.compute.jit_compile)[0]
+        if result.error:
+            raise TrialError(result.error)
+        return result
+
+    result = fit(member, stopper)
+    score, history = None, result.history
+    if val_rows is not None:
+        at = _scored_epoch(spec, history, stopper)
+        score = history[metric_key(spec)][at]
+        if at < result.epochs_run - 1:  # the kept epoch's weights: the same run, stopped there
+            short = replace(member, epochs=at + 1)
+            result = fit(short, None)
+    import keras
+
+    keras.utils.set_random_seed(member.seed)  # the initial weights fit_fused starts from
+    initial = fused.keras_model(structure, member, ds.x.shape[1:], len(ds.classes))
+    model = fused.keras_model(structure, member, ds.x.shape[1:], len(ds.classes))
+    model.set_weights(result.weights)
+    return MemberRefit(model, initial, history, score, int(model.count_params()))
+
+
+def is_fused(metrics: dict[str, Any] | None) -> bool:
+    """Whether a stored trial trained in a pack (its refits then train as a pack of one)."""
+    return bool(((metrics or {}).get("model") or {}).get("fused"))
