@@ -249,6 +249,8 @@ def test_a_fused_trials_refits_agree_with_it(tmp_path: Path) -> None:
     stored = re.search(r"stored accuracy \(the sweep's holdout split\)\s+([0-9.]+)", text)
     refit = re.search(r"refit accuracy \(the sweep's holdout split\)\s+([0-9.]+)", text)
     assert stored and refit and stored.group(1) == refit.group(1), text[:2000]
+    summary = html.unescape((tmp_path / "reports" / "refit" / "index.html").read_text())
+    assert "compute.fuse 2: 2 of 2 trained trials in packs of 2 trials (2 fits as one model)" in summary
     assert main(["best", "refit", "--storage", url, "--out", str(tmp_path / "out")]) == 0
     import keras
 

@@ -18,6 +18,7 @@ from sweeper.report import pareto
 from sweeper.store import results
 from sweeper.store.keys import METRICS_ATTR, REVISIONS_ATTR
 from sweeper.store.progress import requeued_numbers, revision_of, study_outcomes
+from sweeper.train.pack_trial import packing_text
 
 # Parameters a person reads on a log scale even when the sweep lists values (not a log range).
 LOG_PARAMS = ("optimizer__learning_rate", "model__l2", "optimizer__weight_decay")
@@ -49,6 +50,7 @@ class StudyData:
     objectives: list[str] = field(default_factory=list)  # every objective, the first is ``metric``
     directions: list[str] = field(default_factory=list)
     constraints: list[str] = field(default_factory=list)  # their labels, e.g. 'n_params <= 200000'
+    packing: str | None = None  # how trials were packed (compute.fuse), train/pack_trial.py words
 
     @property
     def maximize(self) -> bool:
@@ -140,6 +142,8 @@ def collect(study: optuna.Study, spec: SweepSpec) -> StudyData:
         objectives=spec.objective_names,
         directions=spec.directions,
         constraints=[c.label() for c in spec.constraints],
+        packing=packing_text(spec.compute.fuse, [((t.user_attrs.get(METRICS_ATTR) or {}).get("model") or {}).get("fused")
+                                                 for t in trials if t.user_attrs.get(METRICS_ATTR)]),
     )
 
 

@@ -60,6 +60,8 @@ def summary_html(data: StudyData) -> str:
         ("time in trials", _minutes(data.time_in_trials_s)
          + (f" (first start {esc(data.first_start)}, last completion {esc(data.last_complete)})" if data.first_start else "")),
     ]
+    if data.packing:
+        facts.append(("fused training", esc(data.packing)))
     if best is not None:
         extra = f" ± {fmt(best['std'])}" if best.get("std") else ""
         facts.append(("best trial", f"#{best['number']}: {esc(data.metric)} <b>{esc(fmt(best['value']))}</b>{esc(extra)}"

@@ -280,3 +280,17 @@ def refit_member(spec: SweepSpec, ds: Dataset, params: dict[str, Any], seed: int
 def is_fused(metrics: dict[str, Any] | None) -> bool:
     """Whether a stored trial trained in a pack (its refits then train as a pack of one)."""
     return bool(((metrics or {}).get("model") or {}).get("fused"))
+
+
+def packing_text(setting: str | int, packs: Sequence[dict[str, Any] | None]) -> str | None:
+    """How a study's trials were packed, for the report (``packs``: each trained trial's stored
+    ``fused`` facts, None for one trained alone); None when the sweep does not ask to fuse."""
+    if setting == "off":
+        return None
+    fused_ones = [p for p in packs if p]
+    sizes = sorted({int(p["pack_trials"]) for p in fused_ones})
+    fits = sorted({int(p["pack_fits"]) for p in fused_ones})
+    text = f"compute.fuse {setting}: {len(fused_ones)} of {len(packs)} trained trials in packs"
+    if sizes:
+        text += f" of {', '.join(map(str, sizes))} trials ({', '.join(map(str, fits))} fits as one model)"
+    return text
