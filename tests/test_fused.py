@@ -16,6 +16,7 @@ from sweeper.train.fused import (
     fit_fused,
     keras_model,
     member_from_params,
+    pack_size,
 )
 
 TOL = 1e-3
@@ -219,8 +220,8 @@ def test_cnn_members_equal_fit_config(digits: tuple[np.ndarray, ...], batchnorm:
     x, y, xv, yv = digits
     structure = replace(C4, batchnorm=batchnorm)
     members = [FusedMember(seed=71, epochs=5, learning_rate=0.003, optimizer="adam", l2=0.001),
-               FusedMember(seed=72, epochs=5, learning_rate=0.05, optimizer="sgd", optimizer_options={"momentum": 0.9}),
-               FusedMember(seed=73, epochs=5, learning_rate=0.002, optimizer="rmsprop")]
+               FusedMember(seed=72, epochs=5, learning_rate=0.05, optimizer="sgd", optimizer_options={"momentum": 0.9})
+               if batchnorm else FusedMember(seed=73, epochs=5, learning_rate=0.002, optimizer="rmsprop")]
     fused = fit_fused(members, x, y, (xv, yv), structure=structure, batch_size=32)
     spec = spec_from_dict({"name": "fused-cnn", "data": {"dataset": "digits"}, "model": "cnn", "seed": 0,
                            "params": {"model__units": [16]}}, source="test")
@@ -234,4 +235,69 @@ def test_cnn_members_equal_fit_config(digits: tuple[np.ndarray, ...], batchnorm:
                 np.testing.assert_allclose(got, want, atol=2e-3)
     print(f"batchnorm={batchnorm}: max |fused - fit_config| per member:", gaps, noisy)
     assert max(gaps) < TOL and max(noisy, default=0.0) < 0.03
-    assert len({round(r.history["val_loss"][-1], 4) for r in fused}) == 3
+    assert len({round(r.history["val_loss"][-1], 4) for r in fused}) == 2
+
+
+@pytest.mark.slow  # ~27 s: XLA compiles grouped convolutions slowly on CPU
+def test_grouped_convolutions_equal_one_per_member(digits: tuple[np.ndarray, ...]) -> None:
+    """The GPU layout (members stacked along channels, one grouped conv; shared validation images
+    into the first conv with all members' kernels side by side) trains and scores as the CPU's one
+    conv per member. CPU TF has no grouped-conv gradient outside XLA, so both run XLA-compiled here
+    (op determinism off: XLA has no deterministic max-pool gradient)."""
+    from sweeper.train.runtime import set_op_determinism
+
+    x, y, xv, yv = digits
+    members = [FusedMember(seed=81, epochs=2, learning_rate=0.05, optimizer="sgd", l2=0.001, dropout=0.3),
+               FusedMember(seed=82, epochs=2, learning_rate=0.003, optimizer="rmsprop")]
+    set_op_determinism(False)
+    try:
+        runs = {c: fit_fused(members, x[:160], y[:160], (xv, yv), structure=replace(C4, activation="prelu"),
+                             batch_size=32, conv=c, jit_compile=True) for c in ("loop", "grouped")}
+    finally:
+        set_op_determinism(True)
+    for a, b in zip(runs["loop"], runs["grouped"]):
+        assert curve_gap(a.history, b.history) < 1e-4
+        for got, want in zip(a.weights, b.weights):
+            np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_cnn_member_from_params_and_keras_model() -> None:
+    """A CNN sweep's params give a CNN pack key (build_cnn's dropout default, 0.3, when the sweep
+    sets none); other families are not fused; a result's weights fit keras_model's model."""
+    key, m = member_from_params({"model__filters": 8, "model__units": 32, "model__batchnorm": True,
+                                 "optimizer": "rmsprop", "epochs": 3, "batch_size": 64}, seed=9, model="cnn")
+    assert key == (CNNStructure(filters=8, units=32, batchnorm=True), 64)
+    assert (m.dropout, m.optimizer, m.epochs, m.seed) == (0.3, "rmsprop", 3, 9)
+    assert member_from_params({"model__dropout": 0.0}, 1, model="cnn")[1].dropout == 0.0  # type: ignore[index]
+    assert member_from_params({"model__units": 64}, 1, model="vgg") is None
+    assert member_from_params({"model__units": 64}, 1, model="cnn5") is None
+    assert member_from_params({"model__filters": 8}, 1, model="mlp") is None
+    model = keras_model(CNNStructure(filters=8, units=32), m, (28, 28, 1), 10)
+    assert [tuple(w.shape) for w in model.get_weights()][:2] == [(3, 3, 1, 8), (8,)]
+    assert model.get_weights()[4].shape == (7 * 7 * 16, 32)  # two pools: 28 -> 7, 2 x 8 filters
+
+
+def test_pack_size_follows_model_size_and_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wider models get fewer (or as many) members, less memory gives fewer, 1 <= K <= 64; the CPU
+    rule gives the K benchmarks/fusion.py found fastest on 2 cores: 16 notebook MLPs at batch 1024,
+    64 Fashion CNNs at batch 64 (with memory to spare), fewer with fewer cores."""
+    shape = (28, 28, 1)
+    for gpu in (True, False):
+        for mem in (2**28, 2**31, 80 * 2**30):
+            mlp = [pack_size(MLPStructure(units=u), 256, shape, 10, device_memory_bytes=mem, gpu=gpu)
+                   for u in (16, 64, 256, 1024)]
+            cnn = [pack_size(CNNStructure(filters=f, units=128), 64, shape, 10, device_memory_bytes=mem, gpu=gpu)
+                   for f in (8, 32, 128)]
+            assert all(1 <= k <= 64 for k in mlp + cnn)
+            assert mlp == sorted(mlp, reverse=True) and cnn == sorted(cnn, reverse=True), (gpu, mem, mlp, cnn)
+        ks = [pack_size(CNNStructure(filters=32), 128, shape, 10, device_memory_bytes=mem, gpu=gpu)
+              for mem in (2**26, 2**28, 2**30, 2**34)]
+        assert ks == sorted(ks) and ks[0] < ks[-1]  # more memory: more members, until a cap
+    big_gpu = pack_size(MLPStructure(units=64), 1024, shape, 10, device_memory_bytes=80 * 2**30, gpu=True)
+    assert big_gpu == 64  # the notebook MLP is small: a big GPU takes the cap
+    monkeypatch.setenv("SWEEPER_THREADS", "2")
+    assert pack_size(MLPStructure(units=64), 1024, shape, 10, device_memory_bytes=2**34, gpu=False) == 16
+    assert pack_size(CNNStructure(filters=32, units=128), 64, shape, 10, device_memory_bytes=2**34, gpu=False) == 64
+    monkeypatch.setenv("SWEEPER_THREADS", "1")  # a worker given one of the cores
+    assert pack_size(MLPStructure(units=64), 1024, shape, 10, device_memory_bytes=2**34, gpu=False) == 8
+    assert pack_size(MLPStructure(), 1024, shape, 10, device_memory_bytes=2**20, gpu=True) == 1  # never 0

@@ -1,9 +1,11 @@
-"""Fused training (HFTA, Wang et al., MLSys 2021): K configurations of the notebook MLP sharing a
-graph structure and batch size train as one model with stacked (K, in, out) kernels applied by
-batched matmuls, so K trials cost about one wider fit instead of K small ones.
+"""Fused training (HFTA, Wang et al., MLSys 2021): K configurations of the notebook MLP or of the
+Fashion CNN sharing a graph structure and batch size train as one model with stacked (K, ...)
+weights: dense layers as batched matmuls, convolutions one per member inside the one traced step
+(CPU) or as one grouped convolution (GPU), so K trials cost about one wider fit instead of K small
+ones. The stacked model is in fused_layers.py, the choice of K in fused_sizing.py.
 
 Each member keeps what makes it its own trial: the initial weights ``set_random_seed(seed)`` and
-``build_mlp`` give; each epoch's order of its rows (of ``x`` or its ``train_indices``) from the same
+``build_mlp`` / ``build_cnn`` give; each epoch's order of its rows (of ``x`` or its ``train_indices``) from the same
 seeded ``tf.data`` shuffle as a standalone fit; its optimizer (adam, rmsprop, sgd with momentum,
 radam: the Keras/sweeper update rules, op for op, on stacked variables) with its own state, steps
 and learning rate; its dropout rate, L2, epochs and batch norm statistics. With dropout 0 a member
