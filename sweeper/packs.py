@@ -41,15 +41,16 @@ class Member:
     told: bool = False
 
 
-def pack_size(spec: SweepSpec) -> int:
-    """The sweep's pack limit (1: unfused), sized once per process from the dataset's shape."""
+def pack_size(spec: SweepSpec, key: Any | None = None) -> int:
+    """The sweep's pack limit (1: unfused), for the pack ``key`` when known (``fuse: auto`` sizes
+    packs by their structure and batch size), from the dataset's shape."""
     from sweeper.train.data import load_dataset
     from sweeper.train.pack_trial import fuse_reason, pack_limit
 
     if spec.compute.fuse == "off" or fuse_reason(spec) is not None:
         return 1
     ds = load_dataset(spec.data)
-    return pack_limit(spec, ds.x.shape[1:], len(ds.classes))
+    return pack_limit(spec, ds.x.shape[1:], len(ds.classes), key)
 
 
 def _member(spec: SweepSpec, trial: optuna.Trial) -> Member:
@@ -98,7 +99,11 @@ def take(study: optuna.Study, spec: SweepSpec, first: optuna.Trial, owned: bool,
 
         params = space.full_params(spec, point or {})
         key = pack_key(spec, params, space.trial_seed(spec, params))
-        return [first] + ([] if key is None else _claim_like(study, spec, key, k - 1))
+        if key is None:
+            return [first]
+        if spec.compute.fuse == "auto":  # sized for this pack's structure and batch size
+            k = pack_size(spec, key)
+        return [first] + _claim_like(study, spec, key, k - 1)
     return [first] + [ask_new(study) for _ in range(max(0, min(k - 1, room)))]
 
 

@@ -158,6 +158,20 @@ def test_k_fold_fits_and_several_structures_pack(tmp_path: Path) -> None:
         {t.params["model__units"]: t.user_attrs["metrics"]["n_params"] for t in alone.values()}
 
 
+def test_fuse_auto_sizes_packs_by_structure_batch_and_folds(tmp_path: Path) -> None:
+    """``fuse: auto``: a pack holds as many trials as the sizing rule allows fits for this structure
+    and batch size, divided by the trial's folds."""
+    from sweeper.train.fused import MLPStructure, pack_size
+
+    trials = sweep(tmp_path, "auto", "auto", params={"optimizer__learning_rate": [0.001, 0.002, 0.003, 0.005, 0.01, 0.02]},
+                   validation={"kfold": 2}, training={"epochs": 2, "batch_size": 2048, "model__units": 16})
+    k = pack_size(MLPStructure(units=16), 2048, (8, 8, 1), 10) // 2
+    assert 1 <= k < 6  # the rule limits these packs (rows per step and core on a CPU)
+    sizes = sorted(packed(t)["pack_trials"] for t in trials)
+    expected = sorted([k] * (6 // k) * k + [6 % k] * (6 % k))
+    assert sizes == expected and all(packed(t)["pack_fits"] == 2 * packed(t)["pack_trials"] for t in trials)
+
+
 def test_a_sampler_asks_k_trials_within_the_budget(tmp_path: Path) -> None:
     trials = sweep(tmp_path, "random", 4, method="random", trials=6,
                    params={"optimizer__learning_rate": {"low": 0.001, "high": 0.03, "log": True}})

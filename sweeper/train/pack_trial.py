@@ -32,9 +32,8 @@ def fuse_reason(spec: SweepSpec) -> str | None:
     """Why this sweep's trials cannot train fused (None: they can), in words for the user."""
     if spec.trial_function:
         return "trials run a trial_function"
-    families = getattr(fused, "FAMILIES", ("mlp",))
-    if spec.model.lower() not in families:
-        return f"model {spec.model!r} has no fused form (fused: {', '.join(families)})"
+    if spec.model.lower() not in fused.FAMILIES:
+        return f"model {spec.model!r} has no fused form (fused: {', '.join(fused.FAMILIES)})"
     if spec.augmentation.active:
         return "augmentation layers are not fused"
     if spec.callbacks.reduce_lr is not None:
@@ -46,28 +45,27 @@ def fuse_reason(spec: SweepSpec) -> str | None:
     return None
 
 
-def pack_limit(spec: SweepSpec, input_shape: Sequence[int] | None = None, n_classes: int = 10) -> int:
+def pack_limit(spec: SweepSpec, input_shape: Sequence[int], n_classes: int, key: Any | None = None) -> int:
     """How many trials one pack may hold: 1 (unfused) for ``fuse: off`` or a sweep that cannot
-    be fused, the sweep file's K, or for ``auto`` a size picked from the model and the device."""
+    be fused, the sweep file's K, or for ``auto`` the fits the model and device allow
+    (train/fused_sizing.py) divided by each trial's fits (folds x repeats), for the pack ``key``
+    (by default the structure the fixed settings give)."""
     setting = spec.compute.fuse
     if setting == "off" or fuse_reason(spec) is not None:
         return 1
     if setting != "auto":
         return max(1, min(int(setting), MAX_PACK))
-    sizer = getattr(fused, "pack_size", None)
-    if sizer is None or input_shape is None:
-        return 16  # measured best on a 2-core CPU for the notebook MLP (benchmarks/fusion.py)
-    key = pack_key(spec, dict(spec.fixed), 0)
+    key = key or pack_key(spec, dict(spec.fixed), 0)
+    if key is None:  # the fixed settings alone do not say the structure: size by the family's default
+        key = pack_key(spec, {}, 0)
     if key is None:
-        return 16
-    return max(1, min(int(sizer(key[0], key[1], tuple(input_shape), n_classes, device_memory_bytes=None)), MAX_PACK))
+        return 1
+    fits = (spec.kfold or 1) * spec.repeats
+    return max(1, min(fused.pack_size(key[0], key[1], tuple(input_shape), n_classes) // fits, MAX_PACK))
 
 
 def _member(spec: SweepSpec, params: dict[str, Any], seed: int) -> tuple[Any, fused.FusedMember] | None:
-    try:
-        return fused.member_from_params(params, seed, model=spec.model.lower())
-    except TypeError:  # an older fused module without model families: the MLP only
-        return fused.member_from_params(params, seed) if spec.model.lower() == "mlp" else None
+    return fused.member_from_params(params, seed, model=spec.model.lower())
 
 
 def pack_key(spec: SweepSpec, params: dict[str, Any], seed: int) -> Any | None:
