@@ -3,9 +3,9 @@
 A member costs memory: its weights, gradients and two optimizer slots, and its activations for
 one batch. On a GPU, K is what fits in a share of its memory. On a CPU a pack is also capped by
 the rows one fused step carries (K x batch size, per core): benchmarks/fusion.py on a 2-core
-machine found the notebook MLP at batch 1024 fastest at K=16 (2.2x the unfused trials/hour; K=32
-and 64 slower again: each step gathers and moves K x 1024 rows), and the Fashion CNN at batch 64
-still gaining at K=64 (1.5x; its steps are compute-bound, so K matters little there).
+machine found the notebook MLP at batch 1024 at its best from K=16 (2.1-2.3x the unfused
+trials/hour; K=32 and 64 no better within the noise, for 2-4x the memory: each step gathers and
+moves K x 1024 rows), and the Fashion CNN at batch 64 still gaining up to K=64 (1.5-1.9x).
 """
 
 from __future__ import annotations
