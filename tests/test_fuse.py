@@ -202,16 +202,20 @@ def test_what_cannot_be_fused_says_why_once_and_trains_alone(tmp_path: Path) -> 
     assert "compute.fuse: 65 is not off, auto or a pack size from 1 to 64" in out.stderr
 
 
-def _wait_running(db: Path, name: str, n: int, timeout: float = 120) -> None:
+def _wait_running(db: Path, n: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    """Until ``n`` trials are RUNNING, read through a read-only SQLite connection (an Optuna load
+    would give a half-created store its own schema, racing the run that creates it)."""
+    import sqlite3
+
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
-        if db.exists():
-            try:
-                trials = optuna.load_study(study_name=name, storage=f"sqlite:///{db}").get_trials()
-                if sum(t.state == TrialState.RUNNING for t in trials) >= n:
+        assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+                if con.execute("SELECT count(*) FROM trials WHERE state = 'RUNNING'").fetchone()[0] >= n:
                     return
-            except Exception:
-                pass  # the study is still being created
+        except sqlite3.Error:
+            pass  # not created yet
         time.sleep(0.2)
     raise AssertionError(f"no pack of {n} started")
 
@@ -226,7 +230,7 @@ def test_a_stopped_pack_loses_nothing(tmp_path: Path, sig: signal.Signals) -> No
     proc = subprocess.Popen([sys.executable, "-m", "sweeper", "run", str(path), "--no-report", "--quiet"],
                             cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        _wait_running(tmp_path / "store.db", "kill", 4)
+        _wait_running(tmp_path / "store.db", 4, proc)
         time.sleep(0.5)  # inside the pack's training
         os.kill(proc.pid, sig)
         proc.communicate(timeout=60)
