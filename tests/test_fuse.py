@@ -75,6 +75,17 @@ def test_fused_trials_score_as_they_do_alone(tmp_path: Path) -> None:
     _compare(fused, alone, n_val=450)
 
 
+def test_cnn_trials_fuse_and_score_as_alone(tmp_path: Path) -> None:
+    """The cnn family packs too (convolutions per member); without dropout its trials score as alone."""
+    settings = {"model": "cnn", "params": {"optimizer": ["rmsprop", "sgd"], "model__batchnorm": [False, True]},
+                "training": {"epochs": 2, "batch_size": 64, "model__filters": 4, "model__units": 16,
+                             "model__dropout": 0.0}}
+    fused = by_point(sweep(tmp_path, "cnn-fused", 4, **settings))
+    alone = by_point(sweep(tmp_path, "cnn-alone", "off", **settings))
+    assert len(fused) == 4 and sorted(packed(t)["pack_trials"] for t in fused.values()) == [2, 2, 2, 2]
+    _compare(fused, alone, n_val=450)
+
+
 @pytest.mark.slow
 def test_fused_grid_ranks_like_unfused_with_dropout(tmp_path: Path) -> None:
     """The issue's 16-point grid on mnist5k, one pack: dropout-0 trials score as alone; with dropout

@@ -25,6 +25,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     space = f"{size} grid points" if size is not None else "continuous space"
     budget = f"{spec.budget} trials" if spec.budget else f"until {spec.timeout:g} s"
     val = f"{spec.kfold}-fold CV" if spec.kfold else f"holdout {spec.holdout:g}"
+    objectives = ", ".join(f"{name} ({d})" for name, d in zip(spec.objective_names, spec.directions))
+    extra = f"; constraints {', '.join(c.label() for c in spec.constraints)}" if spec.constraints else ""
+    if spec.compute.fuse != "off":
+        from sweeper.train.pack_trial import fuse_reason
+
+        reason = fuse_reason(spec)
+        extra += f"; fuse {spec.compute.fuse}" + (f" (trains unfused: {reason})" if reason else "")
     print(f"ok: {spec.name}: {len(spec.params)} parameters, {space}; method {spec.method}, {budget}; "
-          f"data {spec.data.dataset}, model {spec.model}, {val}, objective {spec.metric} ({spec.direction})")
+          f"data {spec.data.dataset}, model {spec.model}, {val}, "
+          f"objective{'s' if len(spec.objective_names) > 1 else ''} {objectives}{extra}")
     return 0
