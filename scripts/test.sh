@@ -7,4 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/install_browser.sh || echo "note: could not install chromium; browser tests will skip" >&2
-exec .venv/bin/python -m pytest -q "$@"
+# Two test processes (pytest-xdist), each test file in one of them: most tests wait on a
+# subprocess's TensorFlow start-up, so two share the cores well. SWEEPER_TEST_WORKERS=0: one process.
+exec .venv/bin/python -m pytest -q -n "${SWEEPER_TEST_WORKERS:-2}" --dist loadfile "$@"

@@ -75,6 +75,7 @@ def test_fused_trials_score_as_they_do_alone(tmp_path: Path) -> None:
     _compare(fused, alone, n_val=450)
 
 
+@pytest.mark.slow  # the default set keeps one test per behaviour; .ci/run runs these too
 def test_cnn_trials_fuse_and_score_as_alone(tmp_path: Path) -> None:
     """The cnn family packs too (convolutions per member); without dropout its trials score as alone."""
     settings = {"model": "cnn", "params": {"optimizer": ["rmsprop", "sgd"], "model__batchnorm": [False, True]},
@@ -105,6 +106,7 @@ def test_fused_grid_ranks_like_unfused_with_dropout(tmp_path: Path) -> None:
     assert keys[int(np.argmax(a))] == keys[int(np.argmax(b))]
 
 
+@pytest.mark.slow  # the default set keeps one test per behaviour; .ci/run runs these too
 def test_members_stop_early_and_run_their_own_epochs(tmp_path: Path) -> None:
     """Early stopping (patience 1, best weights restored) and a per-trial epoch count act per
     member: each trial runs the epochs and scores the epoch its unfused run does."""
@@ -152,6 +154,7 @@ def test_a_pruned_member_is_frozen_while_its_pack_goes_on(tmp_path: Path) -> Non
         assert state[lr].state == TrialState.COMPLETE and state[lr].user_attrs["metrics"]["epochs_run"] == 5
 
 
+@pytest.mark.slow  # the default set keeps one test per behaviour; .ci/run runs these too
 def test_k_fold_fits_and_several_structures_pack(tmp_path: Path) -> None:
     """3 folds x 4 configurations of 2 structures (units 8 and 16): 2 packs of 2 trials, 6 fits each;
     every fold's score equals the unfused run's."""
@@ -231,7 +234,7 @@ def _wait_running(db: Path, n: int, proc: subprocess.Popen[bytes], timeout: floa
     raise AssertionError(f"no pack of {n} started")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGINT, pytest.param(signal.SIGKILL, marks=pytest.mark.slow)])
 def test_a_stopped_pack_loses_nothing(tmp_path: Path, sig: signal.Signals) -> None:
     """Ctrl-C (every member re-queued at once) or SIGKILL (members reaped on resume) in the middle of
     a pack of 4: resume completes every grid point exactly once."""

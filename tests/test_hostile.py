@@ -122,7 +122,7 @@ def assert_refused(tmp_path: Path, *args: str) -> str:
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2, err
     assert 1 <= len(lines) <= 2 and "Traceback" not in err, err
-    assert seconds < 2.0, (seconds, err)
+    assert seconds < 30.0, (seconds, err)  # refused up front, not after a hang or a training run
     assert not store.exists()  # no store, so no study
     return lines[0]
 

@@ -128,6 +128,7 @@ def test_best_refits_a_chosen_trial(swept: tuple[Path, str]) -> None:
     assert (work / "reports" / "mo" / "best" / "trial-3.keras").exists()
 
 
+@pytest.mark.slow  # a 512-unit model trained and timed; tests/test_fuse.py stores latency in the default set
 def test_latency_is_stored_and_grows_with_width(tmp_path: Path) -> None:
     sweep = _write(tmp_path / "lat.yaml", name="lat", params={"units": [4, 512]},
                    objective=[{"metric": "accuracy"}, {"metric": "latency_ms"}], constraints={},

@@ -21,6 +21,10 @@ from optuna.trial import FrozenTrial, TrialState
 from sweeper.cli import main
 from sweeper.config import names
 
+# The option matrix (about 4 minutes here) runs in .ci/run's slow pass; the default set keeps one
+# test per behaviour in the other files.
+pytestmark = pytest.mark.slow
+
 BASE: dict[str, Any] = {
     "data": {"dataset": "digits", "limit": 240},
     "params": {"model__dropout": [0.1]},
