@@ -109,23 +109,13 @@ def _evaluate_claimed(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec,
             twin = completed_twin(study, searched, trial.number)
             if twin is not None:  # the same config trained before: same seed, same result
                 return finish(TrialState.COMPLETE, *outcome.duplicate(study, trial, twin))
-        reports = not spec.multi_objective  # Optuna's trial.report takes one objective
-        live = spec.kfold is None and spec.repeats == 1 and reports  # live reports (pruning) need one run
-
-        def on_epoch(epoch: int, value: float) -> None:
-            trial.report(value, epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at epoch {epoch + 1} ({value:.4f})")
-
         token = CURRENT_TRIAL.set(f"trial-{trial.number}")
         try:
-            result = evaluate(spec, params, seed, on_epoch if live else None)
+            result = evaluate(spec, params, seed, outcome.pruning_hook(trial) if outcome.live(spec) else None)
         finally:
             CURRENT_TRIAL.reset(token)
         if isinstance(result, TrialResult):
-            if not live and reports:
-                for epoch, value in enumerate(result.curve):
-                    trial.report(value, epoch)
+            outcome.report_curve(spec, trial, result.curve)
         return finish(TrialState.COMPLETE, *outcome.completed(study, trial, spec, result))
     except optuna.TrialPruned:
         return finish(TrialState.PRUNED)

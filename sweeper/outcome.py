@@ -1,9 +1,10 @@
-"""What a finished trial tells the study, decided once for the one-at-a-time loop and for packs:
-its objective values (constraint values stored first) and the attrs stored with it."""
+"""What a trial tells the study, decided once for the one-at-a-time loop and for packs: its
+per-epoch reports (pruning), its objective values (constraint values stored first) and the attrs
+stored with it."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import optuna
 from optuna.trial import FrozenTrial
@@ -16,6 +17,34 @@ from sweeper.store.keys import (
     SCALAR_METRICS,
     scalar_attrs,
 )
+
+
+def reports(spec: SweepSpec) -> bool:
+    """Whether trials report per-epoch values (Optuna's ``trial.report`` takes one objective)."""
+    return not spec.multi_objective
+
+
+def live(spec: SweepSpec) -> bool:
+    """Whether they report while training (pruning): only a trial with one fit can."""
+    return reports(spec) and spec.kfold is None and spec.repeats == 1
+
+
+def pruning_hook(trial: optuna.Trial) -> Callable[[int, float], None]:
+    """The per-epoch hook of a live trial: report, and stop it when the pruner says so."""
+
+    def on_epoch(epoch: int, value: float) -> None:
+        trial.report(value, epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch + 1} ({value:.4f})")
+
+    return on_epoch
+
+
+def report_curve(spec: SweepSpec, trial: optuna.Trial, curve: list[float]) -> None:
+    """A trial that could not report live (k-fold, repeats) reports its mean curve afterwards."""
+    if reports(spec) and not live(spec):
+        for epoch, value in enumerate(curve):
+            trial.report(value, epoch)
 
 
 def completed(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, result: Any) -> tuple[list[float], dict[str, Any]]:

@@ -134,17 +134,16 @@ def _run_members(study: optuna.Study, spec: SweepSpec, members: list[Member]) ->
         m.told = True
 
     groups: dict[Any, list[Member]] = {}
+    may_repeat = strategy_for(spec).may_repeat()
     for m in members:
-        if strategy_for(spec).may_repeat():
+        if may_repeat:
             twin = completed_twin(study, m.trial.params, m.trial.number)
             if twin is not None:  # the same config trained before: same seed, same result
                 tell(m, TrialState.COMPLETE, *outcome.duplicate(study, m.trial, twin))
                 continue
         groups.setdefault(m.key, []).append(m)
-    reports = not spec.multi_objective  # Optuna's trial.report takes one objective
-    live = spec.kfold is None and spec.repeats == 1 and reports  # per-epoch reports (pruning) need one run
     for key, group in groups.items():
-        entries = [PackEntry(m.params, m.seed, _pruning_hook(m.trial) if live else None) for m in group]
+        entries = [PackEntry(m.params, m.seed, outcome.pruning_hook(m.trial) if outcome.live(spec) else None) for m in group]
         try:
             _train(spec, entries, key)
         except Exception as exc:  # the pack itself failed (e.g. out of memory): each member says so
@@ -158,9 +157,7 @@ def _run_members(study: optuna.Study, spec: SweepSpec, members: list[Member]) ->
             elif isinstance(result, BaseException) or result is None:
                 tell(m, TrialState.FAIL, attrs={ERROR_ATTR: error_text(result or RuntimeError("no result"))})
             else:
-                if not live and reports:
-                    for epoch, value in enumerate(result.curve):
-                        m.trial.report(value, epoch)
+                outcome.report_curve(spec, m.trial, result.curve)
                 try:
                     tell(m, TrialState.COMPLETE, *outcome.completed(study, m.trial, spec, result))
                 except Exception as exc:  # e.g. a metric an objective needs was not measured
@@ -185,11 +182,3 @@ def _train(spec: SweepSpec, entries: list[Any], key: Any) -> None:
         except Exception as exc:
             entry.outcome = exc
 
-
-def _pruning_hook(trial: optuna.Trial) -> Any:
-    def on_epoch(epoch: int, value: float) -> None:
-        trial.report(value, epoch)
-        if trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at epoch {epoch + 1} ({value:.4f})")
-
-    return on_epoch
