@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import random
 import re
+import sys
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,44 @@ def test_insights_report_the_planted_effect_and_not_the_null_one(tmp_path: Path)
     verdict, text = items["model__dropout"]
     assert verdict == "unclear" and "no clear difference" in text, text
     assert all(items[p][0] != "clear" for p in ("optimizer__learning_rate", "batch_size")), items
+
+
+def test_importances_from_a_second_process_equal_those_computed_here(tmp_path: Path) -> None:
+    """A large study's importances may come from ``python -m sweeper.report.importance`` (the
+    first report of a process without scikit-learn): the same numbers as in this process, the
+    planted parameter first; and ``sweeper report`` on it (its first report) puts them in the page."""
+    from sweeper.report import importance
+
+    n = importance.WORKER_MIN_TRIALS + 40
+    spec = synthetic.make_spec("large", params=PLANTED)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    study = synthetic.make_study(spec, url, n, score=planted_score, noise=0.01, seed=3)
+    inputs = importance._inputs(study, list(spec.params))
+    assert inputs is not None and len(inputs.rows) == n
+    here = importance._evaluate(inputs)
+    there = importance._in_worker(inputs)()
+    assert there == here and there.order()[0] == "model__batchnorm" and there.n_trials["fANOVA"] == n
+    proc = run_cli("report", "large", "--storage", url, "--out", str(tmp_path / "reports"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    html = (tmp_path / proc.stdout.strip()).read_text()
+    assert f"fANOVA <span class='muted'>({n} trials)</span>" in html
+    assert list(insight_items(html))[0] == "model__batchnorm"
+
+
+def test_importances_without_a_second_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Python to start (or a worker that fails): the importances are computed here instead."""
+    from sweeper.report import importance
+
+    spec = synthetic.make_spec("large", params=PLANTED)
+    study = synthetic.make_study(spec, optuna.storages.InMemoryStorage(), importance.WORKER_MIN_TRIALS,
+                                 score=planted_score, noise=0.01, seed=3)
+    inputs = importance._inputs(study, list(spec.params))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
+    with pytest.raises(OSError):
+        importance._in_worker(inputs)
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # starts, answers nothing
+    assert importance._in_worker(inputs)() == importance._evaluate(inputs)
+    assert not list(Path(tempfile.gettempdir()).glob("sweeper-importances-*")), "input files left behind"
 
 
 def test_insights_say_when_evidence_is_thin() -> None:

@@ -66,12 +66,10 @@ def write_report(study: optuna.Study, spec: SweepSpec, out_dir: str | Path = "re
     drawn as ``best-trial/index.html``; False: no best-trial page."""
     from sweeper.report import figures, importance, insights, pages, pareto
 
+    pending = importance.start(study, list(spec.params))  # large studies: a second process, meanwhile
     data = collect(study, spec)
     target = report_dir(out_dir, spec.name)
     target.mkdir(parents=True, exist_ok=True)
-    imp = importance.importances(study, data.params)
-    found = insights.insights(data.trials, data.params, data.metric, data.maximize, imp.order(),
-                              {p: s for p in imp.order() if (s := imp.score(p)) is not None})
     done = data.complete()
     figs = pages.Figures()
     if done:
@@ -88,7 +86,11 @@ def write_report(study: optuna.Study, spec: SweepSpec, out_dir: str | Path = "re
         write_best(data, spec, best, target / BEST_DIR)
     if (target / BEST_DIR / "index.html").exists():
         best_link = f"{BEST_DIR}/index.html"
-    page = pages.index_page(data, _plot(data), found, imp, figs, best_link, extra=pareto.section(data, target))
+    extra, plot = pareto.section(data, target), _plot(data)
+    imp = pending()
+    found = insights.insights(data.trials, data.params, data.metric, data.maximize, imp.order(),
+                              {p: s for p in imp.order() if (s := imp.score(p)) is not None})
+    page = pages.index_page(data, plot, found, imp, figs, best_link, extra=extra)
     path = target / "index.html"
     _write_atomic(path, page)
     return path

@@ -62,9 +62,15 @@ def effect_plot(
                 mids.append(float(np.median(allx[sel])))
                 means.append(float(ally[sel].mean()))
         ax.plot(mids, means, color="#d62728", lw=2, label="binned mean")
-        ax.legend(loc="best", fontsize=8)
+        ax.legend(loc="upper right", fontsize=8)  # "best" searches every dot: a fifth of the figure's time
         if log and allx.min() > 0:
+            from matplotlib.ticker import FuncFormatter, NullLocator
+
             ax.set_xscale("log")
+            # Plain "0.001" labels: the default "10^-3" labels start matplotlib's math-text parser
+            # (0.3 s on a report's first log axis); no minor ticks (dozens of tick objects, 0.1 s).
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_locator(NullLocator())
     else:
         order = sorted(keys, key=lambda k: _sort_key(keys[k]))
         by_key: dict[str, list[float]] = {}
@@ -73,13 +79,20 @@ def effect_plot(
         shown_by_key: dict[str, list[float]] = {}
         for t in shown:
             shown_by_key.setdefault(json.dumps(t["params"][param], default=str), []).append(float(t["value"]))
+        xs, ys, mx, my, half = [], [], [], [], []
         for i, k in enumerate(order):
-            ys = np.array(shown_by_key.get(k, []))
+            shown_ys = shown_by_key.get(k, [])
+            xs.extend(i + rng.uniform(-0.18, 0.18, len(shown_ys)))
+            ys.extend(shown_ys)
             all_ys = np.array(by_key.get(k, []))
-            ax.scatter(i + rng.uniform(-0.18, 0.18, len(ys)), ys, s=8, alpha=0.4, color="#1f77b4", linewidths=0)
             if len(all_ys):
-                half = 1.96 * all_ys.std(ddof=1) / math.sqrt(len(all_ys)) if len(all_ys) > 1 else 0.0
-                ax.errorbar([i], [all_ys.mean()], yerr=[[half], [half]], fmt="o", color="#d62728", capsize=5, lw=2)
+                mx.append(i)
+                my.append(float(all_ys.mean()))
+                half.append(1.96 * all_ys.std(ddof=1) / math.sqrt(len(all_ys)) if len(all_ys) > 1 else 0.0)
+        # One call each for the dots and the means: a call per value costs a marker set-up each.
+        ax.scatter(np.asarray(xs, dtype=float), np.asarray(ys, dtype=float), s=8, alpha=0.4, color="#1f77b4",
+                   linewidths=0)
+        ax.errorbar(mx, my, yerr=[half, half], fmt="o", color="#d62728", capsize=5, lw=2)
         ax.set_xticks(range(len(order)))
         ax.set_xticklabels([f"{value_label(keys[k])}\n(n={len(by_key.get(k, []))})" for k in order], fontsize=8)
         ax.set_xlim(-0.6, len(order) - 0.4)

@@ -1,23 +1,47 @@
-"""Parameter importances from Optuna's evaluators, bounded in time for large studies.
+"""Parameter importances from Optuna's evaluators, bounded in time for large studies (with
+several objectives, importances of the first).
 
-fANOVA (Optuna's default) grows steeply with the number of trials (about 22 s for 2,000 on one
-core), so it sees a fixed random sample of ``FANOVA_MAX`` with 16 trees (about 0.5 s); mean
-decrease in impurity (a random forest) is cheap and sees up to ``MDI_MAX`` trials (on the 10,000-trial benchmark study a sample of 500 gave the same ranking as 2,000, each importance within 0.035).
+Both evaluators see one fixed random sample of at most ``SAMPLE_MAX`` completed trials. fANOVA
+with fully grown trees grows steeply with the trials (about 23 s for 2,000 on one core); its
+forest here has ``FANOVA_TREES`` trees of depth ``FANOVA_DEPTH``. On the 2,000-trial benchmark
+study (``benchmarks/report.py --objectives 2``) that took 0.32 s with every importance within
+0.003 of fully grown trees on all 2,000 trials, where the earlier 100-trial sample of fully grown
+trees took 0.66 s and was 0.07 off. Mean decrease in impurity (a random forest) is cheap (on the
+10,000-trial benchmark study a sample of 500 gave the same ranking as 2,000, each importance
+within 0.035).
+
+Without scikit-learn already imported (a ``sweeper report`` process), importing the evaluators
+costs about 2 s, as long as the rest of a 2,000-trial report: with ``WORKER_MIN_TRIALS`` or more
+completed trials and a second core, the first report of a process has them imported and run in a
+second Python process while this one draws the figures (``start``); later reports, and any when
+that process cannot be had, run them here.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
+import tempfile
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
 
 import optuna
+from optuna.distributions import distribution_to_json, json_to_distribution
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.store.keys import DUPLICATE_OF_ATTR
 
-FANOVA_MAX = 200
-MDI_MAX = 500
+SAMPLE_MAX = 500
+FANOVA_TREES = 8
+FANOVA_DEPTH = 6
+MDI_TREES = 32
+WORKER_MIN_TRIALS = 200
+TOO_FEW = "too few completed trials (or no parameter varies) to estimate importances"
 
 
 @dataclass
@@ -43,52 +67,137 @@ class Importances:
         return self.by_evaluator[key].get(param)
 
 
-def _sample(trials: list[FrozenTrial], k: int, seed: int = 0) -> list[FrozenTrial]:
-    return trials if len(trials) <= k else random.Random(seed).sample(trials, k)
+@dataclass
+class _Inputs:
+    """What the evaluators need, as plain JSON: the sample's params, distributions and values."""
+
+    directions: list[str]
+    params: list[str]
+    rows: list[dict[str, Any]]
+
+
+def _inputs(study: optuna.Study, params: list[str]) -> _Inputs | None:
+    """The sample the evaluators see; None when the trials cannot support importances."""
+    # A sampler's duplicate took its twin's result: counted too, it would weigh that point double.
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.values and t.user_attrs.get(DUPLICATE_OF_ATTR) is None]
+    varying = [p for p in params if len({repr(t.params.get(p)) for t in done if p in t.params}) > 1]
+    if len(done) < 3 or not varying:
+        return None
+    done = [t for t in done if all(p in t.params for p in varying)]
+    # Sorted: Optuna 5.0's mean-decrease-impurity evaluator pairs importances with the names in
+    # sorted order whatever order it is given, so any other order mislabels them.
+    varying = sorted(varying)
+    sample = done if len(done) <= SAMPLE_MAX else random.Random(0).sample(done, SAMPLE_MAX)
+    rows = [{"params": {p: t.params[p] for p in varying},
+             "distributions": {p: distribution_to_json(t.distributions[p]) for p in varying},
+             "values": list(t.values)} for t in sample]
+    return _Inputs([d.name.lower() for d in study.directions], varying, rows)
 
 
 def _first(t: FrozenTrial) -> float:
     return t.values[0]  # several objectives: importances for the first
 
 
-def importances(study: optuna.Study, params: list[str]) -> Importances:
-    """Importances of ``params`` for the study's objective; empty (with a note) when the
-    completed trials cannot support them (fewer than 3, or no parameter varies)."""
+def _evaluate(inputs: _Inputs) -> Importances:
     from optuna.importance import (
         FanovaImportanceEvaluator,
         MeanDecreaseImpurityImportanceEvaluator,
         get_param_importances,
     )
 
-    # A sampler's duplicate took its twin's result: counted too, it would weigh that point double.
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.values and t.user_attrs.get(DUPLICATE_OF_ATTR) is None]
-    varying = [p for p in params if len({repr(t.params.get(p)) for t in done if p in t.params}) > 1]
-    out = Importances()
-    if len(done) < 3 or not varying:
-        out.note = "too few completed trials (or no parameter varies) to estimate importances"
-        return out
-    done = [t for t in done if all(p in t.params for p in varying)]
-    # Sorted: Optuna 5.0's mean-decrease-impurity evaluator pairs importances with the names in
-    # sorted order whatever order it is given, so any other order mislabels them.
-    varying = sorted(varying)
-    plans = (
-        ("fANOVA", FanovaImportanceEvaluator(seed=0, n_trees=16), FANOVA_MAX),
-        ("mean decrease impurity", MeanDecreaseImpurityImportanceEvaluator(seed=0, n_trees=32), MDI_MAX),
+    evaluators = (
+        ("fANOVA", FanovaImportanceEvaluator(seed=0, n_trees=FANOVA_TREES, max_depth=FANOVA_DEPTH)),
+        ("mean decrease impurity", MeanDecreaseImpurityImportanceEvaluator(seed=0, n_trees=MDI_TREES)),
     )
-    for label, evaluator, cap in plans:
-        sample = _sample(done, cap)
-        # A throwaway in-memory study: the evaluators read trials from a study object.
-        sub = optuna.create_study(directions=study.directions)
-        sub.add_trials(sample)
+    # A throwaway in-memory study holding only what the evaluators read (it deep-copies each
+    # trial it is given: a stored trial's curve and attributes would be most of the cost).
+    sub = optuna.create_study(directions=inputs.directions)
+    sub.add_trials([optuna.trial.create_trial(
+        params=r["params"], values=r["values"],
+        distributions={p: json_to_distribution(d) for p, d in r["distributions"].items()},
+    ) for r in inputs.rows])
+    out = Importances()
+    for label, evaluator in evaluators:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                scores = get_param_importances(sub, evaluator=evaluator, params=varying, normalize=True,
-                                               target=_first if len(study.directions) > 1 else None)
+                scores = get_param_importances(sub, evaluator=evaluator, params=inputs.params, normalize=True,
+                                               target=_first if len(inputs.directions) > 1 else None)
         except Exception as exc:  # degenerate data (e.g. constant objective): skip this evaluator
             out.note = f"{label}: {type(exc).__name__}"
             continue
         out.by_evaluator[label] = {k: float(v) for k, v in scores.items()}
-        out.n_trials[label] = len(sample)
+        out.n_trials[label] = len(inputs.rows)
     return out
+
+
+_worker_used = False  # once per process: later reports pay the import here once, then nothing
+
+
+def _worth_a_worker(inputs: _Inputs) -> bool:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return (len(inputs.rows) >= WORKER_MIN_TRIALS and cores >= 2 and not _worker_used
+            and "sklearn" not in sys.modules)
+
+
+def _in_worker(inputs: _Inputs) -> Callable[[], Importances]:
+    """Start ``python -m sweeper.report.importance FILE`` on ``inputs``; the returned call waits
+    for its answer (computing here instead if that process failed)."""
+    fd, name = tempfile.mkstemp(prefix="sweeper-importances-", suffix=".json")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(asdict(inputs), f)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parents[2])] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "sweeper.report.importance", name], env=env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    except OSError:
+        os.unlink(name)
+        raise
+
+    def wait() -> Importances:
+        try:
+            out, _ = proc.communicate(timeout=120)
+            if proc.returncode == 0:
+                return Importances(**json.loads(out))
+        except (subprocess.TimeoutExpired, ValueError, TypeError):
+            proc.kill()
+            proc.wait()
+        finally:
+            os.unlink(name)
+        return _evaluate(inputs)
+
+    return wait
+
+
+def start(study: optuna.Study, params: list[str]) -> Callable[[], Importances]:
+    """Begin estimating the importances of ``params`` for the study's (first) objective; call
+    the result for them (empty, with a note, when fewer than 3 trials completed or no parameter
+    varies). Large studies are evaluated in a second process meanwhile (module docstring)."""
+    inputs = _inputs(study, params)
+    if inputs is None:
+        return lambda: Importances(note=TOO_FEW)
+    if _worth_a_worker(inputs):
+        global _worker_used
+        _worker_used = True
+        try:
+            return _in_worker(inputs)
+        except OSError:
+            pass  # no second process to be had (e.g. no python executable): here instead
+    return lambda: _evaluate(inputs)
+
+
+def importances(study: optuna.Study, params: list[str]) -> Importances:
+    """The importances of ``params`` for the study's (first) objective, computed now."""
+    return start(study, params)()
+
+
+def _main(path: str) -> int:
+    inputs = _Inputs(**json.loads(Path(path).read_text(encoding="utf-8")))
+    sys.stdout.write(json.dumps(asdict(_evaluate(inputs))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1]))

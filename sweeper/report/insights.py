@@ -21,7 +21,7 @@ import numpy as np
 MIN_N = 3  # per group, or pairs, before any verdict
 MAX_LEVELS = 8  # more distinct values than this: treat as a range (upper vs lower half)
 BOOTSTRAP = 2000
-BOOTSTRAP_MAX = 2000
+BOOTSTRAP_MAX = 500  # beyond: the normal interval (bootstrapping 2,000 x n costs 20 ms a pair at n = 1,000)
 Z95 = 1.959964
 
 
@@ -88,13 +88,14 @@ def _key(v: Any) -> str:
 def _t_ci(diffs: np.ndarray) -> tuple[float, float, float]:
     """Mean of paired differences and its 95% t interval (honest for a handful of points,
     where a bootstrap interval comes out too narrow)."""
-    from scipy import stats
+    # The t quantile from scipy.special: scipy.stats would cost 0.5 s more to import.
+    from scipy.special import stdtrit
 
     n = len(diffs)
     m = float(diffs.mean())
     if n < 2:
         return m, -math.inf, math.inf
-    half = float(stats.t.ppf(0.975, n - 1)) * float(diffs.std(ddof=1)) / math.sqrt(n)
+    half = float(stdtrit(n - 1, 0.975)) * float(diffs.std(ddof=1)) / math.sqrt(n)
     return m, m - half, m + half
 
 
