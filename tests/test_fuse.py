@@ -90,8 +90,7 @@ def test_cnn_trials_fuse_and_score_as_alone(tmp_path: Path) -> None:
 def test_fused_grid_ranks_like_unfused_with_dropout(tmp_path: Path) -> None:
     """The notebook-A grid's 16-point subset (benchmarks/vs_gridsearch.py 'small': optimizer x
     learning rate x batch norm x dropout 0.2/0.4, batch 1024, 15 epochs) on mnist5k, one pack:
-    with dropout (per-member noise, not Keras's) fused and unfused scores rank the configurations
-    alike."""
+    with dropout fused and unfused scores rank the configurations alike."""
     grid = {"optimizer": ["rmsprop", "adam"], "optimizer__learning_rate": [0.001, 0.01],
             "model__batchnorm": [True, False], "model__dropout": [0.2, 0.4]}
     settings = {"data": {"dataset": "mnist5k"}, "training": {"epochs": 15, "batch_size": 1024}}
@@ -106,14 +105,17 @@ def test_fused_grid_ranks_like_unfused_with_dropout(tmp_path: Path) -> None:
     from scipy.stats import spearmanr
 
     rho = spearmanr(a, b).statistic
-    print(f"spearman {rho:.3f}, mean |diff| {np.mean(np.abs(a - b)) * 100:.2f} points, best {keys[np.argmax(a)]}")
+    print(f"spearman {rho:.3f}, mean |diff| {np.mean(np.abs(a - b)) * 100:.2f} points, "
+          f"max |diff| {np.max(np.abs(a - b)) * 100:.2f}, best fused {keys[np.argmax(a)]}, best alone {keys[np.argmax(b)]}")
+    for k, fa, al in sorted(zip(keys, a, b), key=lambda r: -r[2])[:4]:
+        print(f"  {k}: fused {fa:.4f} alone {al:.4f}")
     assert rho >= 0.9
-    # The issue asks for <= 0.5 points; measured 0.60 (one configuration 3.2 points apart, the rest
-    # within 1.2): the bar held here is 1 point, the gap is in the issue note.
-    assert np.mean(np.abs(a - b)) <= 0.01
-    # The same best configuration held in one run of two: the top two scored 0.08 points apart and
-    # a pack's float summation order depends on the threads it gets. Held here: picking by the
-    # fused scores costs under 0.5 points of the unfused best.
+    # Dropout masks are Keras's own (tests/test_fused.py): what differs is float rounding, which
+    # grows over 60 steps at learning rate 0.01. Measured: Spearman 0.987, mean |diff| 0.36 points.
+    assert np.mean(np.abs(a - b)) <= 0.005
+    # The unfused top two are one validation image apart (0.9304 / 0.9296 of 1,250), so rounding
+    # alone can swap them (it did in the measured run: the fused best was the unfused second).
+    # Held here: picking by the fused scores costs under 0.5 points of the unfused best.
     assert b[int(np.argmax(a))] >= b.max() - 0.005
 
 

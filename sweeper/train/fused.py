@@ -9,8 +9,9 @@ Each member keeps what makes it its own trial: the initial weights ``set_random_
 seeded ``tf.data`` shuffle as a standalone fit; its optimizer (adam, rmsprop, sgd with momentum,
 radam: the Keras/sweeper update rules, op for op, on stacked variables) with its own state, steps
 and learning rate; its dropout rate, L2, epochs and batch norm statistics. With dropout 0 a member
-trains as ``fit_config`` trains it, up to float rounding (tests/test_fused.py); dropout noise comes
-from the member's seed and step count. A member is frozen after its last epoch, when
+trains as ``fit_config`` trains it, up to float rounding (tests/test_fused.py), and with dropout
+too: each dropout layer of a member draws the mask Keras's Dropout draws (its seed generator's
+seed and the member's step count, the same stateless op). A member is frozen after its last epoch, when
 ``should_stop`` says so, or when its loss is not finite; once half a pack is frozen the rest is
 re-packed smaller (one retrace).
 """
@@ -61,6 +62,8 @@ class FusedMember:
     l2: float = 0.0
     train_indices: np.ndarray | None = None  # rows of x it trains on (default: all)
     val_indices: np.ndarray | None = None  # rows of x it is scored on (instead of shared validation)
+    # Set by fit_fused: the seeds of its standalone model's Dropout layers, in order.
+    dropout_seeds: tuple[int, ...] = ()
 
 
 @dataclass
@@ -166,10 +169,15 @@ def fit_fused(members: list[FusedMember], x: np.ndarray, y: np.ndarray,
         raise ValueError("validate on shared data or on every member's own val_indices, not both")
     n_classes = int(n_classes or int(np.max(y)) + 1)
     t0 = time.perf_counter()
-    inits, shufflers = [], []
-    for m in members:  # what fit_config draws, in the same order
+    inits, shufflers, members = [], [], list(members)
+    for j, m in enumerate(members):  # what fit_config draws, in the same order
         keras.utils.set_random_seed(m.seed)
-        inits.append(keras_model(structure, m, x.shape[1:], n_classes).get_weights())
+        model = keras_model(structure, m, x.shape[1:], n_classes)
+        inits.append(model.get_weights())
+        # Keras's Dropout draws step s's mask from its seed generator's [seed, s]: the same masks.
+        members[j] = replace(m, dropout_seeds=tuple(
+            int(layer.seed_generator.state.numpy()[0]) for layer in model.layers
+            if isinstance(layer, keras.layers.Dropout)))
         n, seed = len(x if m.train_indices is None else m.train_indices), int(np.random.randint(0, 2**31 - 1))
         shufflers.append(tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(n))
     state = {"w": [np.stack(ws).astype(np.float32) for ws in zip(*inits)]}

@@ -151,7 +151,8 @@ class Pack:
         self.kinds = sorted({KINDS[int(c)] for c in h["kind"]})
         self.rules, self.rates = rules(tf), [m.dropout for m in members]
         self.l2 = tf.constant([m.l2 for m in members], tf.float32)
-        self.dseed = tf.constant([m.seed * 1000003 % 2**31 for m in members], tf.int64)
+        drops = sum(b.dropout for b in self.blocks)  # (K, dropout layers): each layer's Keras seed
+        self.dseed = tf.constant([list(m.dropout_seeds) or [0] * drops for m in members], tf.int64)
         # Closures, not bound methods: TF counts traces of one method across packs as retracing.
         self.train = tf.function(lambda idx, mask, update: self._train(idx, mask, update), jit_compile=jit_compile)
         self.eval = tf.function(lambda idx, mask: self._eval(idx, mask), jit_compile=jit_compile)
@@ -231,7 +232,8 @@ class Pack:
         ``mask`` (training): masked batch norm, dropout, and the new moving statistics."""
         tf, moving = self.tf, []
         shared = len(h.shape) == (4 if isinstance(self.structure, CNNStructure) else 2)
-        for n, block in enumerate(self.blocks):
+        drop = 0  # dropout layers passed
+        for block in self.blocks:
             if block.kind == "dense" and len(h.shape) > 3:  # Flatten: (K, B, H, W, C) -> (K, B, H*W*C)
                 h = tf.reshape(h, [self.k, -1, int(np.prod(h.shape[2:]))])
             h = (self._conv if block.kind == "conv" else self._dense)(h, block.kernel, shared)
@@ -240,17 +242,21 @@ class Pack:
                 h = self._batchnorm(h, block.bn, mask, moving)
             h = self._activate(h, block)
             if block.dropout and mask is not None and any(self.rates):
-                h = h * tf.stack([self._keep(k, tf.shape(h)[1:], n) for k in range(self.k)])
+                h = h * tf.stack([self._keep(k, tf.shape(h)[1:], drop) for k in range(self.k)])
+            drop += block.dropout
             if block.pool:
                 h = self._pool(h)
         return self._dense(h, self.out, False), moving
 
     def _keep(self, k: int, shape: Any, layer: int) -> Any:
-        """Member ``k``'s dropout multiplier (0 or 1 / (1 - rate)), from its seed and step count."""
+        """Member ``k``'s dropout multiplier (0 or 1 / (1 - rate)) at dropout layer ``layer``: the
+        mask ``stateless_dropout`` draws for Keras's Dropout at this step (seed [layer seed, steps
+        so far]). Its rows come first in the step's (B, ...) window, and the draw for fewer rows is
+        a prefix of the draw for B (a partial last batch gets Keras's mask too)."""
         tf, rate = self.tf, self.rates[k]
         if not rate:
             return tf.ones(shape)
-        seed = tf.stack([self.dseed[k], tf.cast(self.t[k], tf.int64) * 3 + layer])
+        seed = tf.stack([self.dseed[k, layer], tf.cast(self.t[k], tf.int64)])
         return tf.cast(tf.random.stateless_uniform(shape, seed=seed) >= rate, tf.float32) / (1.0 - rate)
 
     def reg(self) -> Any:
