@@ -21,14 +21,13 @@ from sweeper import loop
 from sweeper.config.spec import (
     DEFAULT_STORAGE,
     SweepSpec,
-    from_stored,
     load_spec,
     spec_from_dict,
 )
 from sweeper.search.strategy import strategy_for
 from sweeper.store.progress import Progress, best_trial, progress
 from sweeper.store.storage import make_storage, study_lock
-from sweeper.store.studies import create_or_load, grow
+from sweeper.store.studies import create_or_load, with_trials
 from sweeper.store.studies import load as load_study
 from sweeper.store.trials import queue_points, reap_dead_trials, worker_salt
 
@@ -152,9 +151,7 @@ def resume(name: str, storage: str = DEFAULT_STORAGE, *, trials: int | None = No
     study, spec = load_study(name, store)
     with study_lock(store, spec.name):
         if trials is not None:
-            bigger = from_stored({**spec.raw, "trials": trials}, spec.name)
-            grow(study, spec, bigger)
-            spec = bigger
+            spec = with_trials(study, spec, trials)
         reap_dead_trials(study)
         queue_points(study, spec)
     return _work(study, spec, show_progress, report)

@@ -62,14 +62,17 @@ def _member(spec: SweepSpec, trial: optuna.Trial) -> Member:
     return Member(trial, params, seed, pack_key(spec, params, seed))
 
 
-def _claim_like(study: optuna.Study, spec: SweepSpec, key: Any, n: int) -> list[optuna.Trial]:
-    """Claim up to ``n`` queued trials whose point trains in a pack with ``key``."""
+def _claim_like(study: optuna.Study, spec: SweepSpec, key: Any, n: int, first: dict[str, Any]) -> list[optuna.Trial]:
+    """Claim queued trials whose point trains in a pack with ``key``: up to ``n`` more configurations
+    besides ``first`` (full params), each with its points that differ only in epochs, which the
+    pack trains once (a searched ``epochs``; space.trial_seed)."""
     from sweeper.train.pack_trial import pack_key
 
+    twins = "epochs" in spec.params and spec.seed_rule >= 2
     storage = oi.storage_of(study)
-    out: list[optuna.Trial] = []
+    groups: dict[str, list[optuna.trial.FrozenTrial]] = {_but_epochs(first): []}
     for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        if len(out) >= n:
+        if not twins and len(groups) > n:
             break
         point = oi.queued_params(t)
         if point is None:
@@ -77,6 +80,11 @@ def _claim_like(study: optuna.Study, spec: SweepSpec, key: Any, n: int) -> list[
         params = space.full_params(spec, point)
         if pack_key(spec, params, space.trial_seed(spec, params)) != key:
             continue
+        same = _but_epochs(params) if twins else str(oi.trial_id(t))
+        if same in groups or len(groups) <= n:
+            groups.setdefault(same, []).append(t)
+    out: list[optuna.Trial] = []
+    for t in (t for group in groups.values() for t in group):
         try:
             if storage.set_trial_state_values(oi.trial_id(t), state=TrialState.RUNNING):
                 storage.set_trial_system_attr(oi.trial_id(t), OWNER_ATTR, owner_record())
@@ -84,6 +92,10 @@ def _claim_like(study: optuna.Study, spec: SweepSpec, key: Any, n: int) -> list[
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker claimed it first
     return out
+
+
+def _but_epochs(params: dict[str, Any]) -> str:
+    return space.params_key({k: v for k, v in params.items() if k != "epochs"})
 
 
 def take(study: optuna.Study, spec: SweepSpec, first: optuna.Trial, owned: bool, k: int, room: int) -> list[optuna.Trial]:
@@ -103,7 +115,7 @@ def take(study: optuna.Study, spec: SweepSpec, first: optuna.Trial, owned: bool,
             return [first]
         if spec.compute.fuse == "auto":  # sized for this pack's structure and batch size
             k = pack_size(spec, key)
-        return [first] + _claim_like(study, spec, key, k - 1)
+        return [first] + _claim_like(study, spec, key, k - 1, params)
     return [first] + [ask_new(study) for _ in range(max(0, min(k - 1, room)))]
 
 

@@ -83,3 +83,37 @@ def test_best_refits_on_all_labelled_data_from_the_trials_initial_weights(study:
     assert all(np.array_equal(a, b) for a, b in zip(*initial))
     assert main(["best", "refit", "--storage", url, "--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "refit" / "best" / f"trial-{best.number}.keras").stat().st_size > 0
+
+
+def test_a_study_made_before_the_seed_rule_refits_with_its_own_seeds(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trial seeds leave ``epochs`` out since seed rule 2; a study made before (no rule stored, its
+    seeds from every param) keeps its seeds: opened from its file or by name, its best trial's
+    refit scores what it stored."""
+    import sqlite3
+
+    from sweeper import loop
+    from sweeper.store.storage import make_storage
+    from sweeper.store.studies import create_or_load
+
+    monkeypatch.chdir(tmp_path)
+    path = write_sweep(tmp_path / "old.yaml", name="old", data={"dataset": "digits", "limit": 300}, model="mlp",
+                       params={"epochs": [2, 3], "model__dropout": [0.2]}, training={"batch_size": 32, "model__units": 16})
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    spec = load_spec(path)
+    spec.seed_rule = 1  # as the study's trials were seeded before the rule
+    study = create_or_load(spec, make_storage(url))
+    loop.work(study, spec, loop.keras_evaluate)
+    with sqlite3.connect(tmp_path / "store.db") as db:  # an older store has no rule stored
+        assert db.execute("DELETE FROM study_user_attributes WHERE key = 'sweeper:seed_rule'").rowcount == 1
+    params = full_params(spec, {"epochs": 2, "model__dropout": 0.2})
+    assert trial_seed(spec, params) != trial_seed(load_spec(path), params)  # the rules differ here
+    again = load_spec(path)
+    create_or_load(again, make_storage(url))
+    assert again.seed_rule == 1
+    assert main(["report", "old", "--best", "--storage", url, "--out", str(tmp_path / "reports")]) == 0
+    page = html.unescape((tmp_path / "reports" / "old" / "best-trial" / "index.html").read_text())
+    text = re.sub(r"<[^>]+>", " ", page)
+    stored = re.search(r"stored accuracy \(the sweep's holdout split\)\s+([0-9.]+)", text)
+    refit = re.search(r"refit accuracy \(the sweep's holdout split\)\s+([0-9.]+)", text)
+    assert stored and refit and stored.group(1) == refit.group(1), text[:2000]

@@ -20,12 +20,12 @@ from sweeper.cli.common import (
     EXIT_UNFINISHED,
     add_storage,
 )
-from sweeper.config.spec import DEFAULT_STORAGE, SweepSpec, from_stored, load_spec
+from sweeper.config.spec import DEFAULT_STORAGE, SweepSpec, load_spec
 from sweeper.errors import MaxFailuresReached, SweeperError
 from sweeper.search.strategy import strategy_for
 from sweeper.store.progress import Progress, progress
 from sweeper.store.storage import make_storage, study_lock
-from sweeper.store.studies import create_or_load, grow, load
+from sweeper.store.studies import create_or_load, load, with_trials
 from sweeper.store.trials import (
     queue_points,
     reap_dead_trials,
@@ -90,9 +90,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         if args.trials is not None:
             if args.trials < 1:
                 raise SweeperError(f"--trials: {args.trials} must be >= 1")
-            bigger = from_stored({**spec.raw, "trials": args.trials}, spec.name)
-            grow(study, spec, bigger)
-            spec = bigger
+            spec = with_trials(study, spec, args.trials)
         reaped = reap_dead_trials(study)
         queued = queue_points(study, spec)
         retried = retry_failed(study) if args.retry_failed else 0

@@ -69,6 +69,11 @@ MAX_GRID_POINTS = 100_000  # every grid point is queued as a trial up front; mor
 TRAINING_DEFAULTS: dict[str, Any] = {"epochs": 10, "batch_size": 128}
 
 
+# 2: trial seeds leave ``epochs`` out, so trials that differ only in epochs start alike and the
+# shorter is the longer one's beginning (a pack trains them once); 1: every param (earlier studies).
+SEED_RULE = 2
+
+
 @dataclass
 class SweepSpec:
     name: str
@@ -97,6 +102,9 @@ class SweepSpec:
     description: str = ""
     trial_function: str | None = None  # advanced: module:function replacing the Keras trial
     max_worker_deaths: int = 2  # a trial whose worker died this often fails instead of running again
+    # How trial seeds are made (search/space.py: trial_seed): SEED_RULE for studies made now, the
+    # rule stored with the study for older ones (store/studies.py sets it when a study opens).
+    seed_rule: int = SEED_RULE
     source: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
 

@@ -83,6 +83,9 @@ def params_key(params: dict[str, Any]) -> str:
 
 def trial_seed(spec: SweepSpec, params: dict[str, Any]) -> int:
     """Seed of a trial, from the sweep seed and its params only: the same config gets the same
-    initial weights whichever worker, order or restart runs it."""
+    initial weights whichever worker, order or restart runs it. Under ``spec.seed_rule`` 2 the
+    epochs are left out: trials that differ only in epochs share initial weights and data order."""
+    if spec.seed_rule >= 2:
+        params = {k: v for k, v in params.items() if k != "epochs"}
     digest = hashlib.sha256(f"{spec.seed}|{params_key(params)}".encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF

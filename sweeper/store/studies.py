@@ -13,7 +13,7 @@ from sweeper.config.growth import Refused, check_growth
 from sweeper.config.spec import SweepSpec, from_stored
 from sweeper.errors import StudyError
 from sweeper.search.strategy import make_pruner, strategy_for
-from sweeper.store.keys import REVISIONS_ATTR, SPEC_ATTR
+from sweeper.store.keys import REVISIONS_ATTR, SEED_RULE_ATTR, SPEC_ATTR
 from sweeper.store.storage import study_lock
 from sweeper.store.trials import queue_points
 
@@ -32,6 +32,7 @@ def _create_or_load(spec: SweepSpec, storage: BaseStorage) -> optuna.Study:
     except KeyError:
         study = optuna.create_study(study_name=spec.name, storage=storage, directions=spec.directions,
                                     sampler=sampler, pruner=pruner)
+        study.set_user_attr(SEED_RULE_ATTR, spec.seed_rule)  # before the definition: see seed_rule()
         study.set_user_attr(SPEC_ATTR, spec.raw)
         _name_objective(study, spec)
     else:
@@ -41,12 +42,29 @@ def _create_or_load(spec: SweepSpec, storage: BaseStorage) -> optuna.Study:
             # two writes): finish creating it, unless it holds trials of some other program.
             if study.get_trials(deepcopy=False) or [d.name.lower() for d in study.directions] != spec.directions:
                 raise StudyError(f"study {spec.name!r} exists but was not made by sweeper")
+            if SEED_RULE_ATTR not in study.user_attrs:
+                study.set_user_attr(SEED_RULE_ATTR, spec.seed_rule)
             study.set_user_attr(SPEC_ATTR, spec.raw)
             stored = spec.raw
         if _canonical(stored) != _canonical(spec.raw):
             grow(study, from_stored(stored, spec.name), spec)
+    spec.seed_rule = seed_rule(study)
     queue_points(study, spec)
     return study
+
+
+def seed_rule(study: optuna.Study) -> int:
+    """The seed rule a study's trials were made with: stored when it was made, before its
+    definition, so a definition without one is from a study older than the rule (1)."""
+    return int(study.user_attrs.get(SEED_RULE_ATTR, 1))
+
+
+def with_trials(study: optuna.Study, spec: SweepSpec, trials: int) -> SweepSpec:
+    """``spec`` with a budget of ``trials``, stored as the study's definition (``grow``'s rules)."""
+    bigger = from_stored({**spec.raw, "trials": trials}, spec.name)
+    grow(study, spec, bigger)
+    bigger.seed_rule = spec.seed_rule
+    return bigger
 
 
 def _canonical(raw: dict[str, Any]) -> str:
@@ -127,6 +145,7 @@ def load(name: str, storage: BaseStorage, salt: int = 0) -> tuple[optuna.Study, 
                              "definition); finish it with: sweeper run SWEEP_FILE")
         raise StudyError(f"study {name!r} was not made by sweeper (no sweep definition stored)")
     spec = from_stored(raw, name)
+    spec.seed_rule = seed_rule(study)
     study.sampler = strategy_for(spec).sampler(salt)
     study.pruner = make_pruner(spec.pruner)
     return study, spec

@@ -115,32 +115,64 @@ def _scored_epoch(spec: SweepSpec, history: dict[str, list[float]], stopper: _Ea
     return last
 
 
+@dataclass
+class _Rider:
+    """One fit of a trial (split x repeat) riding on a pack member: the member trains the longest
+    of the fits that differ only in epochs (the same seed: space.trial_seed), and each fit ends at
+    its own epoch count, early stop or pruning, with the member's history up to there."""
+
+    entry: int
+    member: int
+    epochs: int
+    stopper: _EarlyStop | None
+    end: int | None = None  # the last epoch it took (None: still going)
+
+
+def _ride_on(members: list[fused.FusedMember], shared: dict[Any, int], key: Any, member: fused.FusedMember) -> int:
+    """The index of the member that trains ``member``'s fit: one already there that differs only
+    in epochs (its epochs raised to the longer), or ``member`` appended."""
+    if key in shared:
+        at = shared[key]
+        members[at].epochs = max(members[at].epochs, member.epochs)
+        return at
+    shared[key] = len(members)
+    members.append(member)
+    return shared[key]
+
+
 def run_pack(spec: SweepSpec, ds: Dataset, entries: list[PackEntry], key: Any) -> float:
     """Train every entry's fits as one pack and set each entry's ``outcome`` (a TrialResult, or
-    the exception that ended it: ``optuna.TrialPruned`` from its hook, a TrialError). Returns the
-    pack's wall time."""
+    the exception that ended it: ``optuna.TrialPruned`` from its hook, a TrialError). Fits that
+    differ only in epochs train once. Returns the pack's wall time."""
     from sweeper.errors import TrialError
+    from sweeper.search.space import params_key
 
     structure, batch_size = key
     folds = splits(spec, ds)
     members: list[fused.FusedMember] = []
-    owner: list[int] = []  # entry index of each member
+    riders: list[_Rider] = []
+    shared: dict[Any, int] = {}  # (params but epochs, seed, split, repeat) -> member training it
     for e, entry in enumerate(entries):
+        same = params_key({k: v for k, v in entry.params.items() if k != "epochs"})
         for i, (tr, va) in enumerate(folds):
             for r in range(spec.repeats):
-                found = _member(spec, entry.params, fit_seed(entry.seed, i, r))
+                seed = fit_seed(entry.seed, i, r)
+                found = _member(spec, entry.params, seed)
                 if found is None or found[0] != key:
                     raise ValueError("a pack holds trials of one structure and batch size only")
                 member = found[1]
                 member.train_indices, member.val_indices = np.asarray(tr), np.asarray(va)
-                entry.members.append(len(members))
-                members.append(member)
-                owner.append(e)
-    stoppers = [_EarlyStop(spec.callbacks.early_stopping) if spec.callbacks.early_stopping else None for _ in members]
+                at = _ride_on(members, shared, (same, seed, i, r), member)
+                entry.members.append(len(riders))
+                riders.append(_Rider(e, at, member.epochs, _EarlyStop(spec.callbacks.early_stopping)
+                                     if spec.callbacks.early_stopping else None))
+    on_member: list[list[_Rider]] = [[] for _ in members]
+    for rider in riders:
+        on_member[rider.member].append(rider)
     watched = metric_key(spec)
 
-    def should_stop(i: int, epoch: int, logs: dict[str, float]) -> bool:
-        entry = entries[owner[i]]
+    def rider_ends(rider: _Rider, epoch: int, logs: dict[str, float]) -> bool:
+        entry = entries[rider.entry]
         if entry.outcome is not None:
             return True  # pruned (or failed) through another of its fits
         if entry.on_epoch is not None and len(entry.members) == 1 and watched in logs:
@@ -149,33 +181,45 @@ def run_pack(spec: SweepSpec, ds: Dataset, entries: list[PackEntry], key: Any) -
             except Exception as exc:  # optuna.TrialPruned: this trial is done, the pack goes on
                 entry.outcome = exc
                 return True
-        stopper = stoppers[i]
-        return stopper is not None and stopper.stop(epoch, logs)
+        stopped = rider.stopper is not None and rider.stopper.stop(epoch, logs)
+        return stopped or epoch + 1 >= rider.epochs
+
+    def should_stop(i: int, epoch: int, logs: dict[str, float]) -> bool:
+        going = False
+        for rider in on_member[i]:
+            if rider.end is None:
+                if rider_ends(rider, epoch, logs):
+                    rider.end = epoch
+                else:
+                    going = True
+        return not going  # frozen once every fit it trains has ended
 
     results = fused.fit_fused(members, ds.x, ds.y, None, structure=structure, batch_size=batch_size,
                               should_stop=should_stop, n_classes=len(ds.classes),
                               jit_compile=spec.compute.jit_compile)
     pack_time = results[0].fit_time if results else 0.0
-    work_done = [r.epochs_run * len(m.train_indices) for r, m in zip(results, members)]
+    fits = [_rider_result(rider, results[rider.member]) for rider in riders]
+    work_done = [f.epochs_run * len(members[rider.member].train_indices) for f, rider in zip(fits, riders)]
     total_work = max(sum(work_done), 1)
     n_params = _n_params(structure, members[0], ds)
     for e, entry in enumerate(entries):
         if entry.outcome is not None:
             continue
-        fits = [results[i] for i in entry.members]
-        errors = [f.error for f in fits if f.error]
+        own = [fits[v] for v in entry.members]
+        errors = [f.error for f in own if f.error]
         if errors:
             entry.outcome = TrialError(errors[0])
             continue
         records, curves = [], []
-        for i, f in zip(entry.members, fits):
-            at = _scored_epoch(spec, f.history, stoppers[i])
+        for v, f in zip(entry.members, own):
+            at = _scored_epoch(spec, f.history, riders[v].stopper)
             records.append(SimpleNamespace(
                 score=f.history[watched][at], val_accuracy=f.history["val_accuracy"][at],
                 val_loss=f.history["val_loss"][at], n_params=n_params,
-                # The pack's time shared out by the work each fit did (epochs x training rows).
-                fit_time=pack_time * work_done[i] / total_work,
-                latency_ms=_latency(spec, structure, members[i], f, ds) if spec.measures_latency else None))
+                # The pack's time shared out by the work each fit stands for (epochs x training rows).
+                fit_time=pack_time * work_done[v] / total_work,
+                latency_ms=_latency(spec, structure, members[riders[v].member], f, ds)
+                if spec.measures_latency else None))
             curves.append(f.history[watched])
         scores = [float(r.score) for r in records]
         width = min(len(c) for c in curves)
@@ -185,9 +229,9 @@ def run_pack(spec: SweepSpec, ds: Dataset, entries: list[PackEntry], key: Any) -
             std_test_score=float(np.std(scores)),
             split_scores=scores,
             val_loss=float(np.mean([r.val_loss for r in records])),
-            train_accuracy=float(np.mean([f.history["accuracy"][-1] for f in fits])),
+            train_accuracy=float(np.mean([f.history["accuracy"][-1] for f in own])),
             fit_time=float(np.mean([r.fit_time for r in records])),
-            epochs_run=int(max(f.epochs_run for f in fits)),
+            epochs_run=int(max(f.epochs_run for f in own)),
             n_params=n_params,
             curve=[float(np.mean([c[j] for c in curves])) for j in range(width)],
             model={"optimizer": entry.params.get("optimizer", "adam"),
@@ -199,6 +243,15 @@ def run_pack(spec: SweepSpec, ds: Dataset, entries: list[PackEntry], key: Any) -
         if isinstance(entry.outcome, TrialResult) and not all(math.isfinite(s) for s in entry.outcome.split_scores):
             entry.outcome = TrialError("the validation score is not finite")
     return pack_time
+
+
+def _rider_result(rider: _Rider, result: fused.FusedResult) -> fused.FusedResult:
+    """A fit's share of its member's result: the history up to the epoch it ended at (the weights,
+    used for latency only, are the member's last: the same model)."""
+    if rider.end is None:  # the member stopped first: its loss was not finite
+        return result
+    history = {k: v[:rider.end + 1] for k, v in result.history.items()}
+    return replace(result, history=history, epochs_run=rider.end + 1, error=None, orders=result.orders[:rider.end + 1])
 
 
 def _latency(spec: SweepSpec, structure: Any, member: fused.FusedMember, result: fused.FusedResult,
