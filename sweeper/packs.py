@@ -30,6 +30,11 @@ from sweeper.store.trials import (
 )
 
 
+# Queued points looked at for a full pack's other-epoch points (a grid queues them a fixed stride
+# apart), so that a huge grid's queue is not read to its end for each pack.
+TWIN_WINDOW = 2000
+
+
 @dataclass
 class Member:
     """A claimed trial on its way into a pack."""
@@ -71,9 +76,12 @@ def _claim_like(study: optuna.Study, spec: SweepSpec, key: Any, n: int, first: d
     twins = "epochs" in spec.params and spec.seed_rule >= 2
     storage = oi.storage_of(study)
     groups: dict[str, list[optuna.trial.FrozenTrial]] = {_but_epochs(first): []}
+    window = TWIN_WINDOW
     for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        if not twins and len(groups) > n:
-            break
+        if len(groups) > n:  # full: only the other-epoch points of its configurations still join
+            window -= 1
+            if not twins or window < 0:
+                break
         point = oi.queued_params(t)
         if point is None:
             continue
