@@ -90,32 +90,36 @@ def test_cnn_trials_fuse_and_score_as_alone(tmp_path: Path) -> None:
 def test_fused_grid_ranks_like_unfused_with_dropout(tmp_path: Path) -> None:
     """The notebook-A grid's 16-point subset (benchmarks/vs_gridsearch.py 'small': optimizer x
     learning rate x batch norm x dropout 0.2/0.4, batch 1024, 15 epochs) on mnist5k, one pack:
-    with dropout fused and unfused scores rank the configurations alike."""
+    with dropout fused and unfused scores rank the configurations alike, and differ from the
+    unfused ones less than Keras's own XLA compile of the same unfused fits does."""
     grid = {"optimizer": ["rmsprop", "adam"], "optimizer__learning_rate": [0.001, 0.01],
             "model__batchnorm": [True, False], "model__dropout": [0.2, 0.4]}
     settings = {"data": {"dataset": "mnist5k"}, "training": {"epochs": 15, "batch_size": 1024}}
     fused = by_point(sweep(tmp_path, "fused16", 16, params=grid, **settings))
     alone = by_point(sweep(tmp_path, "alone16", "off", params=grid, **settings))
-    # Exact agreement without dropout is checked on short fits (above, tests/test_fused.py): over
-    # 190 steps the float rounding of batched matmuls grows (rmsprop at 0.004: val_loss 0.36 vs
-    # 0.48, same accuracy), so here only the ranking the issue asks for is checked.
-    assert set(fused) == set(alone)
+    xla = by_point(sweep(tmp_path, "xla16", "off", params=grid, compute={"jit_compile": True}, **settings))
+    assert set(fused) == set(alone) == set(xla)
     keys = np.array(sorted(fused))
-    a, b = (np.array([runs[k].value for k in keys]) for runs in (fused, alone))
+    a, b, c = (np.array([runs[k].value for k in keys]) for runs in (fused, alone, xla))
     from scipy.stats import spearmanr
 
     rho = spearmanr(a, b).statistic
-    print(f"spearman {rho:.3f}, mean |diff| {np.mean(np.abs(a - b)) * 100:.2f} points, "
-          f"max |diff| {np.max(np.abs(a - b)) * 100:.2f}, best fused {keys[np.argmax(a)]}, best alone {keys[np.argmax(b)]}")
-    for k, fa, al in sorted(zip(keys, a, b), key=lambda r: -r[2])[:4]:
-        print(f"  {k}: fused {fa:.4f} alone {al:.4f}")
+    print(f"spearman {rho:.3f}, mean |diff| {np.mean(np.abs(a - b)) * 100:.2f} points (XLA: "
+          f"{np.mean(np.abs(c - b)) * 100:.2f}), max |diff| {np.max(np.abs(a - b)) * 100:.2f} (XLA: "
+          f"{np.max(np.abs(c - b)) * 100:.2f}), best fused {keys[np.argmax(a)]}, best alone {keys[np.argmax(b)]}")
+    for k, fa, al, xl in sorted(zip(keys, a, b, c), key=lambda r: -r[2]):
+        print(f"  {k}: fused {fa:.4f} alone {al:.4f} xla {xl:.4f}")
     assert rho >= 0.9
-    # Dropout masks are Keras's own (tests/test_fused.py): what differs is float rounding, which
-    # grows over 60 steps at learning rate 0.01. Measured: Spearman 0.987, mean |diff| 0.36 points.
-    assert np.mean(np.abs(a - b)) <= 0.005
-    # The unfused top two are one validation image apart (0.9304 / 0.9296 of 1,250), so rounding
-    # alone can swap them (it did in the measured run: the fused best was the unfused second).
-    # Held here: picking by the fused scores costs under 0.5 points of the unfused best.
+    # Dropout masks are Keras's own (tests/test_fused.py): what differs is float rounding (1e-8 to
+    # 3e-7 in the weights after an epoch), which some of these fits amplify: rmsprop at 0.01
+    # without batch norm moves by 4.7 and 7.7 points between Keras with and without XLA. Measured
+    # (seed 1): fused 0.61 to 0.64 points from unfused on average, XLA 1.24.
+    assert np.mean(np.abs(a - b)) <= np.mean(np.abs(c - b))
+    # Where Keras's fits are stable under rounding (XLA within half a point) fused is too.
+    stable = np.abs(c - b) <= 0.005
+    assert stable.sum() >= 5 and np.mean(np.abs(a - b)[stable]) <= 0.005
+    # The unfused top two are 0.16 points (two validation images) apart: picking by the fused
+    # scores costs under 0.5 points of the unfused best.
     assert b[int(np.argmax(a))] >= b.max() - 0.005
 
 
