@@ -53,16 +53,16 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def _compare(fused: dict[str, FrozenTrial], alone: dict[str, FrozenTrial], n_val: int) -> None:
+def _compare(fused: dict[str, FrozenTrial], alone: dict[str, FrozenTrial], n_val: int, images: int = 1) -> None:
     """Without dropout a trial's stored val_loss equals its unfused run's within 1e-3 and its curve
-    within one validation image (float rounding may flip an argmax)."""
+    within ``images`` validation images (float rounding may flip an argmax)."""
     assert set(fused) == set(alone)
     keys = sorted(fused)
     for k in keys:
         if json.loads(k).get("model__dropout", 0.0) == 0.0:
             got, want = fused[k].user_attrs["metrics"], alone[k].user_attrs["metrics"]
             assert abs(got["val_loss"] - want["val_loss"]) < 1e-3, k
-            assert np.abs(np.subtract(got["curve"], want["curve"])).max() <= 1 / n_val + 1e-6, k
+            assert np.abs(np.subtract(got["curve"], want["curve"])).max() <= images / n_val + 1e-6, k
 
 
 def test_fused_trials_score_as_they_do_alone(tmp_path: Path) -> None:
@@ -83,7 +83,9 @@ def test_cnn_trials_fuse_and_score_as_alone(tmp_path: Path) -> None:
     fused = by_point(sweep(tmp_path, "cnn-fused", 4, **settings))
     alone = by_point(sweep(tmp_path, "cnn-alone", "off", **settings))
     assert len(fused) == 4 and sorted(packed(t)["pack_trials"] for t in fused.values()) == [2, 2, 2, 2]
-    _compare(fused, alone, n_val=450)
+    # Two images: rmsprop without batch norm, at 40 % accuracy after 2 epochs, had two of 450
+    # predictions flipped by rounding (0.3956 vs 0.4000) while its val_loss agreed within 1e-3.
+    _compare(fused, alone, n_val=450, images=2)
 
 
 @pytest.mark.slow
