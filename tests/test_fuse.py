@@ -319,7 +319,8 @@ def test_a_fused_trials_refits_agree_with_it(tmp_path: Path) -> None:
     """With dropout and keep_best, the best-trial page's refit of a fused trial (a pack of one)
     scores what the trial stored, and ``best`` saves a model of the trial's structure."""
     import html
-    import re
+
+    from sweeper.testing.pages import best_page_scores
 
     settings = {"params": {"optimizer__learning_rate": [0.003, 0.01], "model__dropout": [0.3]},
                 "callbacks": {"keep_best": True}}
@@ -327,11 +328,8 @@ def test_a_fused_trials_refits_agree_with_it(tmp_path: Path) -> None:
     assert all(packed(t)["pack_trials"] == 2 for t in trials)
     url = f"sqlite:///{tmp_path / 'store.db'}"
     assert main(["report", "refit", "--best", "--storage", url, "--out", str(tmp_path / "reports")]) == 0
-    page = html.unescape((tmp_path / "reports" / "refit" / "best-trial" / "index.html").read_text())
-    text = re.sub(r"<[^>]+>", " ", page)
-    stored = re.search(r"stored accuracy \(the sweep's holdout split\)\s+([0-9.]+)", text)
-    refit = re.search(r"refit accuracy \(the sweep's holdout split\)\s+([0-9.]+)", text)
-    assert stored and refit and stored.group(1) == refit.group(1), text[:2000]
+    stored, refit = best_page_scores(tmp_path / "reports", "refit")
+    assert stored is not None and stored == refit
     summary = html.unescape((tmp_path / "reports" / "refit" / "index.html").read_text())
     assert "compute.fuse 2: 2 of 2 trained trials in packs of 2 trials (2 fits as one model)" in summary
     assert main(["best", "refit", "--storage", url, "--out", str(tmp_path / "out")]) == 0

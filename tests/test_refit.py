@@ -4,8 +4,6 @@ refits on train+validation from the trial's own initial weights."""
 
 from __future__ import annotations
 
-import html
-import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from sweeper.cli import main
 from sweeper.config.spec import load_spec
 from sweeper.deliver import refit_on_split
 from sweeper.search.space import full_params, trial_seed
+from sweeper.testing.pages import best_page_scores
 from sweeper.train.data import load_dataset, splits
 from sweeper.train.fit import fit_config, fit_seed
 
@@ -57,12 +56,8 @@ def test_a_stored_trial_refit_on_its_split_gives_its_stored_curve_back(study: An
 def test_best_trial_page_shows_stored_and_refit_scores_equal(study: Any, tmp_path: Path) -> None:
     _, _, url = study
     assert main(["report", "refit", "--best", "--storage", url, "--out", str(tmp_path / "reports")]) == 0
-    page = html.unescape((tmp_path / "reports" / "refit" / "best-trial" / "index.html").read_text())
-    text = re.sub(r"<[^>]+>", " ", page)
-    stored = re.search(r"stored accuracy \(the sweep's holdout split\)\s+([0-9.]+)", text)
-    refit = re.search(r"refit accuracy \(the sweep's holdout split\)\s+([0-9.]+)", text)
-    assert stored and refit, text[:2000]
-    assert stored.group(1) == refit.group(1)
+    stored, refit = best_page_scores(tmp_path / "reports", "refit")
+    assert stored is not None and stored == refit
 
 
 def test_best_refits_on_all_labelled_data_from_the_trials_initial_weights(study: Any, tmp_path: Path) -> None:
@@ -112,8 +107,5 @@ def test_a_study_made_before_the_seed_rule_refits_with_its_own_seeds(tmp_path: P
     create_or_load(again, make_storage(url))
     assert again.seed_rule == 1
     assert main(["report", "old", "--best", "--storage", url, "--out", str(tmp_path / "reports")]) == 0
-    page = html.unescape((tmp_path / "reports" / "old" / "best-trial" / "index.html").read_text())
-    text = re.sub(r"<[^>]+>", " ", page)
-    stored = re.search(r"stored accuracy \(the sweep's holdout split\)\s+([0-9.]+)", text)
-    refit = re.search(r"refit accuracy \(the sweep's holdout split\)\s+([0-9.]+)", text)
-    assert stored and refit and stored.group(1) == refit.group(1), text[:2000]
+    stored, refit = best_page_scores(tmp_path / "reports", "old")
+    assert stored is not None and stored == refit
