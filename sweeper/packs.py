@@ -75,7 +75,7 @@ def _claim_like(study: optuna.Study, spec: SweepSpec, key: Any, n: int, first: d
 
     twins = "epochs" in spec.params and spec.seed_rule >= 2
     storage = oi.storage_of(study)
-    groups: dict[str, list[optuna.trial.FrozenTrial]] = {_but_epochs(first): []}
+    groups: dict[str, list[optuna.trial.FrozenTrial]] = {space.but_epochs_key(first): []}
     window = TWIN_WINDOW
     for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         if len(groups) > n:  # full: only the other-epoch points of its configurations still join
@@ -88,7 +88,7 @@ def _claim_like(study: optuna.Study, spec: SweepSpec, key: Any, n: int, first: d
         params = space.full_params(spec, point)
         if pack_key(spec, params, space.trial_seed(spec, params)) != key:
             continue
-        same = _but_epochs(params) if twins else str(oi.trial_id(t))
+        same = space.but_epochs_key(params) if twins else str(oi.trial_id(t))
         if same in groups or len(groups) <= n:
             groups.setdefault(same, []).append(t)
     out: list[optuna.Trial] = []
@@ -100,10 +100,6 @@ def _claim_like(study: optuna.Study, spec: SweepSpec, key: Any, n: int, first: d
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker claimed it first
     return out
-
-
-def _but_epochs(params: dict[str, Any]) -> str:
-    return space.params_key({k: v for k, v in params.items() if k != "epochs"})
 
 
 def take(study: optuna.Study, spec: SweepSpec, first: optuna.Trial, owned: bool, k: int, room: int) -> list[optuna.Trial]:

@@ -81,11 +81,21 @@ def params_key(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, default=str)
 
 
+def without_epochs(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if k != "epochs"}
+
+
+def but_epochs_key(params: dict[str, Any]) -> str:
+    """The identity of a configuration apart from its epochs: points with the same one share a
+    trial seed (seed rule 2), so a pack trains them once."""
+    return params_key(without_epochs(params))
+
+
 def trial_seed(spec: SweepSpec, params: dict[str, Any]) -> int:
     """Seed of a trial, from the sweep seed and its params only: the same config gets the same
     initial weights whichever worker, order or restart runs it. Under ``spec.seed_rule`` 2 the
     epochs are left out: trials that differ only in epochs share initial weights and data order."""
     if spec.seed_rule >= 2:
-        params = {k: v for k, v in params.items() if k != "epochs"}
+        params = without_epochs(params)
     digest = hashlib.sha256(f"{spec.seed}|{params_key(params)}".encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF

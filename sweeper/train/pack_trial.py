@@ -145,7 +145,7 @@ def run_pack(spec: SweepSpec, ds: Dataset, entries: list[PackEntry], key: Any) -
     the exception that ended it: ``optuna.TrialPruned`` from its hook, a TrialError). Fits that
     differ only in epochs train once. Returns the pack's wall time."""
     from sweeper.errors import TrialError
-    from sweeper.search.space import params_key
+    from sweeper.search.space import but_epochs_key
 
     structure, batch_size = key
     folds = splits(spec, ds)
@@ -153,7 +153,7 @@ def run_pack(spec: SweepSpec, ds: Dataset, entries: list[PackEntry], key: Any) -
     riders: list[_Rider] = []
     shared: dict[Any, int] = {}  # (params but epochs, seed, split, repeat) -> member training it
     for e, entry in enumerate(entries):
-        same = params_key({k: v for k, v in entry.params.items() if k != "epochs"})
+        same = but_epochs_key(entry.params)
         for i, (tr, va) in enumerate(folds):
             for r in range(spec.repeats):
                 seed = fit_seed(entry.seed, i, r)
