@@ -53,76 +53,58 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def _compare(fused: dict[str, FrozenTrial], alone: dict[str, FrozenTrial], n_val: int, images: int = 1) -> None:
-    """Without dropout a trial's stored val_loss equals its unfused run's within 1e-3 and its curve
-    within ``images`` validation images (float rounding may flip an argmax)."""
+def _compare(fused: dict[str, FrozenTrial], alone: dict[str, FrozenTrial]) -> None:
+    """Each trial scores as its unfused run, dropout or not: the same validation accuracy at every
+    epoch (the same images right; 1e-6 covers float32 against float64 division) and the same
+    val_loss up to the order its batches are averaged in."""
     assert set(fused) == set(alone)
-    keys = sorted(fused)
-    for k in keys:
-        if json.loads(k).get("model__dropout", 0.0) == 0.0:
-            got, want = fused[k].user_attrs["metrics"], alone[k].user_attrs["metrics"]
-            assert abs(got["val_loss"] - want["val_loss"]) < 1e-3, k
-            assert np.abs(np.subtract(got["curve"], want["curve"])).max() <= images / n_val + 1e-6, k
+    for k in sorted(fused):
+        got, want = fused[k].user_attrs["metrics"], alone[k].user_attrs["metrics"]
+        assert abs(fused[k].value - alone[k].value) < 1e-6, k
+        assert np.abs(np.subtract(got["curve"], want["curve"])).max() < 1e-6, k
+        assert abs(got["val_loss"] - want["val_loss"]) < 1e-5, k
 
 
 def test_fused_trials_score_as_they_do_alone(tmp_path: Path) -> None:
-    grid = {"optimizer": ["adam", "rmsprop"], "optimizer__learning_rate": [0.001, 0.004]}
-    fused = by_point(sweep(tmp_path, "fused", 4, params=grid))
+    grid = {"optimizer": ["adam", "rmsprop"], "optimizer__learning_rate": [0.001, 0.004],
+            "model__dropout": [0.0, 0.3]}
+    fused = by_point(sweep(tmp_path, "fused", 8, params=grid))
     alone = by_point(sweep(tmp_path, "alone", "off", params=grid))
-    assert len(fused) == 4 and {packed(t)["pack_trials"] for t in fused.values()} == {4}
+    assert len(fused) == 8 and {packed(t)["pack_trials"] for t in fused.values()} == {8}
     assert all(not packed(t) for t in alone.values())
-    _compare(fused, alone, n_val=450)
+    _compare(fused, alone)
 
 
 @pytest.mark.slow  # the default set keeps one test per behaviour; .ci/run runs these too
 def test_cnn_trials_fuse_and_score_as_alone(tmp_path: Path) -> None:
-    """The cnn family packs too (convolutions per member); without dropout its trials score as alone."""
+    """The cnn family packs too (convolutions per member); its trials score as alone."""
     settings = {"model": "cnn", "params": {"optimizer": ["rmsprop", "sgd"], "model__batchnorm": [False, True]},
-                "training": {"epochs": 2, "batch_size": 64, "model__filters": 4, "model__units": 16,
-                             "model__dropout": 0.0}}
+                "training": {"epochs": 2, "batch_size": 64, "model__filters": 4, "model__units": 16}}
     fused = by_point(sweep(tmp_path, "cnn-fused", 4, **settings))
     alone = by_point(sweep(tmp_path, "cnn-alone", "off", **settings))
     assert len(fused) == 4 and sorted(packed(t)["pack_trials"] for t in fused.values()) == [2, 2, 2, 2]
-    # Two images: rmsprop without batch norm, at 40 % accuracy after 2 epochs, had two of 450
-    # predictions flipped by rounding (0.3956 vs 0.4000) while its val_loss agreed within 1e-3.
-    _compare(fused, alone, n_val=450, images=2)
+    _compare(fused, alone)
 
 
 @pytest.mark.slow
-def test_fused_grid_ranks_like_unfused_with_dropout(tmp_path: Path) -> None:
+def test_fused_grid_scores_as_unfused_with_dropout(tmp_path: Path) -> None:
     """The notebook-A grid's 16-point subset (benchmarks/vs_gridsearch.py 'small': optimizer x
-    learning rate x batch norm x dropout 0.2/0.4, batch 1024, 15 epochs) on mnist5k, one pack:
-    with dropout fused and unfused scores rank the configurations alike, and differ from the
-    unfused ones less than Keras's own XLA compile of the same unfused fits does."""
+    learning rate x batch norm x dropout 0.2/0.4, batch 1024, 15 epochs) on mnist5k, two packs:
+    every trial scores what it scores unfused, so the ranking and the best configuration are the
+    same. (Before members ran their Keras layers' own ops, float rounding of the batched ones
+    moved these 15-epoch scores by 0.6 points on average and up to 6.2: rmsprop at 0.01 without
+    batch norm turns any rounding change into points; Keras's XLA compile moves them by 1.2.)"""
     grid = {"optimizer": ["rmsprop", "adam"], "optimizer__learning_rate": [0.001, 0.01],
             "model__batchnorm": [True, False], "model__dropout": [0.2, 0.4]}
     settings = {"data": {"dataset": "mnist5k"}, "training": {"epochs": 15, "batch_size": 1024}}
     fused = by_point(sweep(tmp_path, "fused16", 16, params=grid, **settings))
     alone = by_point(sweep(tmp_path, "alone16", "off", params=grid, **settings))
-    xla = by_point(sweep(tmp_path, "xla16", "off", params=grid, compute={"jit_compile": True}, **settings))
-    assert set(fused) == set(alone) == set(xla)
-    keys = np.array(sorted(fused))
-    a, b, c = (np.array([runs[k].value for k in keys]) for runs in (fused, alone, xla))
-    from scipy.stats import spearmanr
-
-    rho = spearmanr(a, b).statistic
-    print(f"spearman {rho:.3f}, mean |diff| {np.mean(np.abs(a - b)) * 100:.2f} points (XLA: "
-          f"{np.mean(np.abs(c - b)) * 100:.2f}), max |diff| {np.max(np.abs(a - b)) * 100:.2f} (XLA: "
-          f"{np.max(np.abs(c - b)) * 100:.2f}), best fused {keys[np.argmax(a)]}, best alone {keys[np.argmax(b)]}")
-    for k, fa, al, xl in sorted(zip(keys, a, b, c), key=lambda r: -r[2]):
-        print(f"  {k}: fused {fa:.4f} alone {al:.4f} xla {xl:.4f}")
-    assert rho >= 0.9
-    # Dropout masks are Keras's own (tests/test_fused.py): what differs is float rounding (1e-8 to
-    # 3e-7 in the weights after an epoch), which some of these fits amplify: rmsprop at 0.01
-    # without batch norm moves by 4.7 and 7.7 points between Keras with and without XLA. Measured
-    # (seed 1): fused 0.61 to 0.64 points from unfused on average, XLA 1.24.
-    assert np.mean(np.abs(a - b)) <= np.mean(np.abs(c - b))
-    # Where Keras's fits are stable under rounding (XLA within half a point) fused is too.
-    stable = np.abs(c - b) <= 0.005
-    assert stable.sum() >= 5 and np.mean(np.abs(a - b)[stable]) <= 0.005
-    # The unfused top two are 0.16 points (two validation images) apart: picking by the fused
-    # scores costs under 0.5 points of the unfused best.
-    assert b[int(np.argmax(a))] >= b.max() - 0.005
+    assert len(fused) == 16 and {packed(t)["pack_trials"] for t in fused.values()} == {8}  # BN on / off
+    for k in sorted(fused, key=lambda k: -alone[k].value):
+        print(f"  {k}: fused {fused[k].value:.4f} alone {alone[k].value:.4f}")
+    _compare(fused, alone)
+    best = max(fused, key=lambda k: fused[k].value)
+    assert best == max(alone, key=lambda k: alone[k].value)
 
 
 @pytest.mark.slow  # the default set keeps one test per behaviour; .ci/run runs these too
@@ -140,8 +122,8 @@ def test_members_stop_early_and_run_their_own_epochs(tmp_path: Path) -> None:
     for k, t in fused.items():
         got, want = t.user_attrs["metrics"], alone[k].user_attrs["metrics"]
         assert got["epochs_run"] == want["epochs_run"], k
-        assert abs(got["val_loss"] - want["val_loss"]) < 1e-3, k
-        assert abs(t.value - alone[k].value) <= 1 / 450 + 1e-6, k
+        assert abs(got["val_loss"] - want["val_loss"]) < 1e-5, k
+        assert abs(t.value - alone[k].value) < 1e-6, k
         runs.append((json.loads(k)["epochs"], got["epochs_run"]))
     assert any(run < epochs for epochs, run in runs)  # stopped early, frozen while the pack went on
     assert any(run == epochs == 7 for epochs, run in runs)
@@ -171,7 +153,7 @@ def test_trials_that_differ_only_in_epochs_train_once(tmp_path: Path) -> None:
             twin = short[t.params["optimizer__learning_rate"]]
             assert twin.user_attrs["metrics"]["curve"] == t.user_attrs["metrics"]["curve"][:2]
             assert twin.value != t.value  # scored at its own last epoch
-    _compare(fused, alone, 450)
+    _compare(fused, alone)
     study, spec = load("ep-fused", make_storage(f"sqlite:///{tmp_path / 'store.db'}"))
     for t in short.values():
         again = refit_on_split(spec, load_dataset(spec.data), study.get_trials()[t.number])
@@ -184,7 +166,7 @@ def test_keep_best_scores_each_members_best_epoch(tmp_path: Path) -> None:
     fused = by_point(sweep(tmp_path, "kb-fused", 2, **settings))
     alone = by_point(sweep(tmp_path, "kb-alone", "off", **settings))
     for k, t in fused.items():
-        assert abs(t.value - alone[k].value) <= 1 / 450 + 1e-6
+        assert abs(t.value - alone[k].value) < 1e-6
         assert t.value == pytest.approx(max(t.user_attrs["metrics"]["curve"]), abs=1e-6)
 
 
@@ -208,7 +190,7 @@ def test_a_pruned_member_is_frozen_while_its_pack_goes_on(tmp_path: Path) -> Non
 @pytest.mark.slow  # the default set keeps one test per behaviour; .ci/run runs these too
 def test_k_fold_fits_and_several_structures_pack(tmp_path: Path) -> None:
     """3 folds x 4 configurations of 2 structures (units 8 and 16): 2 packs of 2 trials, 6 fits each;
-    every fold's score equals the unfused run's."""
+    every fold's score is the unfused run's."""
     settings = {"params": {"model__units": [8, 16], "optimizer__learning_rate": [0.003, 0.01]},
                 "validation": {"kfold": 3}, "training": {"epochs": 3, "batch_size": 64}}
     fused = by_point(sweep(tmp_path, "kf-fused", 4, **settings))
@@ -217,8 +199,8 @@ def test_k_fold_fits_and_several_structures_pack(tmp_path: Path) -> None:
     for k, t in fused.items():
         assert packed(t) == {"pack_trials": 2, "pack_fits": 6, "batch_size": 64}
         np.testing.assert_allclose(t.user_attrs["metrics"]["split_scores"],
-                                   alone[k].user_attrs["metrics"]["split_scores"], atol=1 / 599 + 1e-6)  # one image
-        assert abs(t.user_attrs["metrics"]["val_loss"] - alone[k].user_attrs["metrics"]["val_loss"]) < 1e-3
+                                   alone[k].user_attrs["metrics"]["split_scores"], atol=1e-6)  # the same images
+        assert abs(t.user_attrs["metrics"]["val_loss"] - alone[k].user_attrs["metrics"]["val_loss"]) < 1e-5
     assert {t.params["model__units"]: t.user_attrs["metrics"]["n_params"] for t in fused.values()} == \
         {t.params["model__units"]: t.user_attrs["metrics"]["n_params"] for t in alone.values()}
 

@@ -63,6 +63,22 @@ class Block:
     pool: bool
 
 
+def keras_model(structure: Structure, member: Any, input_shape: Sequence[int],
+                n_classes: int) -> Any:
+    """The standalone Keras model ``member`` (a ``FusedMember``) stands for: its layers train it in
+    a "loop" pack, and a result's weights set into it predict as the trial's model."""
+    meta = {"X_shape_": (None, *input_shape), "n_classes_": n_classes}
+    common = {"units": structure.units, "batchnorm": structure.batchnorm, "dropout": member.dropout,
+              "activation": structure.activation, "kernel_initializer": structure.kernel_initializer, "l2": member.l2}
+    if isinstance(structure, CNNStructure):
+        from sweeper.train.models.cnn import build_cnn
+
+        return build_cnn(meta, filters=structure.filters, **common)
+    from sweeper.train.models.mlp import build_mlp
+
+    return build_mlp(meta, **common)
+
+
 def layout(structure: Structure) -> tuple[list[Block], int, int]:
     """The hidden blocks, the output kernel's position and the weight count."""
     kinds = ["conv", "conv", "dense"] if isinstance(structure, CNNStructure) else ["dense"] * 3
@@ -77,32 +93,42 @@ def layout(structure: Structure) -> tuple[list[Block], int, int]:
     return blocks, i, i + 2
 
 
-def rules(tf: Any) -> dict[str, Callable[..., tuple[Any, Any, Any]]]:
-    """Update rules on stacked variables: (w, m, v, g, hyper, t) -> new (w, m, v). The same ops, in
-    the same order and with the same float32 constants, as the optimizers' ``update_step``."""
+Assign = Callable[[Any, Any], None]  # (variable, value): set the slots of the members being updated
 
-    def adam(w: Any, m: Any, v: Any, g: Any, h: dict[str, Any], t: Any) -> tuple[Any, Any, Any]:
-        alpha = h["lr"] * tf.sqrt(1 - tf.pow(h["b2"], t)) / (1 - tf.pow(h["b1"], t))
-        m, v = m + (g - m) * h["omb1"], v + (tf.square(g) - v) * h["omb2"]
-        return w - (m * alpha) / (tf.sqrt(v) + h["eps"]), m, v
 
-    def rmsprop(w: Any, m: Any, v: Any, g: Any, h: dict[str, Any], t: Any) -> tuple[Any, Any, Any]:
-        v = h["rho"] * v + h["omrho"] * tf.square(g)
-        m = h["mom"] * m + (h["lr"] * g) / tf.sqrt(v + h["eps"])  # momentum 0: m is the increment
-        return w - m, m, v
+def rules(tf: Any) -> dict[str, Callable[..., None]]:
+    """Update rules on stacked variables: (w, m, v, g, hyper, t, assign). The optimizers'
+    ``update_step`` op for op, with the same float32 constants, and with its variable writes and
+    reads where it has them: a read after a write keeps TensorFlow's graph optimizer from merging
+    the expressions on either side of it, which it may do only where Keras's graph lets it."""
 
-    def sgd(w: Any, m: Any, v: Any, g: Any, h: dict[str, Any], t: Any) -> tuple[Any, Any, Any]:
-        m = m * h["mom"] - g * h["lr"]
-        return tf.where(h["nesterov"] > 0, w + (m * h["mom"] - g * h["lr"]), w + m), m, v
+    def adam(w: Any, m: Any, v: Any, g: Any, h: dict[str, Any], t: Any, assign: Assign) -> None:
+        alpha = h["lr"] * tf.sqrt(1 - h["b2p"]) / (1 - h["b1p"])
+        assign(m, m + (g - m) * h["omb1"])
+        assign(v, v + (tf.square(g) - v) * h["omb2"])
+        assign(w, w - (m * alpha) / (tf.sqrt(v) + h["eps"]))
 
-    def radam(w: Any, m: Any, v: Any, g: Any, h: dict[str, Any], t: Any) -> tuple[Any, Any, Any]:
-        b1p, b2p = tf.pow(h["b1"], t), tf.pow(h["b2"], t)
-        m, v = m + (g - m) * h["omb1"], v + (tf.square(g) - v) * h["omb2"]
+    def rmsprop(w: Any, m: Any, v: Any, g: Any, h: dict[str, Any], t: Any, assign: Assign) -> None:
+        assign(v, h["rho"] * v + h["omrho"] * tf.square(g))
+        increment = (h["lr"] * g) / tf.sqrt(v + h["eps"])
+        assign(m, h["mom"] * m + increment)  # read only by members with momentum
+        assign(w, w - tf.where(h["mom"] > 0, m, increment))
+
+    def sgd(w: Any, m: Any, v: Any, g: Any, h: dict[str, Any], t: Any, assign: Assign) -> None:
+        assign(m, m * h["mom"] - g * h["lr"])
+        step = tf.where(h["nesterov"] > 0, m * h["mom"] - g * h["lr"], m)
+        assign(w, tf.where(h["mom"] != 0, w + step, w - g * h["lr"]))
+
+    def radam(w: Any, m: Any, v: Any, g: Any, h: dict[str, Any], t: Any, assign: Assign) -> None:
+        b1p, b2p = h["b1p"], h["b2p"]
+        assign(m, m + (g - m) * h["omb1"])
+        assign(v, v + (tf.square(g) - v) * h["omb2"])
         m_hat = m / (1 - b1p)
-        rho_t = h["rho_inf"] - 2.0 * t * b2p / (1.0 - b2p)
-        r_sq = ((rho_t - 4.0) * (rho_t - 2.0) * h["rho_inf"]) / (h["rho_den"] * rho_t)
+        rho_inf = 2.0 / (1.0 - h["b2"]) - 1.0
+        rho_t = rho_inf - 2.0 * t * b2p / (1.0 - b2p)
+        r_sq = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf) / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)
         adaptive = (m_hat * tf.sqrt(tf.maximum(r_sq, 0.0))) / (tf.sqrt(v / (1 - b2p)) + h["eps"])
-        return w - h["lr"] * tf.where(rho_t > 4.0, adaptive, m_hat), m, v
+        assign(w, w - h["lr"] * tf.where(rho_t > 4.0, adaptive, m_hat))
 
     return {"adam": adam, "rmsprop": rmsprop, "sgd": sgd, "radam": radam}
 
@@ -116,14 +142,11 @@ def hyper(members: Sequence[Any]) -> dict[str, np.ndarray]:
             raise ValueError(f"{member.optimizer} {member.optimizer_options} is not fused: {OPTIONS}")
         o = {**OPTIONS[kind], **member.optimizer_options}
         b1, b2, rho = o.get("beta_1", 0.9), o.get("beta_2", 0.999), o.get("rho", 0.9)
-        rho_inf = 2.0 / (1.0 - b2) - 1.0
-        if kind == "radam":  # sweeper's RAdam takes 1 - beta and rho_inf in float32
+        if kind == "radam":  # sweeper's RAdam takes 1 - beta in float32
             b1, b2 = np.float32(b1), np.float32(b2)
-            rho_inf = np.float32(2.0) / (np.float32(1.0) - b2) - np.float32(1.0)
         rows.append({"lr": member.learning_rate, "b1": b1, "omb1": 1 - b1, "b2": b2, "omb2": 1 - b2,
                      "eps": o.get("epsilon", 1e-7), "rho": rho, "omrho": 1 - rho, "mom": o.get("momentum", 0.0),
-                     "nesterov": o.get("nesterov", 0.0), "rho_inf": rho_inf,
-                     "rho_den": (rho_inf - 4.0) * (rho_inf - 2.0), "kind": KINDS.index(kind)})
+                     "nesterov": o.get("nesterov", 0.0), "kind": KINDS.index(kind)})
     return {k: np.asarray([float(r[k]) for r in rows], np.float32) for k in rows[0]}
 
 
@@ -153,12 +176,18 @@ class Pack:
         self.l2 = tf.constant([m.l2 for m in members], tf.float32)
         drops = sum(b.dropout for b in self.blocks)  # (K, dropout layers): each layer's Keras seed
         self.dseed = tf.constant([list(m.dropout_seeds) or [0] * drops for m in members], tf.int64)
+        # "loop" without XLA: each member runs its Keras layers' ops on its own rows, with the
+        # shapes a standalone fit has (a partial last batch included), so its weights equal that
+        # fit's bit for bit (tests/test_fused.py); per epoch this was as fast as the batched
+        # forward below on the 2-core CPU. XLA needs static shapes: batched there, and on GPUs.
+        self.own_layers = conv == "loop" and not jit_compile
+        train, evaluate = (self._train_own, self._eval_own) if self.own_layers else (self._train, self._eval)
         # Closures, not bound methods: TF counts traces of one method across packs as retracing.
         # No autograph: the steps' Python loops run over members and layers, never over tensors,
         # and converting them took about 40 % of the tracing time (6 of 16 s over four traces).
-        self.train = tf.function(lambda idx, mask, update: self._train(idx, mask, update), jit_compile=jit_compile,
+        self.train = tf.function(lambda idx, mask, update: train(idx, mask, update), jit_compile=jit_compile,
                                  autograph=False)
-        self.eval = tf.function(lambda idx, mask: self._eval(idx, mask), jit_compile=jit_compile, autograph=False)
+        self.eval = tf.function(lambda idx, mask: evaluate(idx, mask), jit_compile=jit_compile, autograph=False)
 
     def state(self, keep: Sequence[int]) -> dict[str, Any]:
         """The variables of slots ``keep``, as NumPy arrays (to re-pack, or a member's weights)."""
@@ -282,21 +311,28 @@ class Pack:
             n = tf.reduce_sum(mask, 1)
             loss = tf.reduce_sum(ce * mask, 1) / tf.maximum(n, 1.0) + self.reg()
             total = tf.reduce_sum(loss)  # member k's part of the gradient is its own loss's
-        grads = tape.gradient(total, [self.w[j] for j in self.trainable])
+        self._apply(tape.gradient(total, [self.w[j] for j in self.trainable]), moving, update)
+        hit = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32)
+        return loss * n, tf.reduce_sum(hit * mask, 1), n
+
+    def _apply(self, grads: list[Any], moving: list[tuple[int, Any]], update: Any) -> None:
+        """The optimizer steps of the members whose ``update`` is set, and their new moving statistics."""
+        tf = self.tf
         t = self.t + 1.0
+        # beta ** step one member at a time: on 8 or more values at once Eigen's vectorized pow
+        # rounds differently from the scalar pow of a standalone optimizer step.
+        powers = {f"{b}p": tf.stack([tf.pow(beta, s) for beta, s in zip(tf.unstack(self.h[b]), tf.unstack(t))])
+                  for b in ("b1", "b2")} if {"adam", "radam"} & set(self.kinds) else {}
         for j, g, m, v in zip(self.trainable, grads, self.m, self.v):
-            h = {key: self._b(val, len(g.shape)) for key, val in self.h.items()}
-            new: tuple[Any, ...] = ()
-            for kind in self.kinds:
-                out = self.rules[kind](self.w[j], m, v, g, h, self._b(t, len(g.shape)))
-                new = tuple(tf.where(h["kind"] == KINDS.index(kind), a, b) for a, b in zip(out, new)) if new else out
-            for var, value in zip((self.w[j], m, v), new):
-                var.assign(tf.where(self._b(update, len(g.shape)), value, var))
+            rank = len(g.shape)
+            h = {key: self._b(val, rank) for key, val in {**self.h, **powers}.items()}
+            for kind in self.kinds:  # each kind writes only its own members' slots
+                on = self._b(update & tf.equal(self.h["kind"], float(KINDS.index(kind))), rank)
+                self.rules[kind](self.w[j], m, v, g, h, self._b(t, rank),
+                                 lambda var, value, on=on: var.assign(tf.where(on, value, var)))
         for j, value in moving:
             self.w[j].assign(tf.where(update[:, None], value, self.w[j]))
         self.t.assign(tf.where(update, t, self.t))
-        hit = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32)
-        return loss * n, tf.reduce_sum(hit * mask, 1), n
 
     def _eval(self, idx: Any, mask: Any) -> tuple[Any, Any, Any]:
         """Per member CE sum, correct rows, rows: of shared validation if ``idx`` is (B,), else of x."""
@@ -309,3 +345,108 @@ class Pack:
         ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
         hit = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32)
         return tf.reduce_sum(ce * mask, 1), tf.reduce_sum(hit * mask, 1), tf.reduce_sum(mask, 1)
+
+    # ------------------------------------------------------- each member on its own (loop mode)
+    def _forward_own(self, k: int, per: list[list[Any]], h: Any, training: bool) -> tuple[Any, dict[int, Any]]:
+        """Member ``k``'s logits on its rows ``h`` (only those: a partial batch stays partial), with
+        its variables ``per[j][k]``: the ops, shapes and constants its Keras layers run (Dense,
+        Conv2D, BatchNormalization, the activations, Dropout, MaxPooling2D), so its forward and
+        backward pass are those of the same model fitted alone. In training, also its batch norm
+        layers' new moving statistics, by weight position."""
+        import keras
+
+        tf, ops, w = self.tf, keras.ops, [p[k] for p in per]
+        moving: dict[int, Any] = {}
+        drop = 0  # dropout layers passed
+        for block in self.blocks:
+            if block.kind == "conv":
+                h = ops.conv(h, w[block.kernel], strides=1, padding="same")
+                h = ops.add(h, ops.reshape(w[block.kernel + 1], (1, 1, 1, -1)))
+            else:
+                if len(h.shape) > 2:  # Flatten
+                    h = ops.reshape(h, (-1, int(np.prod(h.shape[1:]))))
+                h = ops.add(ops.matmul(h, w[block.kernel]), w[block.kernel + 1])
+            if block.bn is not None:  # BatchNormalization(momentum=0.9, epsilon=1e-3)
+                gamma, beta, mean, var = w[block.bn:block.bn + 4]
+                if training:
+                    batch_mean, batch_var = tf.nn.moments(h, list(range(len(h.shape) - 1)))
+                    moving[block.bn + 2] = mean * 0.9 + batch_mean * (1.0 - 0.9)
+                    moving[block.bn + 3] = var * 0.9 + batch_var * (1.0 - 0.9)
+                    mean, var = batch_mean, batch_var
+                h = tf.nn.batch_normalization(h, mean, var, beta, gamma, 1e-3)
+            h = self._activate_own(h, w, block)
+            if block.dropout and training and self.rates[k]:
+                # The layer's seed generator state [seed, steps so far], cast as Keras casts it.
+                state = tf.stack([self.dseed[k, drop], tf.cast(self.t[k], tf.int64)])
+                seed = tf.cast(tf.math.floormod(state, tf.int32.max - 1), tf.int32)
+                h = tf.nn.experimental.stateless_dropout(h, rate=self.rates[k], noise_shape=tf.shape(h), seed=seed)
+            drop += block.dropout
+            if block.pool:
+                h = ops.max_pool(h, pool_size=2, strides=2, padding="valid")
+        return ops.add(ops.matmul(h, w[self.out]), w[self.out + 1]), moving
+
+    def _activate_own(self, h: Any, w: list[Any], block: Block) -> Any:
+        import keras
+
+        if block.prelu is not None:  # PReLU: relu(x) + (-alpha * relu(-x))
+            return keras.activations.relu(h) + -w[block.prelu] * keras.activations.relu(-h)
+        if self.structure.activation == "leaky_relu":  # LeakyReLU(negative_slope=0.1)
+            return keras.activations.leaky_relu(h, negative_slope=0.1)
+        return keras.activations.get(self.structure.activation)(h)
+
+    def _loss_own(self, k: int, per: list[list[Any]], logits: Any, y: Any) -> Any:
+        """Keras's ``compute_loss`` for member ``k``: sparse cross-entropy summed over its rows and
+        divided by their count (sum_over_batch_size), plus its kernels' L2 penalties if any. One
+        op per member: over all members' rows at once it rounded differently (row offsets)."""
+        tf = self.tf
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(y, tf.int64), logits=logits)
+        loss = tf.math.divide_no_nan(tf.reduce_sum(ce), tf.cast(tf.size(ce), tf.float32))
+        if l2 := self.members[k].l2:
+            penalties = (l2 * tf.reduce_sum(tf.square(per[b.kernel][k])) for b in self.blocks)
+            loss = tf.reduce_sum(tf.stack([loss, *penalties]))
+        return loss
+
+    def _own_rows(self, idx: Any, mask: Any, k: int) -> Any:
+        """Member k's real rows of a padded (K, B) window (the shared window's if it is (B,))."""
+        tf = self.tf
+        if idx.shape.rank == 1:
+            return idx[:tf.cast(tf.reduce_sum(mask), tf.int32)]
+        return idx[k, :tf.cast(tf.reduce_sum(mask[k]), tf.int32)]
+
+    def _train_own(self, idx: Any, mask: Any, update: Any) -> tuple[Any, Any, Any]:
+        """``_train`` with each member on its own ops (``_forward_own``, ``_loss_own``)."""
+        tf = self.tf
+        hits, moving = [], {}
+        rows = [self._own_rows(idx, mask, k) for k in range(self.k)]
+        xs, ys = ([tf.gather(self.data[key], r) for r in rows] for key in ("x", "y"))
+        with tf.GradientTape() as tape:
+            per = [tf.unstack(w, self.k) for w in self.w]
+            losses = []
+            for k, y in enumerate(ys):
+                logits, new = self._forward_own(k, per, xs[k], training=True)
+                losses.append(self._loss_own(k, per, logits, y))
+                for j, value in new.items():
+                    moving.setdefault(j, [None] * self.k)[k] = value
+                hit = tf.equal(tf.argmax(tf.nn.softmax(logits), -1, output_type=tf.int32), y)
+                hits.append(tf.reduce_sum(tf.cast(hit, tf.float32)))
+            total = tf.add_n(losses)  # member k's part of the gradient is its own loss's
+        self._apply(tape.gradient(total, [self.w[j] for j in self.trainable]),
+                    [(j, tf.stack(values)) for j, values in moving.items()], update)
+        n = tf.reduce_sum(mask, 1)
+        return tf.stack(losses) * n, tf.stack(hits), n
+
+    def _eval_own(self, idx: Any, mask: Any) -> tuple[Any, Any, Any]:
+        """``_eval`` with each member on its own ops (inference mode)."""
+        tf, shared = self.tf, idx.shape.rank == 1
+        x_all, y_all = (self.data["xv"], self.data["yv"]) if shared else (self.data["x"], self.data["y"])
+        per = [tf.unstack(w, self.k) for w in self.w]
+        out: tuple[list[Any], ...] = ([], [], [])
+        for k in range(self.k):
+            rows = self._own_rows(idx, mask, k)
+            y = tf.gather(y_all, rows)
+            logits, _ = self._forward_own(k, per, tf.gather(x_all, rows), training=False)
+            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+            hit = tf.cast(tf.equal(tf.argmax(tf.nn.softmax(logits), -1, output_type=tf.int32), y), tf.float32)
+            for acc, value in zip(out, (tf.reduce_sum(ce), tf.reduce_sum(hit), tf.cast(tf.size(y), tf.float32))):
+                acc.append(value)
+        return tuple(tf.stack(v) for v in out)

@@ -51,7 +51,8 @@ _configured = False
 
 def configure_tensorflow(deterministic: bool = True) -> None:
     """Once per worker process: quiet import, GPU memory growth or cap, threads, op determinism
-    on CPU (on GPUs determinism costs speed; the seeds still fix initial weights)."""
+    and no arithmetic graph rewrites on CPU (on GPUs determinism costs speed; the seeds still fix
+    initial weights)."""
     global _configured
     if _configured:
         return
@@ -62,6 +63,11 @@ def configure_tensorflow(deterministic: bool = True) -> None:
     configure_worker_devices(tf)
     if deterministic and not tf.config.list_physical_devices("GPU"):
         tf.config.experimental.enable_op_determinism()
+        # Grappler's arithmetic rewrites (x / sqrt(y) -> x * rsqrt(y), add chains -> AddN, ...)
+        # depend on the graph around an expression, so a fused pack's member and the same trial
+        # fitted alone rounded differently (1e-8 per step, enough to move chaotic fits by points).
+        # Without them both compute the same bits (tests/test_fused.py), at no measured cost.
+        tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
     _configured = True
 
 
