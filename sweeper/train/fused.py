@@ -1,19 +1,21 @@
 """Fused training (HFTA, Wang et al., MLSys 2021): K configurations of the notebook MLP or of the
 Fashion CNN sharing a graph structure and batch size train as one model with stacked (K, ...)
-weights: dense layers as batched matmuls, convolutions one per member inside the one traced step
-(CPU) or as one grouped convolution (GPU), so K trials cost about one wider fit instead of K small
-ones. The stacked model is in fused_layers.py, the choice of K in fused_sizing.py.
+weights and optimizer states: one traced step trains all K and one update applies their
+optimizers, so K trials cost about one wider fit instead of K small ones. On a CPU each member
+runs its own layers' ops inside that step; under XLA and on a GPU the forward is batched (dense
+layers as batched matmuls, convolutions grouped). The stacked model is in fused_layers.py, the
+choice of K in fused_sizing.py.
 
 Each member keeps what makes it its own trial: the initial weights ``set_random_seed(seed)`` and
 ``build_mlp`` / ``build_cnn`` give; each epoch's order of its rows (of ``x`` or its ``train_indices``) from the same
 seeded ``tf.data`` shuffle as a standalone fit; its optimizer (adam, rmsprop, sgd with momentum,
 radam: the Keras/sweeper update rules, op for op, on stacked variables) with its own state, steps
-and learning rate; its dropout rate, L2, epochs and batch norm statistics. With dropout 0 a member
-trains as ``fit_config`` trains it, up to float rounding (tests/test_fused.py), and with dropout
-too: each dropout layer of a member draws the mask Keras's Dropout draws (its seed generator's
-seed and the member's step count, the same stateless op). A member is frozen after its last epoch, when
-``should_stop`` says so, or when its loss is not finite; once half a pack is frozen the rest is
-re-packed smaller (one retrace).
+and learning rate; its dropout rate and masks (its Dropout layers' seeds and its step count), L2,
+epochs and batch norm statistics. On a CPU a member's weights after every step are those of
+``fit_config`` on the same configuration, bit for bit (sweeper's RAdam: within float rounding;
+tests/test_fused.py). A member is frozen after its last epoch, when ``should_stop`` says so, or
+when its loss is not finite; once half a pack is frozen the rest is re-packed smaller (one
+retrace).
 """
 
 from __future__ import annotations

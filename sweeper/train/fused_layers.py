@@ -1,7 +1,8 @@
 """The stacked model behind fused training (sweeper/train/fused.py): K members' weights as
-``(K, ...)`` variables, their forward pass (dense layers as batched matmuls, convolutions one per
-member or grouped), their optimizers' update rules on the stacked variables, and the traced train
-and eval steps. Layer order and weight order are those of ``build_mlp`` / ``build_cnn``.
+``(K, ...)`` variables, their forward pass (on a CPU each member on its own layers' ops; under XLA
+or on a GPU batched: dense layers as batched matmuls, convolutions grouped), their optimizers'
+update rules on the stacked variables, and the traced train and eval steps. Layer order and
+weight order are those of ``build_mlp`` / ``build_cnn``.
 """
 
 from __future__ import annotations
