@@ -165,6 +165,30 @@ def test_members_are_frozen_and_repacked(digits: tuple[np.ndarray, ...]) -> None
         assert_same_weights(r.weights, alone.weights)
 
 
+def test_packs_of_one_shape_share_their_traced_steps(digits: tuple[np.ndarray, ...]) -> None:
+    """A sweep's packs of one structure, size and optimizers run one traced step: the second pack
+    (other seeds, rates, dropout and L2) does not trace again, and trains as it does in a fresh
+    process-wide cache, bit for bit."""
+    from sweeper.train import fused_layers
+
+    x, y, xv, yv = digits
+
+    def pack(first: int) -> list[FusedMember]:
+        return [FusedMember(seed=first + i, epochs=2, learning_rate=0.002 * (i + 1), optimizer=opt, dropout=0.1 * i,
+                            l2=0.001 * (i % 2)) for i, opt in enumerate(["adam", "rmsprop", "adam"])]
+
+    fused_layers._STEPS.clear()
+    fit_fused(pack(91), x, y, (xv, yv), structure=S16, batch_size=32)
+    second = fit_fused(pack(95), x, y, (xv, yv), structure=S16, batch_size=32)
+    (train, evaluate), = fused_layers._STEPS.values()
+    assert train.experimental_get_tracing_count() == 1 and evaluate.experimental_get_tracing_count() == 1
+    fused_layers._STEPS.clear()
+    alone = fit_fused(pack(95), x, y, (xv, yv), structure=S16, batch_size=32)
+    for a, b in zip(second, alone):
+        assert a.history == b.history
+        assert_same_weights(a.weights, b.weights)
+
+
 def test_dropout_is_per_member_and_independent_of_the_pack(digits: tuple[np.ndarray, ...]) -> None:
     x, y, xv, yv = digits
     plain, dropped = FusedMember(seed=41, epochs=2, learning_rate=0.003), \

@@ -7,6 +7,7 @@ weight order are those of ``build_mlp`` / ``build_cnn``.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -151,6 +152,13 @@ def hyper(members: Sequence[Any]) -> dict[str, np.ndarray]:
     return {k: np.asarray([float(r[k]) for r in rows], np.float32) for k in rows[0]}
 
 
+# Traced steps by pack shape (least recently used first), and the Pack attributes they take as
+# arguments rather than baking in.
+_STEPS: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+MAX_STEPS = 16
+_TENSORS = ("w", "m", "v", "t", "h", "l2", "rate", "scale", "dseed", "data")
+
+
 class Pack:
     """The stacked variables of the members in its slots, and their traced train and eval steps.
     Activations are (K, B, ...) tensors; shared validation rows enter as (B, ...)."""
@@ -173,8 +181,13 @@ class Pack:
         h = hyper(members)
         self.h = {k: tf.constant(v) for k, v in h.items()}
         self.kinds = sorted({KINDS[int(c)] for c in h["kind"]})
-        self.rules, self.rates = rules(tf), [m.dropout for m in members]
+        self.rules = rules(tf)
         self.l2 = tf.constant([m.l2 for m in members], tf.float32)
+        self.has_l2 = any(m.l2 for m in members)
+        self.rate = tf.constant([m.dropout for m in members], tf.float32)
+        # Dropout's scale as TensorFlow's stateless_dropout computes it from a Python rate.
+        self.scale = tf.constant([1.0 / (1.0 - m.dropout) for m in members], tf.float32)
+        self.has_dropout = any(m.dropout for m in members)
         drops = sum(b.dropout for b in self.blocks)  # (K, dropout layers): each layer's Keras seed
         self.dseed = tf.constant([list(m.dropout_seeds) or [0] * drops for m in members], tf.int64)
         # "loop" without XLA: each member runs its Keras layers' ops on its own rows, with the
@@ -182,13 +195,39 @@ class Pack:
         # fit's bit for bit (tests/test_fused.py); per epoch this was as fast as the batched
         # forward below on the 2-core CPU. XLA needs static shapes: batched there, and on GPUs.
         self.own_layers = conv == "loop" and not jit_compile
-        train, evaluate = (self._train_own, self._eval_own) if self.own_layers else (self._train, self._eval)
-        # Closures, not bound methods: TF counts traces of one method across packs as retracing.
-        # No autograph: the steps' Python loops run over members and layers, never over tensors,
-        # and converting them took about 40 % of the tracing time (6 of 16 s over four traces).
-        self.train = tf.function(lambda idx, mask, update: train(idx, mask, update), jit_compile=jit_compile,
-                                 autograph=False)
-        self.eval = tf.function(lambda idx, mask: evaluate(idx, mask), jit_compile=jit_compile, autograph=False)
+        self.train, self.eval = self._steps(jit_compile)
+
+    def _steps(self, jit_compile: bool) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        """The traced train and eval steps, shared by every pack of the same shape: its variables
+        and constants are arguments, so the next pack of K members of this structure (the usual
+        case in a sweep) runs without tracing again. Only Python-level facts are in the key."""
+        key = (self.structure, self.k, tuple(self.kinds), self.conv, self.own_layers, jit_compile,
+               self.has_dropout, self.has_l2)
+        if key not in _STEPS:
+            proto = copy.copy(self)  # the Python-level facts; the tensors come with each call
+            for name in _TENSORS:
+                setattr(proto, name, None)
+            proto.members = None
+
+            def bind(tensors: dict[str, Any]) -> Pack:
+                view = copy.copy(proto)
+                view.__dict__.update(tensors)
+                return view
+
+            train, evaluate = (Pack._train_own, Pack._eval_own) if self.own_layers else (Pack._train, Pack._eval)
+            # No autograph: the steps' Python loops run over members and layers, never over
+            # tensors, and converting them took about 40 % of the tracing time.
+            options = {"jit_compile": jit_compile, "autograph": False}
+            _STEPS[key] = (
+                self.tf.function(lambda tensors, idx, mask, update: train(bind(tensors), idx, mask, update), **options),
+                self.tf.function(lambda tensors, idx, mask: evaluate(bind(tensors), idx, mask), **options))
+            while len(_STEPS) > MAX_STEPS:
+                _STEPS.pop(next(iter(_STEPS)))
+        _STEPS[key] = _STEPS.pop(key)  # most recently used last
+        train_step, eval_step = _STEPS[key]
+        tensors = {name: getattr(self, name) for name in _TENSORS}
+        return (lambda idx, mask, update: train_step(tensors, idx, mask, update),
+                lambda idx, mask: eval_step(tensors, idx, mask))
 
     def state(self, keep: Sequence[int]) -> dict[str, Any]:
         """The variables of slots ``keep``, as NumPy arrays (to re-pack, or a member's weights)."""
@@ -274,7 +313,7 @@ class Pack:
             if block.bn is not None:
                 h = self._batchnorm(h, block.bn, mask, moving)
             h = self._activate(h, block)
-            if block.dropout and mask is not None and any(self.rates):
+            if block.dropout and mask is not None and self.has_dropout:
                 h = h * tf.stack([self._keep(k, tf.shape(h)[1:], drop) for k in range(self.k)])
             drop += block.dropout
             if block.pool:
@@ -282,20 +321,18 @@ class Pack:
         return self._dense(h, self.out, False), moving
 
     def _keep(self, k: int, shape: Any, layer: int) -> Any:
-        """Member ``k``'s dropout multiplier (0 or 1 / (1 - rate)) at dropout layer ``layer``: the
-        mask ``stateless_dropout`` draws for Keras's Dropout at this step (seed [layer seed, steps
-        so far]). Its rows come first in the step's (B, ...) window, and the draw for fewer rows is
-        a prefix of the draw for B (a partial last batch gets Keras's mask too)."""
-        tf, rate = self.tf, self.rates[k]
-        if not rate:
-            return tf.ones(shape)
+        """Member ``k``'s dropout multiplier (0 or its scale) at dropout layer ``layer``: the mask
+        ``stateless_dropout`` draws for Keras's Dropout at this step (seed [layer seed, steps so
+        far]). Its rows come first in the step's (B, ...) window, and the draw for fewer rows is a
+        prefix of the draw for B. Rate 0 keeps every unit, at scale 1."""
+        tf = self.tf
         seed = tf.stack([self.dseed[k, layer], tf.cast(self.t[k], tf.int64)])
-        return tf.cast(tf.random.stateless_uniform(shape, seed=seed) >= rate, tf.float32) / (1.0 - rate)
+        return tf.cast(tf.random.stateless_uniform(shape, seed=seed) >= self.rate[k], tf.float32) * self.scale[k]
 
     def reg(self) -> Any:
         """Each member's L2 penalty (Keras's L2 on the hidden kernels: l2 * sum(w ** 2))."""
         tf = self.tf
-        if not any(m.l2 for m in self.members):
+        if not self.has_l2:
             return tf.zeros([self.k])
         sums = [tf.reduce_sum(tf.square(self.w[b.kernel]), list(range(1, len(self.w[b.kernel].shape))))
                 for b in self.blocks]
@@ -376,11 +413,15 @@ class Pack:
                     mean, var = batch_mean, batch_var
                 h = tf.nn.batch_normalization(h, mean, var, beta, gamma, 1e-3)
             h = self._activate_own(h, w, block)
-            if block.dropout and training and self.rates[k]:
-                # The layer's seed generator state [seed, steps so far], cast as Keras casts it.
+            if block.dropout and training and self.has_dropout:
+                # Keras's Dropout: its seed generator's state [seed, steps so far], cast as Keras
+                # casts it, into stateless_dropout's Python-rate path written out (x * scale where
+                # a uniform draw >= rate, else 0), so that the rate can be a tensor of the pack.
+                # A member without dropout has rate 0 and scale 1: h itself, bit for bit.
                 state = tf.stack([self.dseed[k, drop], tf.cast(self.t[k], tf.int64)])
                 seed = tf.cast(tf.math.floormod(state, tf.int32.max - 1), tf.int32)
-                h = tf.nn.experimental.stateless_dropout(h, rate=self.rates[k], noise_shape=tf.shape(h), seed=seed)
+                keep = tf.random.stateless_uniform(tf.shape(h), seed=seed) >= self.rate[k]
+                h = tf.where(keep, h * self.scale[k], 0.0)
             drop += block.dropout
             if block.pool:
                 h = ops.max_pool(h, pool_size=2, strides=2, padding="valid")
@@ -402,8 +443,8 @@ class Pack:
         tf = self.tf
         ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(y, tf.int64), logits=logits)
         loss = tf.math.divide_no_nan(tf.reduce_sum(ce), tf.cast(tf.size(ce), tf.float32))
-        if l2 := self.members[k].l2:
-            penalties = (l2 * tf.reduce_sum(tf.square(per[b.kernel][k])) for b in self.blocks)
+        if self.has_l2:  # a member without L2 adds zeros: its loss and gradient stay the same
+            penalties = (self.l2[k] * tf.reduce_sum(tf.square(per[b.kernel][k])) for b in self.blocks)
             loss = tf.reduce_sum(tf.stack([loss, *penalties]))
         return loss
 
