@@ -36,7 +36,6 @@ from sweeper.train.fused_layers import (  # noqa: F401  (re-exported: the public
     MLPStructure,
     Pack,
     Structure,
-    keras_model,
 )
 from sweeper.train.fused_sizing import eval_rows, pack_size  # noqa: F401  (pack_size: public API)
 from sweeper.train.runtime import tensorflow
@@ -81,6 +80,21 @@ class FusedResult:
     error: str | None = None  # its loss stopped being finite (it was frozen there)
     orders: list[np.ndarray] = field(default_factory=list)  # each epoch's rows of x, with record_orders
     fit_time: float = 0.0  # wall time of the whole pack
+
+
+def keras_model(structure: Structure, member: FusedMember, input_shape: Sequence[int],
+                n_classes: int) -> Any:
+    """The standalone Keras model ``member`` stands for (set a result's weights into it to predict)."""
+    meta = {"X_shape_": (None, *input_shape), "n_classes_": n_classes}
+    common = {"units": structure.units, "batchnorm": structure.batchnorm, "dropout": member.dropout,
+              "activation": structure.activation, "kernel_initializer": structure.kernel_initializer, "l2": member.l2}
+    if isinstance(structure, CNNStructure):
+        from sweeper.train.models.cnn import build_cnn
+
+        return build_cnn(meta, filters=structure.filters, **common)
+    from sweeper.train.models.mlp import build_mlp
+
+    return build_mlp(meta, **common)
 
 
 Key = tuple[Structure, int]  # what members of one pack share: structure and batch size

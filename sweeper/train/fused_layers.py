@@ -65,22 +65,6 @@ class Block:
     pool: bool
 
 
-def keras_model(structure: Structure, member: Any, input_shape: Sequence[int],
-                n_classes: int) -> Any:
-    """The standalone Keras model ``member`` (a ``FusedMember``) stands for: its layers train it in
-    a "loop" pack, and a result's weights set into it predict as the trial's model."""
-    meta = {"X_shape_": (None, *input_shape), "n_classes_": n_classes}
-    common = {"units": structure.units, "batchnorm": structure.batchnorm, "dropout": member.dropout,
-              "activation": structure.activation, "kernel_initializer": structure.kernel_initializer, "l2": member.l2}
-    if isinstance(structure, CNNStructure):
-        from sweeper.train.models.cnn import build_cnn
-
-        return build_cnn(meta, filters=structure.filters, **common)
-    from sweeper.train.models.mlp import build_mlp
-
-    return build_mlp(meta, **common)
-
-
 def layout(structure: Structure) -> tuple[list[Block], int, int]:
     """The hidden blocks, the output kernel's position and the weight count."""
     kinds = ["conv", "conv", "dense"] if isinstance(structure, CNNStructure) else ["dense"] * 3
