@@ -152,7 +152,7 @@ class Pack:
         tf = self.tf = tensorflow()
         if conv not in CONV_MODES:
             raise ValueError(f"conv must be one of {CONV_MODES}, not {conv!r}")
-        self.structure, self.members, self.data, self.k, self.conv = structure, members, data, len(members), conv
+        self.structure, self.data, self.k, self.conv = structure, data, len(members), conv
         self.blocks, self.out, count = layout(structure)
         if count != len(state["w"]):
             raise ValueError(f"the standalone model's weights do not match the fused {type(structure).__name__}")
@@ -191,7 +191,6 @@ class Pack:
             proto = copy.copy(self)  # the Python-level facts; the tensors come with each call
             for name in _TENSORS:
                 setattr(proto, name, None)
-            proto.members = None
 
             def bind(tensors: dict[str, Any]) -> Pack:
                 view = copy.copy(proto)
@@ -467,10 +466,11 @@ class Pack:
         x_all, y_all = (self.data["xv"], self.data["yv"]) if shared else (self.data["x"], self.data["y"])
         per = [tf.unstack(w, self.k) for w in self.w]
         out: tuple[list[Any], ...] = ([], [], [])
+        rows = [self._own_rows(idx, mask, k) for k in range(1 if shared else self.k)]
+        xs, ys = [tf.gather(x_all, r) for r in rows], [tf.gather(y_all, r) for r in rows]
         for k in range(self.k):
-            rows = self._own_rows(idx, mask, k)
-            y = tf.gather(y_all, rows)
-            logits, _ = self._forward_own(k, per, tf.gather(x_all, rows), training=False)
+            x, y = (xs[0], ys[0]) if shared else (xs[k], ys[k])  # shared validation: gathered once
+            logits, _ = self._forward_own(k, per, x, training=False)
             ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
             hit = tf.cast(tf.equal(tf.argmax(tf.nn.softmax(logits), -1, output_type=tf.int32), y), tf.float32)
             for acc, value in zip(out, (tf.reduce_sum(ce), tf.reduce_sum(hit), tf.cast(tf.size(y), tf.float32))):
