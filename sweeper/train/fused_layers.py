@@ -176,8 +176,9 @@ class Pack:
         self.dseed = tf.constant([list(m.dropout_seeds) or [0] * drops for m in members], tf.int64)
         # "loop" without XLA: each member runs its Keras layers' ops on its own rows, with the
         # shapes a standalone fit has (a partial last batch included), so its weights equal that
-        # fit's bit for bit (tests/test_fused.py); per epoch this was as fast as the batched
-        # forward below on the 2-core CPU. XLA needs static shapes: batched there, and on GPUs.
+        # fit's bit for bit (tests/test_fused.py); on the 2-core CPU a sweep's packs train as
+        # fast as with the batched forward below (benchmarks/README.md). XLA needs static
+        # shapes: batched there, and on GPUs.
         self.own_layers = conv == "loop" and not jit_compile
         self.train, self.eval = self._steps(jit_compile)
 
