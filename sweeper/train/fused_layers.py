@@ -345,11 +345,13 @@ class Pack:
         # rounds differently from the scalar pow of a standalone optimizer step.
         powers = {f"{b}p": tf.stack([tf.pow(beta, s) for beta, s in zip(tf.unstack(self.h[b]), tf.unstack(t))])
                   for b in ("b1", "b2")} if {"adam", "radam"} & set(self.kinds) else {}
+        # Each kind writes only the slots of its own members being updated.
+        slots = {kind: update & tf.equal(self.h["kind"], float(KINDS.index(kind))) for kind in self.kinds}
         for j, g, m, v in zip(self.trainable, grads, self.m, self.v):
             rank = len(g.shape)
             h = {key: self._b(val, rank) for key, val in {**self.h, **powers}.items()}
-            for kind in self.kinds:  # each kind writes only its own members' slots
-                on = self._b(update & tf.equal(self.h["kind"], float(KINDS.index(kind))), rank)
+            for kind, mine in slots.items():
+                on = self._b(mine, rank)
                 self.rules[kind](self.w[j], m, v, g, h, self._b(t, rank),
                                  lambda var, value, on=on: var.assign(tf.where(on, value, var)))
         for j, value in moving:
@@ -432,18 +434,20 @@ class Pack:
             loss = tf.reduce_sum(tf.stack([loss, *penalties]))
         return loss
 
-    def _own_rows(self, idx: Any, mask: Any, k: int) -> Any:
-        """Member k's real rows of a padded (K, B) window (the shared window's if it is (B,))."""
+    def _own_rows(self, idx: Any, mask: Any) -> list[Any]:
+        """Each member's real rows of a padded (K, B) window; one list entry, the shared rows,
+        for a (B,) window."""
         tf = self.tf
+        counts = tf.unstack(tf.cast(tf.reshape(tf.reduce_sum(mask, -1), [-1]), tf.int32))
         if idx.shape.rank == 1:
-            return idx[:tf.cast(tf.reduce_sum(mask), tf.int32)]
-        return idx[k, :tf.cast(tf.reduce_sum(mask[k]), tf.int32)]
+            return [idx[:counts[0]]]
+        return [idx[k, :n] for k, n in enumerate(counts)]
 
     def _train_own(self, idx: Any, mask: Any, update: Any) -> tuple[Any, Any, Any]:
         """``_train`` with each member on its own ops (``_forward_own``, ``_loss_own``)."""
         tf = self.tf
         hits, moving = [], {}
-        rows = [self._own_rows(idx, mask, k) for k in range(self.k)]
+        rows = self._own_rows(idx, mask)
         xs, ys = ([tf.gather(self.data[key], r) for r in rows] for key in ("x", "y"))
         with tf.GradientTape() as tape:
             per = [tf.unstack(w, self.k) for w in self.w]
@@ -467,7 +471,7 @@ class Pack:
         x_all, y_all = (self.data["xv"], self.data["yv"]) if shared else (self.data["x"], self.data["y"])
         per = [tf.unstack(w, self.k) for w in self.w]
         out: tuple[list[Any], ...] = ([], [], [])
-        rows = [self._own_rows(idx, mask, k) for k in range(1 if shared else self.k)]
+        rows = self._own_rows(idx, mask)
         xs, ys = [tf.gather(x_all, r) for r in rows], [tf.gather(y_all, r) for r in rows]
         for k in range(self.k):
             x, y = (xs[0], ys[0]) if shared else (xs[k], ys[k])  # shared validation: gathered once
