@@ -38,7 +38,7 @@ from sweeper.train.fused_layers import (  # noqa: F401  (re-exported: the public
     Structure,
 )
 from sweeper.train.fused_sizing import eval_rows, pack_size  # noqa: F401  (pack_size: public API)
-from sweeper.train.runtime import tensorflow
+from sweeper.train.runtime import set_random_seed_keeping_kernels, tensorflow
 
 DEFAULT_LR = {"adam": 0.001, "rmsprop": 0.001, "sgd": 0.01, "radam": 0.001}
 MODEL_KEYS = ("units", "batchnorm", "dropout", "activation", "kernel_initializer", "l2")
@@ -173,7 +173,7 @@ def fit_fused(members: list[FusedMember], x: np.ndarray, y: np.ndarray,
     t0 = time.perf_counter()
     inits, shufflers, members = [], [], list(members)
     for j, m in enumerate(members):  # what fit_config draws, in the same order
-        keras.utils.set_random_seed(m.seed)
+        set_random_seed_keeping_kernels(m.seed)  # the traced steps stay instantiated
         model = keras_model(structure, m, x.shape[1:], n_classes)
         inits.append(model.get_weights())
         # Keras's Dropout draws step s's mask from its seed generator's [seed, s]: the same masks.
@@ -181,10 +181,12 @@ def fit_fused(members: list[FusedMember], x: np.ndarray, y: np.ndarray,
             int(layer.seed_generator.state.numpy()[0]) for layer in model.layers
             if isinstance(layer, keras.layers.Dropout)))
         n, seed = len(x if m.train_indices is None else m.train_indices), int(np.random.randint(0, 2**31 - 1))
-        # One repeating iterator: the same passes as a new iterator per pass (tests/test_fused.py),
-        # where creating an iterator costs about 30 ms, a third of a fused epoch's time.
-        shufflers.append(iter(tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
-                              .batch(n).repeat()))
+        # Its seeded shuffle, made now: it reads the global seed (the member's) when it is made.
+        shufflers.append(tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
+                         .batch(n).repeat())
+    # One repeating iterator over every member's passes: the same passes as a new iterator per
+    # pass (tests/test_fused.py), where making one costs about 30 ms and deleting 64 took 2 s.
+    passes = iter(tf.data.Dataset.zip(tuple(shufflers)))
     state = {"w": [np.stack(ws).astype(np.float32) for ws in zip(*inits)]}
     conv = conv or ("grouped" if tf.config.list_physical_devices("GPU") else "loop")
     rows = (lambda a: a) if isinstance(structure, CNNStructure) else (lambda a: a.reshape(len(a), -1))
@@ -207,9 +209,10 @@ def fit_fused(members: list[FusedMember], x: np.ndarray, y: np.ndarray,
             slots = [slots[s] for s in keep]
             pack = Pack(structure, [members[i] for i in slots], pack.state(keep), data, jit_compile, conv)
         orders: list[np.ndarray | None] = [None] * len(slots)
+        perms, *_ = [next(passes) for _ in range(KERAS_PASSES_PER_EPOCH)]  # every member's, frozen ones' unused
         for s, i in enumerate(slots):
             if i in live:
-                perm, *_ = [next(shufflers[i]).numpy() for _ in range(KERAS_PASSES_PER_EPOCH)]
+                perm = perms[i].numpy()
                 orders[s] = np.asarray(perm if (rows := members[i].train_indices) is None else rows[perm], np.int32)
                 if record_orders:
                     results[i].orders.append(orders[s])

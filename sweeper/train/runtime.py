@@ -87,6 +87,36 @@ def set_op_determinism(on: bool) -> None:
         config.disable_op_determinism()
 
 
+def set_random_seed_keeping_kernels(seed: int) -> None:
+    """``keras.utils.set_random_seed(seed)`` without the flush of TensorFlow's eager kernel cache
+    that ``tf.random.set_seed`` adds. That flush drops every traced function's instantiated graph,
+    so the next call of a fused pack's step optimized the whole graph again (1.5 s for 16 MLP
+    members, per pack). It is there to restart stateful random kernels; a fused pack's seeds reach
+    only stateless ops, Keras's initializers and tf.data shuffles, which read the global seed when
+    they are made. Private TF API: where it moved, the plain Keras call (with its flush)."""
+    import random
+
+    import keras
+
+    try:
+        from tensorflow.python.eager import context
+
+        ctx = context.context()
+        ctx._set_global_seed  # noqa: B018  (present: the attributes below are too)
+    except (ImportError, AttributeError):
+        keras.utils.set_random_seed(seed)
+        return
+
+    def seed_only(value: int) -> None:  # _set_global_seed less its cache flush
+        ctx._seed, ctx._rng = value, random.Random(value)
+
+    ctx._set_global_seed = seed_only  # an instance attribute over the method, for this call only
+    try:
+        keras.utils.set_random_seed(seed)
+    finally:
+        del ctx._set_global_seed
+
+
 def gradient_registry_keys() -> set[str]:
     """Names in TensorFlow's gradient registry (see purge_gradient_registry)."""
     try:
