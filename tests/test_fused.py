@@ -310,6 +310,38 @@ def test_cnn_member_from_params_and_keras_model() -> None:
     assert model.get_weights()[4].shape == (7 * 7 * 16, 32)  # two pools: 28 -> 7, 2 x 8 filters
 
 
+@pytest.mark.parametrize("structure, shape", [
+    (MLPStructure(units=16), (64,)),
+    (MLPStructure(units=8, batchnorm=True, activation="prelu", kernel_initializer="he_normal"), (64,)),
+    (CNNStructure(filters=4, units=8, batchnorm=True), (8, 8, 1)),
+], ids=["mlp", "mlp-bn-prelu-he", "cnn-bn"])
+def test_initial_weights_are_the_built_models(structure: Any, shape: tuple[int, ...]) -> None:
+    """A member's initial weights and Dropout seeds, made from a template's recipe, are those of
+    its model built after set_random_seed(seed), bit for bit, with and without dropout; Python's
+    and NumPy's generators are left where the build leaves them (the shuffle seed is drawn next)."""
+    import random
+
+    import keras
+
+    from sweeper.train import fused_init
+    from sweeper.train.runtime import configure_tensorflow
+
+    configure_tensorflow()
+    for dropout, l2 in ((0.0, 0.0), (0.3, 0.01)):
+        for seed in (5, 77, 2**31 - 2):
+            m = FusedMember(seed=seed, epochs=1, dropout=dropout, l2=l2)
+            weights, dropout_seeds = fused_init.initial_weights(structure, m, shape, 10)
+            after = (random.random(), np.random.randint(0, 2**31 - 1))
+            assert fused_init._RECIPES[(structure, dropout > 0, l2 > 0, shape, 10)] is not None  # not the fallback
+            keras.utils.set_random_seed(seed)
+            model = keras_model(structure, m, shape, 10)
+            assert (random.random(), np.random.randint(0, 2**31 - 1)) == after
+            assert_same_weights(weights, model.get_weights())
+            assert dropout_seeds == tuple(int(layer.seed_generator.state.numpy()[0]) for layer in model.layers
+                                          if isinstance(layer, keras.layers.Dropout))
+            assert len(dropout_seeds) == (3 if dropout and isinstance(structure, MLPStructure) else 1 if dropout else 0)
+
+
 def test_pack_size_follows_model_size_and_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     """Wider models get fewer (or as many) members, less memory gives fewer, 1 <= K <= 64; the CPU
     rule gives the K benchmarks/fusion.py found fastest on 2 cores: 16 notebook MLPs at batch 1024,

@@ -37,8 +37,9 @@ from sweeper.train.fused_layers import (  # noqa: F401  (re-exported: the public
     Pack,
     Structure,
 )
+from sweeper.train.fused_init import initial_weights, keras_model  # noqa: F401  (keras_model: public API)
 from sweeper.train.fused_sizing import eval_rows, pack_size  # noqa: F401  (pack_size: public API)
-from sweeper.train.runtime import set_random_seed_keeping_kernels, tensorflow
+from sweeper.train.runtime import tensorflow
 
 DEFAULT_LR = {"adam": 0.001, "rmsprop": 0.001, "sgd": 0.01, "radam": 0.001}
 MODEL_KEYS = ("units", "batchnorm", "dropout", "activation", "kernel_initializer", "l2")
@@ -80,21 +81,6 @@ class FusedResult:
     error: str | None = None  # its loss stopped being finite (it was frozen there)
     orders: list[np.ndarray] = field(default_factory=list)  # each epoch's rows of x, with record_orders
     fit_time: float = 0.0  # wall time of the whole pack
-
-
-def keras_model(structure: Structure, member: FusedMember, input_shape: Sequence[int],
-                n_classes: int) -> Any:
-    """The standalone Keras model ``member`` stands for (set a result's weights into it to predict)."""
-    meta = {"X_shape_": (None, *input_shape), "n_classes_": n_classes}
-    common = {"units": structure.units, "batchnorm": structure.batchnorm, "dropout": member.dropout,
-              "activation": structure.activation, "kernel_initializer": structure.kernel_initializer, "l2": member.l2}
-    if isinstance(structure, CNNStructure):
-        from sweeper.train.models.cnn import build_cnn
-
-        return build_cnn(meta, filters=structure.filters, **common)
-    from sweeper.train.models.mlp import build_mlp
-
-    return build_mlp(meta, **common)
 
 
 Key = tuple[Structure, int]  # what members of one pack share: structure and batch size
@@ -161,8 +147,6 @@ def fit_fused(members: list[FusedMember], x: np.ndarray, y: np.ndarray,
     called after each epoch member ``i`` trains (to report and prune); True freezes it there.
     ``conv`` (CNNs): "loop" (one conv per member, the default on CPU) or "grouped" (one grouped
     conv, the default with a GPU; on CPU it needs ``jit_compile``)."""
-    import keras
-
     tf = tensorflow()
     if not members:
         return []
@@ -173,13 +157,10 @@ def fit_fused(members: list[FusedMember], x: np.ndarray, y: np.ndarray,
     t0 = time.perf_counter()
     inits, shufflers, members = [], [], list(members)
     for j, m in enumerate(members):  # what fit_config draws, in the same order
-        set_random_seed_keeping_kernels(m.seed)  # the traced steps stay instantiated
-        model = keras_model(structure, m, x.shape[1:], n_classes)
-        inits.append(model.get_weights())
+        weights, dropout_seeds = initial_weights(structure, m, x.shape[1:], n_classes)  # seeds every generator
+        inits.append(weights)
         # Keras's Dropout draws step s's mask from its seed generator's [seed, s]: the same masks.
-        members[j] = replace(m, dropout_seeds=tuple(
-            int(layer.seed_generator.state.numpy()[0]) for layer in model.layers
-            if isinstance(layer, keras.layers.Dropout)))
+        members[j] = replace(m, dropout_seeds=dropout_seeds)
         n, seed = len(x if m.train_indices is None else m.train_indices), int(np.random.randint(0, 2**31 - 1))
         # Its seeded shuffle, made now: it reads the global seed (the member's) when it is made.
         shufflers.append(tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
