@@ -205,6 +205,19 @@ def test_k_fold_fits_and_several_structures_pack(tmp_path: Path) -> None:
         {t.params["model__units"]: t.user_attrs["metrics"]["n_params"] for t in alone.values()}
 
 
+def test_many_structures_pack_without_tensorflow_warnings(tmp_path: Path) -> None:
+    """Six structures make six packs, each traced once on purpose: the run's output carries no
+    TensorFlow advice about retracing, and every point completes once."""
+    path = write_sweep(tmp_path / "six.yaml", name="six", **{**BASE, "training": {"epochs": 2, "batch_size": 64}},
+                       params={"model__units": [4, 8, 12, 16, 20, 24], "optimizer__learning_rate": [0.01, 0.02]},
+                       compute={"fuse": 4})
+    out = run_cli("run", str(path), "--no-report", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "retracing" not in out.stderr + out.stdout and "WARNING:tensorflow" not in out.stderr
+    trials = optuna.load_study(study_name="six", storage=f"sqlite:///{tmp_path / 'store.db'}").get_trials()
+    assert len(by_point(trials)) == 12 and all(packed(t)["pack_trials"] == 2 for t in trials)
+
+
 def test_fuse_auto_sizes_packs_by_structure_batch_and_folds(tmp_path: Path) -> None:
     """``fuse: auto``: a pack holds as many trials as the sizing rule allows fits for this structure
     and batch size, divided by the trial's folds."""

@@ -59,6 +59,9 @@ def configure_tensorflow(deterministic: bool = True) -> None:
     from sweeper.train.devices import configure_worker_devices
 
     tf = tensorflow()
+    # A sweep traces a step per model structure (and per pack shape) on purpose; TensorFlow's
+    # advice to stop "creating @tf.function repeatedly" would land in the middle of the progress bar.
+    tf.get_logger().addFilter(lambda record: "triggered tf.function retracing" not in record.getMessage())
     purge_gradient_registry()  # first call: remember TensorFlow's own registry entries
     configure_worker_devices(tf)
     if deterministic and not tf.config.list_physical_devices("GPU"):
