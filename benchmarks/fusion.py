@@ -11,8 +11,8 @@ twice after a small warm-up pack: a first fit_fused call, its tracing included, 
 of K (seeds K..2K-1), which reuses the traced step as a sweep's later packs of one shape do. The
 predicted K is pack_size's. Runs unchanged on a GPU (fused convolutions are then grouped).
 
-    .venv/bin/python benchmarks/fusion.py                       # ~12 min on the 2-core CPU
-    .venv/bin/python benchmarks/fusion.py --quick               # K = 1,4,16, fewer rows: ~2 min
+    .venv/bin/python benchmarks/fusion.py                       # ~2 min on the 2-core CPU
+    .venv/bin/python benchmarks/fusion.py --quick               # K = 1,4,16, fewer rows
     .venv/bin/python benchmarks/fusion.py --family mlp --k 1,4,8,16,32,64 --mlp-epochs 5
 """
 

@@ -176,9 +176,9 @@ class Pack:
         self.dseed = tf.constant([list(m.dropout_seeds) or [0] * drops for m in members], tf.int64)
         # "loop" without XLA: each member runs its Keras layers' ops on its own rows, with the
         # shapes a standalone fit has (a partial last batch included), so its weights equal that
-        # fit's bit for bit (tests/test_fused.py); on the 2-core CPU a sweep's packs train as
-        # fast as with the batched forward below (benchmarks/README.md). XLA needs static
-        # shapes: batched there, and on GPUs.
+        # fit's bit for bit (tests/test_fused.py), and on the 2-core CPU faster than the batched
+        # forward below measured (benchmarks/README.md). XLA needs static shapes: batched
+        # there, and on GPUs.
         self.own_layers = conv == "loop" and not jit_compile
         self.train, self.eval = self._steps(jit_compile)
 
@@ -446,11 +446,12 @@ class Pack:
     def _member_fn(self, training: bool) -> Callable[..., Any]:
         """One member's step as a nested traced function of its variables and rows, traced once
         and called for every member, so a pack's step traces one member's ops instead of K copies
-        (a 16-member MLP pack traced in about a fifth of the time). In training it returns its
-        loss, correct rows, gradients (taken with a tape inside, as Keras takes them: the graph
-        gradients of the call itself sum a tensor's gradient parts in another order) and new
-        moving statistics; in inference its cross-entropy sum, correct rows and rows. The ops are
-        those of ``_forward_own`` / ``_loss_own``."""
+        (16 MLP members: the train step's first call, tracing included, 1.0 s, where tracing alone
+        took 2.5 s before). In training it returns its loss, correct rows, gradients (taken with a
+        tape inside, as Keras takes them: the graph gradients of the call itself sum a tensor's
+        gradient parts in another order) and new moving statistics; in inference its
+        cross-entropy sum, correct rows and rows. The ops are those of ``_forward_own`` /
+        ``_loss_own``."""
         tf, one = self.tf, copy.copy(self)
         one.k = 1  # a single member's view: its own row of every per-member tensor
         trainable = self.trainable
