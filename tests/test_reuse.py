@@ -4,7 +4,9 @@ trial run inside a sweep (after other trials of the same structure) train identi
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pytest
 from conftest import write_sweep
 
 from sweeper.config.spec import load_spec
@@ -15,11 +17,16 @@ from sweeper.train.runtime import configure_tensorflow
 from sweeper.train.trial import run_trial
 
 
-def test_trial_alone_equals_trial_inside_a_sweep(tmp_path: Path) -> None:
+@pytest.mark.parametrize("augmentation", [{}, {"rotation": 10, "zoom": 0.1, "width_shift": 0.1}],
+                         ids=["plain", "augmented"])
+def test_trial_alone_equals_trial_inside_a_sweep(tmp_path: Path, augmentation: dict[str, Any]) -> None:
+    """Also with augmentation layers (their own random draws): the zoo's trials are seeded without
+    flushing TensorFlow's kernel cache, so the reused model's compiled step carries over."""
     configure_tensorflow()
     spec = load_spec(write_sweep(tmp_path / "r.yaml", params={"optimizer__learning_rate": [0.003, 0.01, 0.03]},
                                  training={"epochs": 3, "batch_size": 32, "model__units": 16,
-                                           "model__batchnorm": True, "model__dropout": 0.2}))
+                                           "model__batchnorm": True, "model__dropout": 0.2},
+                                 augmentation=augmentation))
     ds = load_dataset(spec.data)
 
     def trial(lr: float):
@@ -47,3 +54,28 @@ def test_different_structures_are_not_shared(tmp_path: Path) -> None:
     c = reuse.structure_key(spec, {"model__batchnorm": False, "optimizer__learning_rate": 0.1}, x, 10)
     d = reuse.structure_key(spec, {"model__batchnorm": True, "optimizer": "sgd", "optimizer__momentum": 0.9}, x, 10)
     assert a == b and a != c and a != d
+
+
+def test_seeding_that_keeps_kernels_seeds_as_keras_does() -> None:
+    """set_random_seed_keeping_kernels leaves Python, NumPy, tf.data shuffles and Keras's global
+    generator where keras.utils.set_random_seed leaves them. A stateful TensorFlow op's cached
+    kernel goes on with its stream instead of restarting: why a user's builder gets the plain call."""
+    import random
+
+    import keras
+    import numpy as np
+
+    from sweeper.train.runtime import set_random_seed_keeping_kernels, tensorflow
+
+    tf = tensorflow()
+
+    def draws() -> tuple[Any, ...]:
+        order = next(iter(tf.data.Dataset.range(50).shuffle(50, seed=3).batch(50))).numpy()
+        return (random.random(), float(np.random.rand()), order.tolist(), keras.random.uniform([3]).numpy().tolist())
+
+    for seed in (0, 11, 2**31 - 1):
+        keras.utils.set_random_seed(seed)
+        want, stateful = draws(), tf.random.uniform([3], seed=7).numpy().tolist()
+        set_random_seed_keeping_kernels(seed)
+        assert draws() == want
+        assert tf.random.uniform([3], seed=7).numpy().tolist() != stateful
