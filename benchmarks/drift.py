@@ -32,6 +32,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -120,6 +121,13 @@ def main() -> None:
         ["time per trial", f"first {WINDOW} mean s", f"last {WINDOW} mean s", "last/first", "goal", "status"],
         rows,
     )
+    from sweeper.train.runtime import FLUSH_EVERY
+
+    # One slow trial in a window is a spike, not drift: the reused steps compile again after the
+    # kernel-cache flush sweeper makes every FLUSH_EVERY fits (sweeper/train/runtime.py).
+    print(f"slowest trial in the first / last {WINDOW}: {max(trial_s[:WINDOW]):.3f} / {max(trial_s[-WINDOW:]):.3f} s; "
+          f"median {statistics.median(trial_s[:WINDOW]):.3f} / {statistics.median(trial_s[-WINDOW:]):.3f} s "
+          f"(kernel cache flushed every {FLUSH_EVERY} fits)")
 
     marks = sorted({i for i in (1, 20, 100, 200) if i <= n} | {n})
     growth = rss[-1] - rss[0]

@@ -79,3 +79,24 @@ def test_seeding_that_keeps_kernels_seeds_as_keras_does() -> None:
         set_random_seed_keeping_kernels(seed)
         assert draws() == want
         assert tf.random.uniform([3], seed=7).numpy().tolist() != stateful
+
+
+def test_the_kernel_cache_is_flushed_every_flush_every_fits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """flush_now_and_then flushes TensorFlow's kernel cache on every FLUSH_EVERY-th fit, not before:
+    seen through a stateful op's kernel, which restarts its stream only after a flush."""
+    import keras
+
+    from sweeper.train import runtime
+
+    tf = runtime.tensorflow()
+    monkeypatch.setattr(runtime, "FLUSH_EVERY", 3)
+    monkeypatch.setattr(runtime, "_unflushed", 0)
+    keras.utils.set_random_seed(5)
+    first = tf.random.uniform([2], seed=1).numpy().tolist()
+    for _ in range(2):
+        runtime.flush_now_and_then()
+        runtime.set_random_seed_keeping_kernels(5)
+        assert tf.random.uniform([2], seed=1).numpy().tolist() != first  # the cached kernel went on
+    runtime.flush_now_and_then()  # the third: flushed
+    runtime.set_random_seed_keeping_kernels(5)
+    assert tf.random.uniform([2], seed=1).numpy().tolist() == first

@@ -22,7 +22,7 @@ from sweeper.config.spec import SweepSpec
 from sweeper.errors import TrialError
 from sweeper.train.callbacks import keras_callbacks
 from sweeper.train.reuse import initialized_estimator
-from sweeper.train.runtime import set_op_determinism, set_random_seed_keeping_kernels
+from sweeper.train.runtime import flush_now_and_then, set_op_determinism, set_random_seed_keeping_kernels
 
 EpochHook = Callable[[int, float], None]  # (epoch, validation value of the objective metric)
 ModelHook = Callable[[Any], None]  # called with the keras.Model holding its initial weights
@@ -134,6 +134,7 @@ def fit_config(
     # notebook MLP: a third less time); a user's builder may use stateful TF random ops, which
     # only the kernel-cache flush of the plain call restarts.
     if spec.model.lower() in BUILTIN:
+        flush_now_and_then()
         set_random_seed_keeping_kernels(seed)
     else:
         keras.utils.set_random_seed(seed)

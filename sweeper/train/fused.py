@@ -39,7 +39,7 @@ from sweeper.train.fused_layers import (  # noqa: F401  (re-exported: the public
 )
 from sweeper.train.fused_init import initial_weights, keras_model  # noqa: F401  (keras_model: public API)
 from sweeper.train.fused_sizing import eval_rows, pack_size  # noqa: F401  (pack_size: public API)
-from sweeper.train.runtime import tensorflow
+from sweeper.train.runtime import flush_now_and_then, tensorflow
 
 DEFAULT_LR = {"adam": 0.001, "rmsprop": 0.001, "sgd": 0.01, "radam": 0.001}
 MODEL_KEYS = ("units", "batchnorm", "dropout", "activation", "kernel_initializer", "l2")
@@ -156,6 +156,7 @@ def fit_fused(members: list[FusedMember], x: np.ndarray, y: np.ndarray,
     n_classes = int(n_classes or int(np.max(y)) + 1)
     t0 = time.perf_counter()
     inits, shufflers, members = [], [], list(members)
+    flush_now_and_then()  # once per pack: its members are seeded keeping the cache
     for j, m in enumerate(members):  # what fit_config draws, in the same order
         weights, dropout_seeds = initial_weights(structure, m, x.shape[1:], n_classes)  # seeds every generator
         inits.append(weights)

@@ -94,9 +94,11 @@ def set_random_seed_keeping_kernels(seed: int) -> None:
     """``keras.utils.set_random_seed(seed)`` without the flush of TensorFlow's eager kernel cache
     that ``tf.random.set_seed`` adds. That flush drops every traced function's instantiated graph,
     so the next call of a fused pack's step optimized the whole graph again (1.5 s for 16 MLP
-    members, per pack). It is there to restart stateful random kernels; a fused pack's seeds reach
-    only stateless ops, Keras's initializers and tf.data shuffles, which read the global seed when
-    they are made. Private TF API: where it moved, the plain Keras call (with its flush)."""
+    members, per pack) and a reused model's trial compiled its step again (a third of a 3-epoch
+    notebook-MLP trial). It is there to restart stateful random kernels; the fits seeded here
+    reach only stateless ops, Keras's initializers and tf.data shuffles, which read the global seed
+    when they are made, so flushing or not gives the same numbers (``flush_now_and_then`` bounds
+    the cache). Private TF API: where it moved, the plain Keras call (with its flush)."""
     import random
 
     import keras
@@ -118,6 +120,24 @@ def set_random_seed_keeping_kernels(seed: int) -> None:
         keras.utils.set_random_seed(seed)
     finally:
         del ctx._set_global_seed
+
+
+# Fits (or packs) between two flushes of TensorFlow's kernel cache (see flush_now_and_then).
+FLUSH_EVERY = 64
+_unflushed = 0
+
+
+def flush_now_and_then() -> None:
+    """Called once per fit or pack seeded with ``set_random_seed_keeping_kernels``: every
+    ``FLUSH_EVERY``-th call flushes TensorFlow's kernel cache (``tf.random.set_seed`` does; the
+    caller seeds next). The cache keeps a kernel for each new variable, about 0.15 MB per tiny
+    trial (benchmarks/drift.py), so it is flushed now and then, at the price of compiling the
+    reused steps once more."""
+    global _unflushed
+    _unflushed += 1
+    if _unflushed >= FLUSH_EVERY:
+        _unflushed = 0
+        tensorflow().random.set_seed(0)
 
 
 def gradient_registry_keys() -> set[str]:
