@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from sweeper.train.runtime import tensorflow
+from sweeper.train.runtime import NOT_INLINED, tensorflow
 
 # The options a member may give each optimizer, with Keras's (and sweeper's RAdam) defaults.
 OPTIONS: dict[str, dict[str, float]] = {
@@ -473,7 +473,7 @@ class Pack:
         # Not inlined: TensorFlow then optimizes the one body once, not K inlined copies when a
         # pack's step is first run (16 MLP members: 1.0 s instead of 2.0 s; 64: grappler took
         # 7 s and more); the steps run as fast.
-        return tf.function(member, autograph=False, experimental_attributes={"_noinline": True})
+        return tf.function(member, autograph=False, experimental_attributes=dict(NOT_INLINED))
 
     def _member_args(self, k: int) -> list[Any]:
         """Member ``k``'s per-member tensors, in ``_member_fn``'s order."""

@@ -1,5 +1,5 @@
-"""TensorFlow runtime set-up: import it once and quietly, configure a worker process once, and
-the one use of TensorFlow's private API (tensorflow is pinned below 2.22 in pyproject.toml).
+"""TensorFlow runtime set-up: import it once and quietly, configure a worker process once, seed
+fits, and every use of TensorFlow's private API (tensorflow is pinned below 2.22 in pyproject.toml).
 
 Import TensorFlow once, without the C++ start-up chatter.
 
@@ -88,6 +88,11 @@ def set_op_determinism(on: bool) -> None:
         config.enable_op_determinism()
     elif not on and config.is_op_determinism_enabled():
         config.disable_op_determinism()
+
+
+# tf.function(experimental_attributes=NOT_INLINED): a nested traced function TensorFlow calls
+# rather than inlines into its caller (the attribute's name is TensorFlow's, not public API).
+NOT_INLINED = {"_noinline": True}
 
 
 def set_random_seed_keeping_kernels(seed: int) -> None:
