@@ -371,15 +371,17 @@ class Pack:
         return tf.reduce_sum(ce * mask, 1), tf.reduce_sum(hit * mask, 1), tf.reduce_sum(mask, 1)
 
     # ------------------------------------------------------- each member on its own (loop mode)
-    def _forward_own(self, k: int, per: list[list[Any]], h: Any, training: bool) -> tuple[Any, dict[int, Any]]:
-        """Member ``k``'s logits on its rows ``h`` (only those: a partial batch stays partial), with
-        its variables ``per[j][k]``: the ops, shapes and constants its Keras layers run (Dense,
-        Conv2D, BatchNormalization, the activations, Dropout, MaxPooling2D), so its forward and
-        backward pass are those of the same model fitted alone. In training, also its batch norm
-        layers' new moving statistics, by weight position."""
+    def _forward_own(self, w: list[Any], h: Any, training: bool,
+                     dropout: tuple[Any, ...] = ()) -> tuple[Any, dict[int, Any]]:
+        """One member's logits on its rows ``h`` (only those: a partial batch stays partial), with
+        its variables ``w``: the ops, shapes and constants its Keras layers run (Dense, Conv2D,
+        BatchNormalization, the activations, Dropout, MaxPooling2D), so its forward and backward
+        pass are those of the same model fitted alone. ``dropout`` (training): its Dropout layers'
+        seeds, optimizer steps, rate and scale. In training, also its batch norm layers' new moving
+        statistics, by weight position."""
         import keras
 
-        tf, ops, w = self.tf, keras.ops, [p[k] for p in per]
+        tf, ops = self.tf, keras.ops
         moving: dict[int, Any] = {}
         drop = 0  # dropout layers passed
         for block in self.blocks:
@@ -404,10 +406,11 @@ class Pack:
                 # casts it, into stateless_dropout's Python-rate path written out (x * scale where
                 # a uniform draw >= rate, else 0), so that the rate can be a tensor of the pack.
                 # A member without dropout has rate 0 and scale 1: h itself, bit for bit.
-                state = tf.stack([self.dseed[k, drop], tf.cast(self.t[k], tf.int64)])
+                dseed, t, rate, scale = dropout
+                state = tf.stack([dseed[drop], tf.cast(t, tf.int64)])
                 seed = tf.cast(tf.math.floormod(state, tf.int32.max - 1), tf.int32)
-                keep = tf.random.stateless_uniform(tf.shape(h), seed=seed) >= self.rate[k]
-                h = tf.where(keep, h * self.scale[k], 0.0)
+                keep = tf.random.stateless_uniform(tf.shape(h), seed=seed) >= rate
+                h = tf.where(keep, h * scale, 0.0)
             drop += block.dropout
             if block.pool:
                 h = ops.max_pool(h, pool_size=2, strides=2, padding="valid")
@@ -422,15 +425,16 @@ class Pack:
             return keras.activations.leaky_relu(h, negative_slope=0.1)
         return keras.activations.get(self.structure.activation)(h)
 
-    def _loss_own(self, k: int, per: list[list[Any]], logits: Any, y: Any) -> Any:
-        """Keras's ``compute_loss`` for member ``k``: sparse cross-entropy summed over its rows and
-        divided by their count (sum_over_batch_size), plus its kernels' L2 penalties if any. One
-        op per member: over all members' rows at once it rounded differently (row offsets)."""
+    def _loss_own(self, w: list[Any], logits: Any, y: Any, l2: Any) -> Any:
+        """Keras's ``compute_loss`` for one member with variables ``w``: sparse cross-entropy summed
+        over its rows and divided by their count (sum_over_batch_size), plus its kernels' L2
+        penalties if any. One op per member: over all members' rows at once it rounded
+        differently (row offsets)."""
         tf = self.tf
         ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(y, tf.int64), logits=logits)
         loss = tf.math.divide_no_nan(tf.reduce_sum(ce), tf.cast(tf.size(ce), tf.float32))
         if self.has_l2:  # a member without L2 adds zeros: its loss and gradient stay the same
-            penalties = (self.l2[k] * tf.reduce_sum(tf.square(per[b.kernel][k])) for b in self.blocks)
+            penalties = (l2 * tf.reduce_sum(tf.square(w[b.kernel])) for b in self.blocks)
             loss = tf.reduce_sum(tf.stack([loss, *penalties]))
         return loss
 
@@ -452,21 +456,17 @@ class Pack:
         gradient parts in another order) and new moving statistics; in inference its
         cross-entropy sum, correct rows and rows. The ops are those of ``_forward_own`` /
         ``_loss_own``."""
-        tf, one = self.tf, copy.copy(self)
-        one.k = 1  # a single member's view: its own row of every per-member tensor
-        trainable = self.trainable
+        tf, trainable = self.tf, self.trainable
 
         def member(ws: list[Any], x: Any, y: Any, dseed: Any, t: Any, rate: Any, scale: Any, l2: Any) -> Any:
-            per = [[w] for w in ws]
-            one.dseed, one.t, one.rate, one.scale, one.l2 = dseed[None], t[None], rate[None], scale[None], l2[None]
             if not training:
-                logits, _ = one._forward_own(0, per, x, training=False)
+                logits, _ = self._forward_own(ws, x, training=False)
                 ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
                 return tf.reduce_sum(ce), _hits(tf, logits, y), tf.cast(tf.size(y), tf.float32)
             with tf.GradientTape() as tape:
                 tape.watch([ws[j] for j in trainable])
-                logits, moving = one._forward_own(0, per, x, training=True)
-                loss = one._loss_own(0, per, logits, y)
+                logits, moving = self._forward_own(ws, x, training=True, dropout=(dseed, t, rate, scale))
+                loss = self._loss_own(ws, logits, y, l2)
             grads = tape.gradient(loss, [ws[j] for j in trainable])
             return (loss, _hits(tf, logits, y), *grads, *(moving[j] for j in sorted(moving)))
 
