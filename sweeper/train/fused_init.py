@@ -77,8 +77,11 @@ def _recipe(structure: Structure, member: Any, input_shape: Sequence[int], n_cla
     model = keras_model(structure, member, input_shape, n_classes)
     after = random.getstate()
     random.seed(TEMPLATE_SEED)
-    draws = _draws(MAX_DRAWS)
-    made = next((n for n in range(MAX_DRAWS + 1) if _state_after(n) == after), None)
+    draws, made = [], None  # the build's draws, and how many it made (the generator's state after them)
+    for n in range(MAX_DRAWS + 1):
+        if made is None and random.getstate() == after:
+            made = n
+        draws.append(random.randint(1, int(1e9)))
     where = {id(v): (layer, v) for layer in model.layers for v in layer.weights}
     weights: list[Any] = []
     try:
@@ -102,12 +105,6 @@ def _recipe(structure: Structure, member: Any, input_shape: Sequence[int], n_cla
     if not all(np.array_equal(a, b) for a, b in zip(again, model.get_weights(), strict=True)):
         return None
     return recipe
-
-
-def _state_after(n: int) -> Any:
-    random.seed(TEMPLATE_SEED)
-    _draws(n)
-    return random.getstate()
 
 
 def initial_weights(structure: Structure, member: Any, input_shape: Sequence[int],
