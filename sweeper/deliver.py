@@ -61,7 +61,7 @@ def top_trials(study: optuna.Study, spec: SweepSpec, k: int, number: int | None 
 def refit(spec: SweepSpec, ds: Dataset, trial: FrozenTrial, out_dir: Path) -> Refitted:
     """Train the trial's config on all labelled data from its initial weights; save a .keras file."""
     params = full_params(spec, dict(trial.params))
-    seed = fit_seed(trial_seed(spec, params))  # the trial's (split 0) seed: the same initial weights
+    seed = fit_seed(spec, trial_seed(spec, params))  # the trial's (split 0) seed: the same initial weights
     epochs_run = (trial.user_attrs.get(METRICS_ATTR) or {}).get("epochs_run")
     train_params = {**params, "epochs": int(epochs_run)} if epochs_run else params
     if is_fused(trial.user_attrs.get(METRICS_ATTR)):  # trained in a pack: refit as a pack of one
@@ -121,7 +121,7 @@ def refit_on_split(spec: SweepSpec, ds: Dataset, trial: FrozenTrial) -> SplitRef
     """Train ``trial`` again on the first split of the sweep's validation, as the trial did."""
     tr, va = splits(spec, ds)[0]
     params = full_params(spec, dict(trial.params))
-    seed = fit_seed(trial_seed(spec, params))
+    seed = fit_seed(spec, trial_seed(spec, params))
     sample = ds.x[va][0]
     probe: dict[str, Any] = {}
 

@@ -67,6 +67,7 @@ REFUSED = {
     "training.epochs": {"training": {"epochs": 3, "batch_size": 32, "model__units": 16}},
     "data": {"data": {"dataset": "digits", "limit": 300}},
     "seed": {"seed": 7},
+    "seeding": {"seeding": "scikeras"},
     "objective.metric": {"objective": "loss"},
     "validation": {"validation": {"kfold": 3}},
     "params.model__units": {"params": {**GRID["params"], "model__units": [1]}},

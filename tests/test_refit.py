@@ -66,7 +66,7 @@ def test_best_refits_on_all_labelled_data_from_the_trials_initial_weights(study:
     ds = load_dataset(spec.data)
     best = max(stored.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.value)
     params = full_params(spec, best.params)
-    seed = fit_seed(trial_seed(spec, params))
+    seed = fit_seed(spec, trial_seed(spec, params))
     tr, va = splits(spec, ds)[0]
     initial: list[list[np.ndarray]] = []
 

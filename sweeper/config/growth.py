@@ -3,7 +3,7 @@
 A study may be run again with a definition that only widens the search: new values in a grid
 list, a wider range, a larger budget, another timeout, another sampler (between sampling
 methods), sampler options or pruner. Anything that changes how a trial trains or is scored
-(data, model, fixed settings, validation, objective, seed, callbacks, augmentation, compute)
+(data, model, fixed settings, validation, objective, seed, seeding, callbacks, augmentation, compute)
 would make old and new results incomparable, and is refused with the key and both values.
 """
 
@@ -18,7 +18,7 @@ from sweeper.config.spec import SweepSpec
 FIXED_FIELDS = {
     "data": "data", "model": "model", "fixed": "training", "metric": "objective.metric",
     "direction": "objective.direction", "holdout": "validation.holdout", "kfold": "validation.kfold",
-    "repeats": "validation.repeats", "seed": "seed", "callbacks": "callbacks",
+    "repeats": "validation.repeats", "seed": "seed", "seeding": "seeding", "callbacks": "callbacks",
     "augmentation": "augmentation", "compute": "compute", "trial_function": "trial_function",
     "objectives": "objective", "constraints": "constraints", "latency": "latency",
 }

@@ -60,7 +60,7 @@ TOP_KEYS = {
     "name", "description", "data", "model", "params", "method", "trials", "timeout",
     "objective", "validation", "training", "seed", "storage", "trial_function",
     "callbacks", "augmentation", "pruner", "compute", "sampler", "max_worker_deaths",
-    "constraints", "latency",
+    "constraints", "latency", "seeding",
 }
 VALIDATION_KEYS = {"holdout", "kfold", "repeats"}
 MAX_NAME = 100
@@ -72,6 +72,12 @@ TRAINING_DEFAULTS: dict[str, Any] = {"epochs": 10, "batch_size": 128}
 # 2: trial seeds leave ``epochs`` out, so trials that differ only in epochs start alike and the
 # shorter is the longer one's beginning (a pack trains them once); 1: every param (earlier studies).
 SEED_RULE = 2
+
+# How each fit is seeded. "trial": every configuration from its own seed (trial_seed), each split
+# and repeat from its own (fit_seed), rows reshuffled every epoch. "scikeras": every fit as
+# ``KerasClassifier(random_state=seed)`` seeds it (one seed for every configuration and split,
+# Keras's own batch order), so a GridSearchCV over that classifier gets the same scores.
+SEEDINGS = ("trial", "scikeras")
 
 
 @dataclass
@@ -93,6 +99,7 @@ class SweepSpec:
     kfold: int | None = None
     repeats: int = 1  # each split trained with this many seeds; mean and std over all runs
     seed: int = 0
+    seeding: str = SEEDINGS[0]
     storage: str = DEFAULT_STORAGE
     callbacks: Callbacks = field(default_factory=Callbacks)
     augmentation: Augmentation = field(default_factory=Augmentation)
@@ -279,6 +286,9 @@ def spec_from_dict(raw: Any, source: str = "", stored: bool = False) -> SweepSpe
     seed = raw.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise err(source, "seed", f"{seed!r} is not an integer")
+    seeding = raw.get("seeding", SEEDINGS[0])
+    if seeding not in SEEDINGS:
+        raise err(source, "seeding", f"{seeding!r} is not one of {', '.join(SEEDINGS)}")
     storage = raw.get("storage", DEFAULT_STORAGE)
     if not isinstance(storage, str) or "://" not in storage:
         raise err(source, "storage", f"{storage!r} is not a storage URL (e.g. sqlite:///sweeper.db)")
@@ -296,7 +306,7 @@ def spec_from_dict(raw: Any, source: str = "", stored: bool = False) -> SweepSpe
         name=name.strip(), data=data, model=model, params=params, fixed=fixed, method=method,
         trials=trials, timeout=timeout, metric=metric, direction=direction, objectives=objectives,
         constraints=constraints, latency=latency, holdout=holdout,
-        kfold=kfold, repeats=repeats, seed=seed, storage=storage, description=str(description),
+        kfold=kfold, repeats=repeats, seed=seed, seeding=seeding, storage=storage, description=str(description),
         callbacks=parse_callbacks(source, raw.get("callbacks")),
         augmentation=parse_augmentation(source, raw.get("augmentation"), data.dataset),
         pruner=parse_pruner(source, raw.get("pruner")),

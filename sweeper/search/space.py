@@ -94,7 +94,11 @@ def but_epochs_key(params: dict[str, Any]) -> str:
 def trial_seed(spec: SweepSpec, params: dict[str, Any]) -> int:
     """Seed of a trial, from the sweep seed and its params only: the same config gets the same
     initial weights whichever worker, order or restart runs it. Under ``spec.seed_rule`` 2 the
-    epochs are left out: trials that differ only in epochs share initial weights and data order."""
+    epochs are left out: trials that differ only in epochs share initial weights and data order.
+    Seeded the scikeras way, every trial has the sweep seed, as every clone of a
+    ``KerasClassifier(random_state=seed)`` has."""
+    if spec.seeding == "scikeras":
+        return spec.seed
     if spec.seed_rule >= 2:
         params = without_epochs(params)
     digest = hashlib.sha256(f"{spec.seed}|{params_key(params)}".encode()).digest()

@@ -14,7 +14,7 @@ This module holds every use of scikeras's private API (pyproject pins scikeras b
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from scikeras.wrappers import KerasClassifier
@@ -29,6 +29,27 @@ def training_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int |
     if seed is not None:
         rows = rows.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     return rows.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def keras_batch_order(n: int, seed: int, seed_all: Callable[[int], None]) -> np.ndarray:
+    """The order in which ``Model.fit`` takes ``n`` NumPy rows when every generator was seeded
+    with ``seed`` just before it, as ``KerasClassifier(random_state=seed)`` seeds its fit. Keras
+    shuffles them with ``tf.random.shuffle`` inside a ``tf.data`` map, whose op seed is fixed by the
+    global seed when the pipeline is made; each epoch's new pass restarts that op, so every epoch
+    takes this one order. The function below makes the same ops in the same order as Keras's (its
+    array adapter), hence the same seed; tests/test_seeding.py checks the scores against
+    ``GridSearchCV``. Leaves every generator seeded with ``seed``, as the fit finds them."""
+    import tensorflow as tf
+
+    seed_all(seed)
+
+    def permutation(_: Any) -> Any:
+        indices = tf.range(n, dtype=tf.int64)
+        return tf.random.shuffle(indices)
+
+    order = next(iter(tf.data.Dataset.range(1).map(permutation))).numpy()
+    seed_all(seed)
+    return order
 
 
 def evaluation_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int) -> Any:
@@ -77,6 +98,10 @@ class SweeperClassifier(KerasClassifier):
         ``initialize`` only)."""
         self._initialize_callbacks()
 
+    # Rows in this order every epoch instead of a seeded reshuffle (keras_batch_order: what
+    # Keras's own shuffle of NumPy rows gives); set per fit by train/fit.py.
+    batch_order: np.ndarray | None = None
+
     def _fit_keras_model(self, X: Any, y: Any, sample_weight: Any, warm_start: bool, epochs: int,
                          initial_epoch: int, **kwargs: Any) -> None:
         if sample_weight is None and isinstance(X, np.ndarray) and isinstance(y, np.ndarray):
@@ -85,6 +110,9 @@ class SweeperClassifier(KerasClassifier):
             batch_size = len(X) if batch_size == -1 else int(batch_size)
             seed = self._random_state if self._random_state is not None else int(np.random.randint(0, 2**31 - 1))
             shuffle = params.get("fit__shuffle", params.get("shuffle", True))
+            order = self.batch_order if shuffle else None
+            if order is not None and len(order) == len(X):
+                X, y, shuffle = X[order], y[order], False
             X, y = training_pipeline(X, y, batch_size, seed if shuffle else None), None
             kwargs["shuffle"] = False  # the pipeline shuffles
             validation = kwargs.get("validation_data")

@@ -5,7 +5,9 @@ trial and its refit are the same computation.
 A fit is fixed by its seed: ``keras.utils.set_random_seed(seed)`` seeds Python, NumPy, TensorFlow
 and Keras, which fixes the initial weights, the augmentation layers' seeds, each epoch's batch
 order (the pipeline's shuffle seed is drawn from NumPy) and dropout. A trial's split ``i``,
-repeat ``r`` uses ``fit_seed(trial_seed, i, r)``; a refit of that split uses the same seed.
+repeat ``r`` uses ``fit_seed(spec, trial_seed, i, r)``; a refit of that split uses the same seed.
+Under ``seeding: scikeras`` the generators are seeded again after the build and the rows go in
+Keras's own order (``keras_batch_order``), as ``KerasClassifier(random_state=seed)`` fits them.
 """
 
 from __future__ import annotations
@@ -28,8 +30,12 @@ EpochHook = Callable[[int, float], None]  # (epoch, validation value of the obje
 ModelHook = Callable[[Any], None]  # called with the keras.Model holding its initial weights
 
 
-def fit_seed(trial_seed: int, split: int = 0, repeat: int = 0) -> int:
-    """The seed of one fit of a trial: split ``split`` of its validation, repeat ``repeat``."""
+def fit_seed(spec: SweepSpec, trial_seed: int, split: int = 0, repeat: int = 0) -> int:
+    """The seed of one fit of a trial: split ``split`` of its validation, repeat ``repeat``.
+    Seeded the scikeras way, every split has the trial's seed (GridSearchCV fits one
+    ``random_state`` on every fold); repeats still differ."""
+    if spec.seeding == "scikeras":
+        split = 0
     return trial_seed + 7919 * split + 104729 * repeat
 
 
@@ -125,6 +131,8 @@ def fit_config(
     """
     import keras
 
+    from sweeper.train.classifier import keras_batch_order  # imports scikeras and TensorFlow
+
     callbacks = keras_callbacks(spec.callbacks, log_dir, validation=validation is not None)
     if on_epoch is not None and validation is not None:
         callbacks.append(_EpochCallback(metric_key(spec), on_epoch))
@@ -135,11 +143,14 @@ def fit_config(
     # only the kernel-cache flush of the plain call restarts.
     if spec.model.lower() in BUILTIN:
         flush_now_and_then()
-        set_random_seed_keeping_kernels(seed)
+        seed_all = set_random_seed_keeping_kernels
     else:
-        keras.utils.set_random_seed(seed)
+        seed_all = keras.utils.set_random_seed
+    seed_all(seed)
     t0 = time.perf_counter()
     est, reused = initialized_estimator(spec, params, callbacks, x, y, reuse=spec.compute.reuse_models)
+    # Seeded the scikeras way, the fit is seeded again after the build and takes Keras's order.
+    est.batch_order = keras_batch_order(len(x), seed, seed_all) if spec.seeding == "scikeras" else None
     if on_built is not None:
         on_built(est.model_)
     est.fit(x, y, validation_data=validation)

@@ -8,7 +8,7 @@ choice of K in fused_sizing.py.
 
 Each member keeps what makes it its own trial: the initial weights ``set_random_seed(seed)`` and
 ``build_mlp`` / ``build_cnn`` give; each epoch's order of its rows (of ``x`` or its ``train_indices``) from the same
-seeded ``tf.data`` shuffle as a standalone fit; its optimizer (adam, rmsprop, sgd with momentum,
+seeded ``tf.data`` shuffle as a standalone fit (under ``seeding: scikeras``, Keras's one order); its optimizer (adam, rmsprop, sgd with momentum,
 radam: the Keras/sweeper update rules, op for op, on stacked variables) with its own state, steps
 and learning rate; its dropout rate and masks (its Dropout layers' seeds and its step count), L2,
 epochs and batch norm statistics. On a CPU a member's weights after every step are those of
@@ -39,7 +39,7 @@ from sweeper.train.fused_layers import (  # noqa: F401  (re-exported: the public
 )
 from sweeper.train.fused_init import initial_weights, keras_model  # noqa: F401  (keras_model: public API)
 from sweeper.train.fused_sizing import eval_rows, pack_size  # noqa: F401  (pack_size: public API)
-from sweeper.train.runtime import flush_now_and_then, tensorflow
+from sweeper.train.runtime import flush_now_and_then, set_random_seed_keeping_kernels, tensorflow
 
 DEFAULT_LR = {"adam": 0.001, "rmsprop": 0.001, "sgd": 0.01, "radam": 0.001}
 MODEL_KEYS = ("units", "batchnorm", "dropout", "activation", "kernel_initializer", "l2")
@@ -63,6 +63,7 @@ class FusedMember:
     optimizer_options: dict[str, float] = field(default_factory=dict)
     dropout: float = 0.0
     l2: float = 0.0
+    keras_order: bool = False  # rows in Keras's own order each epoch (seeding: scikeras), not reshuffled
     train_indices: np.ndarray | None = None  # rows of x it trains on (default: all)
     val_indices: np.ndarray | None = None  # rows of x it is scored on (instead of shared validation)
     # Set by fit_fused: the seeds of its standalone model's Dropout layers, in order.
@@ -147,6 +148,8 @@ def fit_fused(members: list[FusedMember], x: np.ndarray, y: np.ndarray,
     called after each epoch member ``i`` trains (to report and prune); True freezes it there.
     ``conv`` (CNNs): "loop" (one conv per member, the default on CPU) or "grouped" (one grouped
     conv, the default with a GPU; on CPU it needs ``jit_compile``)."""
+    from sweeper.train.classifier import keras_batch_order  # imports scikeras
+
     tf = tensorflow()
     if not members:
         return []
@@ -162,7 +165,12 @@ def fit_fused(members: list[FusedMember], x: np.ndarray, y: np.ndarray,
         inits.append(weights)
         # Keras's Dropout draws step s's mask from its seed generator's [seed, s]: the same masks.
         members[j] = replace(m, dropout_seeds=dropout_seeds)
-        n, seed = len(x if m.train_indices is None else m.train_indices), int(np.random.randint(0, 2**31 - 1))
+        n = len(x if m.train_indices is None else m.train_indices)
+        if m.keras_order:  # seeded again after the build, as fit_config does under seeding: scikeras
+            shufflers.append(tf.data.Dataset.from_tensors(keras_batch_order(n, m.seed, set_random_seed_keeping_kernels))
+                             .repeat())
+            continue
+        seed = int(np.random.randint(0, 2**31 - 1))
         # Its seeded shuffle, made now: it reads the global seed (the member's) when it is made.
         shufflers.append(tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
                          .batch(n).repeat())

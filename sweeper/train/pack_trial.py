@@ -65,7 +65,10 @@ def pack_limit(spec: SweepSpec, input_shape: Sequence[int], n_classes: int, key:
 
 
 def _member(spec: SweepSpec, params: dict[str, Any], seed: int) -> tuple[Any, fused.FusedMember] | None:
-    return fused.member_from_params(params, seed, model=spec.model.lower())
+    found = fused.member_from_params(params, seed, model=spec.model.lower())
+    if found is not None:
+        found[1].keras_order = spec.seeding == "scikeras"
+    return found
 
 
 def pack_key(spec: SweepSpec, params: dict[str, Any], seed: int) -> Any | None:
@@ -156,7 +159,7 @@ def run_pack(spec: SweepSpec, ds: Dataset, entries: list[PackEntry], key: Any) -
         same = but_epochs_key(entry.params)
         for i, (tr, va) in enumerate(folds):
             for r in range(spec.repeats):
-                seed = fit_seed(entry.seed, i, r)
+                seed = fit_seed(spec, entry.seed, i, r)
                 found = _member(spec, entry.params, seed)
                 if found is None or found[0] != key:
                     raise ValueError("a pack holds trials of one structure and batch size only")

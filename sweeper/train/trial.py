@@ -64,7 +64,7 @@ def run_trial(
     fits = []
     try:
         for i, r, tr, va in runs:
-            fitted = fit_config(spec, params, fit_seed(seed, i, r), ds.x[tr], ds.y[tr], (ds.x[va], ds.y[va]),
+            fitted = fit_config(spec, params, fit_seed(spec, seed, i, r), ds.x[tr], ds.y[tr], (ds.x[va], ds.y[va]),
                                 log_dir=tensorboard_dir(spec, tag, i, r),
                                 on_epoch=on_epoch if len(runs) == 1 else None)
             fitted.estimator = None  # keep the numbers, not the model
