@@ -4,12 +4,15 @@
 The notebook way (docs/reference_notebooks.md, notebook A): scikit-learn ``GridSearchCV(KerasClassifier, cv=3)``, sequential,
 a new model per fit. sweeper: the same grid as a study, same model builder, same epochs, same
 data, the same stratified folds (``StratifiedKFold(3, shuffle=True, random_state=42)`` on both
-sides). Prints both wall times, the ratio, and both best scores.
+sides), the same seeding (sweeper's ``seeding: scikeras`` seeds each fit as the notebook's
+``KerasClassifier(random_state=42)`` does) and TensorFlow set up alike. Prints both wall times,
+the ratio, both best scores and on how many configurations the two scores are equal.
 
     .venv/bin/python benchmarks/vs_gridsearch.py                 # 16-point subset of the notebook-A grid
     .venv/bin/python benchmarks/vs_gridsearch.py --grid full     # all 96 points (about 40 min here)
     .venv/bin/python benchmarks/vs_gridsearch.py --workers 2     # sweeper with 2 single-thread workers
     .venv/bin/python benchmarks/vs_gridsearch.py --fuse 16       # sweeper trains 16 trials per fused pack
+    .venv/bin/python benchmarks/vs_gridsearch.py --seeding trial # sweeper seeds each trial its own way
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ def notebook_way(grid: dict[str, list[Any]]) -> tuple[float, Scores]:
     return wall, scores
 
 
-def sweeper_way(grid: dict[str, list[Any]], workers: int, fuse: str) -> tuple[float, Scores]:
+def sweeper_way(grid: dict[str, list[Any]], workers: int, fuse: str, seeding: str) -> tuple[float, Scores]:
     import optuna
     import yaml
 
@@ -91,7 +94,7 @@ def sweeper_way(grid: dict[str, list[Any]], workers: int, fuse: str) -> tuple[fl
         store = f"sqlite:///{Path(tmp) / 'bench.db'}"
         sweep = {
             "name": "vs-gridsearch", "data": {"dataset": "mnist5k"}, "model": "mlp", "method": "grid",
-            "params": grid, "validation": {"kfold": 3}, "seed": SEED, "storage": store,
+            "params": grid, "validation": {"kfold": 3}, "seed": SEED, "seeding": seeding, "storage": store,
             "compute": {"fuse": int(fuse) if fuse.isdigit() else fuse},
         }
         path = Path(tmp) / "sweep.yaml"
@@ -147,16 +150,18 @@ def main() -> None:
     ap.add_argument("--grid", choices=sorted(GRIDS), default="small")
     ap.add_argument("--workers", type=int, default=1, help="sweeper worker processes (default 1, like the notebook)")
     ap.add_argument("--fuse", default="off", help="sweeper's compute.fuse: off (default), auto or a pack size K")
+    ap.add_argument("--seeding", choices=["scikeras", "trial"], default="scikeras",
+                    help="sweeper's seeding: scikeras (default: each fit seeded as the notebook's) or trial (its own seeds)")
     ap.add_argument("--skip-notebook", action="store_true", help="time sweeper's side only (no ratio)")
     args = ap.parse_args()
     grid = GRIDS[args.grid]
     n = 1
     for values in grid.values():
         n *= len(values)
-    print(f"grid {args.grid!r}: {n} points x 3 folds on mnist5k (notebook-A MLP), sweeper workers: {args.workers}, fuse: {args.fuse}")
+    print(f"grid {args.grid!r}: {n} points x 3 folds on mnist5k (notebook-A MLP), sweeper workers: {args.workers}, fuse: {args.fuse}, seeding: {args.seeding}")
     warm_up()
     # sweeper first: a failure there shows before the notebook's half hour on the full grid.
-    sw_wall, sw = sweeper_way(grid, args.workers, args.fuse)
+    sw_wall, sw = sweeper_way(grid, args.workers, args.fuse, args.seeding)
     sw_best, sw_score, sw_lead = _top(sw)
     print(f"  sweeper                            : {sw_wall:8.1f} s   best mean CV accuracy {sw_score:.4f}  {sw_best}",
           flush=True)
@@ -168,11 +173,13 @@ def main() -> None:
     print(f"ratio sweeper / notebook = {sw_wall / nb_wall:.2f}   (goal <= {0.6 if args.fuse == 'off' else 0.30}); "
           f"best-score difference {100 * (sw_score - nb_score):+.2f} points; same best configuration: "
           f"{'yes' if sw_best == nb_best else 'no'}")
-    # Each side trains with its own seeds: how far apart its top two are says whether a different
-    # pick is a ranking difference or seed noise.
-    print(f"  lead of the best over the second: sweeper {100 * sw_lead:.2f} points, notebook {100 * nb_lead:.2f}; "
-          f"the other side's best scores {sw.get(nb_best, float('nan')):.4f} in sweeper, "
-          f"{nb.get(sw_best, float('nan')):.4f} in the notebook; Spearman over all points "
+    # With seeding: scikeras both sides seed every fit as KerasClassifier(random_state=42) does,
+    # under the same TensorFlow settings: the same fits, so the same scores.
+    common = sorted(set(sw) & set(nb))
+    diffs = [abs(sw[k] - nb[k]) for k in common]
+    print(f"  scores equal (within 1e-6) on {sum(d < 1e-6 for d in diffs)} of {len(common)} configurations, "
+          f"largest difference {100 * max(diffs, default=float('nan')):.3f} points; lead of the best over the "
+          f"second: sweeper {100 * sw_lead:.2f} points, notebook {100 * nb_lead:.2f}; Spearman over all points "
           f"{_spearman(sw, nb):.2f}")
 
 

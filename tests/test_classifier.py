@@ -52,3 +52,24 @@ def test_same_random_state_same_history_and_sample_weights_still_work() -> None:
     # Sample weights go through scikeras's NumPy path: zero weights on half the rows change training.
     weighted = fit(7, sample_weight=np.where(np.arange(96) % 2 == 0, 1.0, 0.0))
     assert len(weighted["loss"]) == 3 and weighted["loss"] != once["loss"]
+
+
+def test_a_random_state_fits_as_kerasclassifier_does() -> None:
+    """SweeperClassifier(random_state=s) is KerasClassifier(random_state=s) fed through tf.data:
+    the same initial weights, batch order and dropout, so the same history and weights."""
+    import keras
+    from scikeras.wrappers import KerasClassifier
+
+    from sweeper.train.models.mlp import build_mlp
+
+    configure_tensorflow()
+    spec = spec_from_dict(SPEC)
+    rng = np.random.default_rng(1)
+    x, y = rng.random((100, 8, 8, 1)).astype("float32"), np.arange(100) % 4
+    ours = make_estimator(spec, full_params(spec, {"model__dropout": 0.2}), 11).fit(x, y)
+    theirs = KerasClassifier(model=build_mlp, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                             optimizer=keras.optimizers.Adam, random_state=11, verbose=0, epochs=3,
+                             batch_size=16, model__units=8, model__dropout=0.2).fit(x, y)
+    assert ours.history_["loss"] == theirs.history_["loss"]
+    for a, b in zip(ours.model_.get_weights(), theirs.model_.get_weights()):
+        np.testing.assert_array_equal(a, b)

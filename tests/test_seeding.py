@@ -82,11 +82,35 @@ def test_scikeras_seeding_scores_as_gridsearchcv(tmp_path: Path, monkeypatch: py
     assert len({s for v in got.values() for s in v}) > 3  # not one constant score
 
 
+def test_a_scikeras_seeded_trial_is_rebuilt_by_make_estimator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              notebook: dict[str, list[float]]) -> None:
+    """The notebook API: ``make_estimator(spec, params, spec.seed)`` fitted on a fold scores what
+    the stored trial scored on it."""
+    from sweeper import make_estimator
+    from sweeper.config.spec import load_spec
+    from sweeper.search.space import full_params
+    from sweeper.train.data import load_dataset, splits
+
+    monkeypatch.chdir(tmp_path)
+    got = sweep_scores(tmp_path, "api", seeding="scikeras")
+    spec = load_spec(tmp_path / "api.yaml")
+    ds, params = load_dataset(spec.data), {"optimizer": "rmsprop", "model__dropout": 0.2, "epochs": 3}
+    tr, va = splits(spec, ds)[1]
+    est = make_estimator(spec, full_params(spec, params), spec.seed).fit(ds.x[tr], ds.y[tr])
+    assert abs(est.score(ds.x[va], ds.y[va]) - got[key(params)][1]) < 1e-6
+
+
 def test_default_seeding_is_not_the_notebooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                               notebook: dict[str, list[float]]) -> None:
     monkeypatch.chdir(tmp_path)
     got = sweep_scores(tmp_path, "own")
     assert any(np.abs(np.subtract(got[k], notebook[k])).max() > 1e-6 for k in notebook)
+
+
+def test_validate_names_the_seeding(capsys: pytest.CaptureFixture[str]) -> None:
+    path = Path(__file__).parent.parent / "sweeps" / "notebook_mlp_grid.yaml"
+    assert main(["validate", str(path)]) == 0
+    assert "; seeding scikeras (seed 42 for every configuration and fold)" in capsys.readouterr().out
 
 
 def test_a_bad_seeding_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

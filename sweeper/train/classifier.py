@@ -62,9 +62,10 @@ def evaluation_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int) -> Any:
 class SweeperClassifier(KerasClassifier):
     """``KerasClassifier`` whose ``fit`` feeds NumPy data to Keras as ``tf.data`` pipelines.
 
-    The shuffle seed is ``random_state`` when set, else drawn from NumPy's global generator (which
-    sweeper seeds per trial), so a trial's batches are the same whether its model is new or
-    reused. Sample weights and non-array inputs go through scikeras unchanged.
+    With ``random_state`` set, the rows go in the order ``KerasClassifier(random_state=...)``
+    gives them (``keras_batch_order``), so the two fit alike. Otherwise each epoch reshuffles them
+    from a seed drawn from NumPy's global generator (which sweeper seeds per trial), so a trial's
+    batches are the same whether its model is new or reused, unless ``batch_order`` says the order. Sample weights and non-array inputs go through scikeras unchanged.
 
     A scikit-learn classifier in full: ``is_classifier`` is True (scikeras 0.13 declares it only
     through the tags API that scikit-learn 1.6 replaced), so ``cross_val_score`` stratifies and
@@ -111,6 +112,12 @@ class SweeperClassifier(KerasClassifier):
             seed = self._random_state if self._random_state is not None else int(np.random.randint(0, 2**31 - 1))
             shuffle = params.get("fit__shuffle", params.get("shuffle", True))
             order = self.batch_order if shuffle else None
+            if shuffle and order is None and self._random_state is not None:
+                # KerasClassifier(random_state=s) fits with every generator seeded with s: its order.
+                from scikeras.utils.random_state import tensorflow_random_state
+
+                with tensorflow_random_state(self._random_state):
+                    order = keras_batch_order(len(X), self._random_state, lambda _: None)
             if order is not None and len(order) == len(X):
                 X, y, shuffle = X[order], y[order], False
             X, y = training_pipeline(X, y, batch_size, seed if shuffle else None), None
