@@ -77,8 +77,8 @@ def test_scikeras_seeding_scores_as_gridsearchcv(tmp_path: Path, monkeypatch: py
     monkeypatch.chdir(tmp_path)
     got = sweep_scores(tmp_path, "crn", seeding="scikeras", compute={"fuse": fuse})
     assert set(got) == set(notebook)
-    for k in notebook:  # the same images right in every fold (1e-6: float32 against float64)
-        assert np.abs(np.subtract(got[k], notebook[k])).max() < 1e-6, (k, got[k], notebook[k])
+    for k, want in notebook.items():  # the same images right in every fold (1e-6: float32 against float64)
+        assert np.abs(np.subtract(got[k], want)).max() < 1e-6, (k, got[k], want)
     assert len({s for v in got.values() for s in v}) > 3  # not one constant score
 
 

@@ -14,7 +14,8 @@ This module holds every use of scikeras's private API (pyproject pins scikeras b
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from scikeras.wrappers import KerasClassifier

@@ -131,7 +131,7 @@ def fit_config(
     """
     import keras
 
-    from sweeper.train.classifier import keras_batch_order  # imports scikeras and TensorFlow
+    from sweeper.train.classifier import keras_batch_order  # imports scikeras
 
     callbacks = keras_callbacks(spec.callbacks, log_dir, validation=validation is not None)
     if on_epoch is not None and validation is not None:
