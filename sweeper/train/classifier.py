@@ -64,9 +64,10 @@ class SweeperClassifier(KerasClassifier):
     """``KerasClassifier`` whose ``fit`` feeds NumPy data to Keras as ``tf.data`` pipelines.
 
     With ``random_state`` set, the rows go in the order ``KerasClassifier(random_state=...)``
-    gives them (``keras_batch_order``), so the two fit alike. Otherwise each epoch reshuffles them
-    from a seed drawn from NumPy's global generator (which sweeper seeds per trial), so a trial's
-    batches are the same whether its model is new or reused, unless ``batch_order`` says the order. Sample weights and non-array inputs go through scikeras unchanged.
+    gives them (``keras_batch_order``), so the two fit alike. Otherwise ``batch_order`` when set,
+    else each epoch reshuffles them from a seed drawn from NumPy's global generator (which sweeper
+    seeds per trial), so a trial's batches are the same whether its model is new or reused.
+    Sample weights and non-array inputs go through scikeras unchanged.
 
     A scikit-learn classifier in full: ``is_classifier`` is True (scikeras 0.13 declares it only
     through the tags API that scikit-learn 1.6 replaced), so ``cross_val_score`` stratifies and

@@ -7,10 +7,11 @@ layers as batched matmuls, convolutions grouped). The stacked model is in fused_
 choice of K in fused_sizing.py.
 
 Each member keeps what makes it its own trial: the initial weights ``set_random_seed(seed)`` and
-``build_mlp`` / ``build_cnn`` give; each epoch's order of its rows (of ``x`` or its ``train_indices``) from the same
-seeded ``tf.data`` shuffle as a standalone fit (under ``seeding: scikeras``, Keras's one order); its optimizer (adam, rmsprop, sgd with momentum,
-radam: the Keras/sweeper update rules, op for op, on stacked variables) with its own state, steps
-and learning rate; its dropout rate and masks (its Dropout layers' seeds and its step count), L2,
+``build_mlp`` / ``build_cnn`` give; each epoch's order of its rows (of ``x`` or its ``train_indices``)
+from the same seeded ``tf.data`` shuffle as a standalone fit (under ``seeding: scikeras``, Keras's
+one order for every epoch); its optimizer (adam, rmsprop, sgd with momentum, radam: the
+Keras/sweeper update rules, op for op, on stacked variables) with its own state, steps and
+learning rate; its dropout rate and masks (its Dropout layers' seeds and its step count), L2,
 epochs and batch norm statistics. On a CPU a member's weights after every step are those of
 ``fit_config`` on the same configuration, bit for bit (sweeper's RAdam: within float rounding;
 tests/test_fused.py). A member is frozen after its last epoch, when ``should_stop`` says so, or
@@ -167,8 +168,8 @@ def fit_fused(members: list[FusedMember], x: np.ndarray, y: np.ndarray,
         members[j] = replace(m, dropout_seeds=dropout_seeds)
         n = len(x if m.train_indices is None else m.train_indices)
         if m.keras_order:  # seeded again after the build, as fit_config does under seeding: scikeras
-            shufflers.append(tf.data.Dataset.from_tensors(keras_batch_order(n, m.seed, set_random_seed_keeping_kernels))
-                             .repeat())
+            order = keras_batch_order(n, m.seed, set_random_seed_keeping_kernels)
+            shufflers.append(tf.data.Dataset.from_tensors(order).repeat())
             continue
         seed = int(np.random.randint(0, 2**31 - 1))
         # Its seeded shuffle, made now: it reads the global seed (the member's) when it is made.
