@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import optuna
 import pytest
 from conftest import cli_env, run_cli, write_sweep
-from test_resume import states, wait_for
+from test_resume import owned_running, states, wait_for
 
 from sweeper.cli import main
 
@@ -103,12 +103,14 @@ def test_ctrl_c_and_resume_count_the_interrupted_trial_once(workdir: Path, capsy
     sweep = write_sweep(workdir / "ctrlc.yaml", name="ctrlc", trial_function="trial_functions:slow",
                         params={"model__units": [1, 2, 3]})
     proc = subprocess.Popen([sys.executable, "-m", "sweeper", "run", str(sweep), "--quiet", "--no-report"],
-                            cwd=workdir, env={**cli_env(), "SWEEPER_TEST_SLEEP": "2"},
+                            cwd=workdir, env={**cli_env(), "SWEEPER_TEST_SLEEP": "60"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: states(workdir, "ctrlc")["RUNNING"] == 1)
+    # A trial that sleeps a minute: the Ctrl-C lands in it however late this loop sees it running
+    # (with 2 s trials a loaded CI machine once saw the last one late and signalled a finished run).
+    wait_for(lambda: owned_running(workdir, "ctrlc") == 1)
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err, states(workdir, "ctrlc"))
     resumed = run_cli("resume", "ctrlc", "--storage", store_url(workdir), "--quiet", "--no-report", cwd=workdir)
     assert resumed.returncode == 0, resumed.stderr
     assert "3/3 finished (3 complete, 0 pruned, 0 failed); 1 interrupted and re-run (not counted)" in resumed.stdout

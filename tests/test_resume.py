@@ -109,8 +109,9 @@ def test_resume_twice_runs_nothing_again(workdir: Path) -> None:
 
 def test_ctrl_c_requeues_running_trial_and_store_stays_readable(workdir: Path) -> None:
     sweep = slow_grid(workdir, "ctrlc", [1, 2, 3])
+    # Trials of a minute: the Ctrl-C lands in a running one however late the loop below sees it.
     proc = subprocess.Popen([sys.executable, "-m", "sweeper", "run", str(sweep), "--quiet", "--no-report"],
-                            cwd=workdir, env={**cli_env(), "SWEEPER_TEST_SLEEP": "2"},
+                            cwd=workdir, env={**cli_env(), "SWEEPER_TEST_SLEEP": "60"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # Once its owner record is stored the trial is inside run_one, whose Ctrl-C handler queues it
     # again. (A Ctrl-C in the milliseconds between the claim and that record leaves it RUNNING;
