@@ -32,7 +32,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
         reason = fuse_reason(spec)
         extra += f"; fuse {spec.compute.fuse}" + (f" (trains unfused: {reason})" if reason else "")
-    if spec.seeding != "trial":
+    if spec.seeds_as_scikeras:
         extra += f"; seeding {spec.seeding} (seed {spec.seed} for every configuration and fold)"
     print(f"ok: {spec.name}: {len(spec.params)} parameters, {space}; method {spec.method}, {budget}; "
           f"data {spec.data.dataset}, model {spec.model}, {val}, "

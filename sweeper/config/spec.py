@@ -123,6 +123,11 @@ class SweepSpec:
         return math.prod(len(p.values or ()) for p in self.params.values())
 
     @property
+    def seeds_as_scikeras(self) -> bool:
+        """Every fit seeded as ``KerasClassifier(random_state=seed)`` seeds it (``seeding: scikeras``)."""
+        return self.seeding == "scikeras"
+
+    @property
     def multi_objective(self) -> bool:
         return len(self.objectives) > 1
 

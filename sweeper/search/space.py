@@ -97,7 +97,7 @@ def trial_seed(spec: SweepSpec, params: dict[str, Any]) -> int:
     epochs are left out: trials that differ only in epochs share initial weights and data order.
     Seeded the scikeras way, every trial has the sweep seed, as every clone of a
     ``KerasClassifier(random_state=seed)`` has."""
-    if spec.seeding == "scikeras":
+    if spec.seeds_as_scikeras:
         return spec.seed
     if spec.seed_rule >= 2:
         params = without_epochs(params)

@@ -34,7 +34,7 @@ def fit_seed(spec: SweepSpec, trial_seed: int, split: int = 0, repeat: int = 0) 
     """The seed of one fit of a trial: split ``split`` of its validation, repeat ``repeat``.
     Seeded the scikeras way, every split has the trial's seed (GridSearchCV fits one
     ``random_state`` on every fold); repeats still differ."""
-    if spec.seeding == "scikeras":
+    if spec.seeds_as_scikeras:
         split = 0
     return trial_seed + 7919 * split + 104729 * repeat
 
@@ -150,7 +150,7 @@ def fit_config(
     t0 = time.perf_counter()
     est, reused = initialized_estimator(spec, params, callbacks, x, y, reuse=spec.compute.reuse_models)
     # Seeded the scikeras way, the fit is seeded again after the build and takes Keras's order.
-    est.batch_order = keras_batch_order(len(x), seed, seed_all) if spec.seeding == "scikeras" else None
+    est.batch_order = keras_batch_order(len(x), seed, seed_all) if spec.seeds_as_scikeras else None
     if on_built is not None:
         on_built(est.model_)
     est.fit(x, y, validation_data=validation)

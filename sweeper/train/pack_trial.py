@@ -67,7 +67,7 @@ def pack_limit(spec: SweepSpec, input_shape: Sequence[int], n_classes: int, key:
 def _member(spec: SweepSpec, params: dict[str, Any], seed: int) -> tuple[Any, fused.FusedMember] | None:
     found = fused.member_from_params(params, seed, model=spec.model.lower())
     if found is not None:
-        found[1].keras_order = spec.seeding == "scikeras"
+        found[1].keras_order = spec.seeds_as_scikeras
     return found
 
 
