@@ -75,6 +75,10 @@ def run(spec: SweepSpec, url: str) -> tuple[list[float], list[float], list[float
     rss: list[float] = []
 
     def on_trial(prog: Progress) -> None:
+        # work() calls this before a trial trains (the progress bar shows it running) and again
+        # after it is stored: an iteration ends when the finished count grows.
+        if prog.finished <= len(stamps):
+            return
         stamps.append(time.perf_counter())
         rss.append(common.rss_mb())
         if len(stamps) % 20 == 0:
