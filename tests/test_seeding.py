@@ -1,7 +1,8 @@
 """``seeding: scikeras``: a sweep run through ``sweeper run`` scores every configuration, fold for
 fold, as scikit-learn's ``GridSearchCV`` over ``KerasClassifier(random_state=seed)`` does with the
-same folds, fused or not; the default seeding does not; a bad value or a change of seeding on a
-stored study is one line and exit code 2."""
+same folds, fused or not; ``make_estimator`` rebuilds such a trial's fold; the default seeding
+does not score as the notebook; a bad value is one line and exit code 2 (a change of seeding on a
+stored study: tests/test_growth.py)."""
 
 from __future__ import annotations
 
