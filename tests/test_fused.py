@@ -342,6 +342,21 @@ def test_initial_weights_are_the_built_models(structure: Any, shape: tuple[int, 
             assert len(dropout_seeds) == (3 if dropout and isinstance(structure, MLPStructure) else 1 if dropout else 0)
 
 
+def test_initial_weights_without_a_recipe_build_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where a template's recipe does not hold, the member's model is built: the same weights and
+    Dropout seeds as from the recipe."""
+    from sweeper.train import fused_init
+    from sweeper.train.runtime import configure_tensorflow
+
+    configure_tensorflow()
+    structure, m = MLPStructure(units=8), FusedMember(seed=9, epochs=1, dropout=0.2)
+    from_recipe = fused_init.initial_weights(structure, m, (64,), 10)
+    monkeypatch.setattr(fused_init, "_RECIPES", {(structure, True, False, (64,), 10): None})
+    built = fused_init.initial_weights(structure, m, (64,), 10)
+    assert_same_weights(built[0], from_recipe[0])
+    assert built[1] == from_recipe[1] and len(built[1]) == 3
+
+
 def test_pack_size_follows_model_size_and_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     """Wider models get fewer (or as many) members, less memory gives fewer, 1 <= K <= 64; the CPU
     rule gives the K benchmarks/fusion.py found fastest on 2 cores: 16 notebook MLPs at batch 1024,

@@ -58,6 +58,14 @@ def _draws(n: int) -> list[int]:
     return [random.randint(1, int(1e9)) for _ in range(n)]  # Keras's make_default_seed
 
 
+def _dropout_seeds(model: Any) -> tuple[int, ...]:
+    """The seeds of a built model's Dropout layers, in order."""
+    import keras
+
+    return tuple(int(layer.seed_generator.state.numpy()[0]) for layer in model.layers
+                 if isinstance(layer, keras.layers.Dropout))
+
+
 def _made(recipe: Recipe, draws: list[int]) -> list[np.ndarray]:
     out = []
     for w in recipe.weights:
@@ -81,7 +89,7 @@ def _recipe(structure: Structure, member: Any, input_shape: Sequence[int], n_cla
     for n in range(MAX_DRAWS + 1):
         if made is None and random.getstate() == after:
             made = n
-        draws.append(random.randint(1, int(1e9)))
+        draws += _draws(1)
     where = {id(v): (layer, v) for layer in model.layers for v in layer.weights}
     weights: list[Any] = []
     try:
@@ -94,8 +102,7 @@ def _recipe(structure: Structure, member: Any, input_shape: Sequence[int], n_cla
                 weights.append((draws.index(init.seed), type(init), init.get_config(), tuple(v.shape)))
             else:
                 return None
-        dropout = tuple(draws.index(int(layer.seed_generator.state.numpy()[0])) for layer in model.layers
-                        if isinstance(layer, keras.layers.Dropout))
+        dropout = tuple(draws.index(seed) for seed in _dropout_seeds(model))
     except (KeyError, ValueError):
         return None
     if made is None:
@@ -117,11 +124,7 @@ def initial_weights(structure: Structure, member: Any, input_shape: Sequence[int
     recipe = _RECIPES[key]
     set_random_seed_keeping_kernels(member.seed)
     if recipe is None:
-        import keras
-
         model = keras_model(structure, member, input_shape, n_classes)
-        seeds = tuple(int(layer.seed_generator.state.numpy()[0]) for layer in model.layers
-                      if isinstance(layer, keras.layers.Dropout))
-        return model.get_weights(), seeds
+        return model.get_weights(), _dropout_seeds(model)
     draws = _draws(recipe.draws)
     return _made(recipe, draws), tuple(draws[i] for i in recipe.dropout)
