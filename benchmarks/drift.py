@@ -1,7 +1,7 @@
 """Drift of a long sequential sweep: does a trial get slower, or the process bigger, over time?
 
-Runs ``--trials`` (default 200) tiny Keras trials one after another through ``sweeper.loop.work``
-with the real ``keras_evaluate`` in this one process: an mlp (units 8) on 300 rows of ``digits``,
+Runs ``--trials`` (default 200) tiny Keras trials one after another through ``sweeper.worker.loop.work``
+with the real Keras evaluator in this one process: an mlp (units 8) on 300 rows of ``digits``,
 1 epoch, batch 64, holdout 0.2, a random search over the learning rate, in a temporary SQLite
 file. With sweeper's default ``compute.reuse_models: true`` every trial reuses one traced model
 (sweeper/train/reuse.py); ``--no-reuse`` builds and traces a new model per trial. After each trial an
@@ -63,7 +63,7 @@ def run(spec: SweepSpec, url: str) -> tuple[list[float], list[float], list[float
     """Drive one sweep; returns (trial seconds, loop-iteration seconds, RSS MB after each trial)."""
     from optuna.trial import TrialState
 
-    from sweeper import loop
+    from sweeper.worker import loop
     from sweeper.search.strategy import strategy_for
     from sweeper.store.progress import Progress
     from sweeper.store.storage import make_storage
@@ -85,7 +85,7 @@ def run(spec: SweepSpec, url: str) -> tuple[list[float], list[float], list[float
             print(f"  {len(stamps)} trials, {rss[-1]:.0f} MB", flush=True)
 
     t0 = time.perf_counter()
-    loop.work(study, spec, loop.keras_evaluate, on_trial=on_trial)
+    loop.work(study, spec, loop.for_spec(spec), on_trial=on_trial)
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     iterations = [b - a for a, b in zip([t0, *stamps], stamps)]
     return common.trial_durations_s(trials), iterations, rss

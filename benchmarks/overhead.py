@@ -4,7 +4,7 @@ Measures the wall time of N configurations (default 6: an mlp on ``digits``, a g
 ``model__units`` x ``model__dropout``, holdout 0.2) trained
 
   (a) by sweeper: a real Optuna study in a fresh temporary SQLite file (``make_storage`` +
-      ``create_or_load``), driven by ``sweeper.loop.work`` with the default ``keras_evaluate``
+      ``create_or_load``), driven by ``sweeper.worker.loop.work`` with the sweep's own evaluator
       (scikeras KerasClassifier, per-epoch reports, stored metrics, sweeper's model cache on
       unless ``--no-reuse``; each round's units differ, so no round reuses an earlier one's models);
   (b) by a bare Keras loop: ``build_mlp`` from sweeper/train/models/mlp.py, compiled with the same
@@ -124,7 +124,7 @@ def run_bare(spec: SweepSpec, side: Side) -> None:
 def run_sweeper(spec: SweepSpec, folder: str, side: Side) -> None:
     from optuna.trial import TrialState
 
-    from sweeper import loop
+    from sweeper.worker import loop
     from sweeper.search.strategy import strategy_for
     from sweeper.store.storage import make_storage
     from sweeper.store.studies import create_or_load
@@ -132,7 +132,7 @@ def run_sweeper(spec: SweepSpec, folder: str, side: Side) -> None:
     t0 = time.perf_counter()
     study = create_or_load(spec, make_storage(common.sqlite_url(folder, spec.name)))
     study.sampler = strategy_for(spec).sampler(worker_salt(study, 0))
-    loop.work(study, spec, loop.keras_evaluate)
+    loop.work(study, spec, loop.for_spec(spec))
     side.wall_s += time.perf_counter() - t0
     trials = study.get_trials(states=(TrialState.COMPLETE,))
     side.trials += len(trials)

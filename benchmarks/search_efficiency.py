@@ -68,14 +68,14 @@ def sweep(method: str, tmp: Path, sampler_seed: int, trials: int | None) -> Any:
 
 def run(method: str, tmp: Path, sampler_seed: int, trials: int | None) -> tuple[Curve, dict[str, list[float]]]:
     """Run one search for real; its curve, and each completed config's per-epoch scores."""
-    from sweeper import loop
+    from sweeper.worker import loop
     from sweeper.search.strategy import strategy_for
     from sweeper.store.storage import make_storage
     from sweeper.store.studies import create_or_load
     spec = sweep(method, tmp, sampler_seed, trials)
     study = create_or_load(spec, make_storage(spec.storage))
     study.sampler = strategy_for(spec).sampler(salt=sampler_seed)  # salt 0: the sweep seed itself
-    loop.work(study, spec, loop.keras_evaluate)
+    loop.work(study, spec, loop.for_spec(spec))
     trials_ = sorted(study.get_trials(), key=lambda t: t.number)
     curve, epochs, best = [], 0, float("-inf")
     for t in trials_:

@@ -125,7 +125,7 @@ def bare_one(setup: str, storage: Any, n: int, pair: str = "") -> Row:
 
 
 def sweeper_one(url: str, n: int) -> Row:
-    from sweeper import loop
+    from sweeper.worker import loop
     from sweeper.search.strategy import strategy_for
     from sweeper.store.storage import make_storage
     from sweeper.store.studies import create_or_load

@@ -101,14 +101,14 @@ def sweeper_way(grid: dict[str, list[Any]], workers: int, fuse: str, seeding: st
         path.write_text(yaml.safe_dump(sweep))
         t0 = time.perf_counter()
         if workers == 1:
-            from sweeper import loop
+            from sweeper.worker import loop
             from sweeper.config.spec import load_spec
             from sweeper.store.storage import make_storage
             from sweeper.store.studies import create_or_load
 
             spec = load_spec(path)
             study = create_or_load(spec, make_storage(store))
-            loop.work(study, spec, loop.keras_evaluate)
+            loop.work(study, spec, loop.for_spec(spec))
         else:
             subprocess.run([sys.executable, "-m", "sweeper", "run", str(path), "--workers", str(workers),
                             "--quiet", "--no-report"], check=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 import optuna
 
-from sweeper import loop
+from sweeper.worker import loop
 from sweeper.config.spec import (
     DEFAULT_STORAGE,
     SweepSpec,
@@ -106,7 +106,7 @@ def _spec(sweep: SweepSpec | str | Path | dict[str, Any]) -> SweepSpec:
     return load_spec(sweep)
 
 
-def _work(study: optuna.Study, spec: SweepSpec, show_progress: bool, report: bool) -> Sweep:
+def _work(study: optuna.Study, spec: SweepSpec, url: str, show_progress: bool, report: bool) -> Sweep:
     study.sampler = strategy_for(spec).sampler(worker_salt(study, 0))
     on_trial = None
     bar = None
@@ -121,7 +121,7 @@ def _work(study: optuna.Study, spec: SweepSpec, show_progress: bool, report: boo
             bar.set_postfix_str(f"best {p.best if p.best is None else round(p.best, 4)}; {p.counts()}")
             bar.refresh()
     try:
-        loop.work(study, spec, loop.resolve_evaluate(spec), on_trial=on_trial)
+        loop.work(study, spec, loop.resolve_evaluate(spec), loop.LoopOptions(storage_url=url), on_trial=on_trial)
     finally:
         if bar is not None:
             bar.close()
@@ -140,8 +140,9 @@ def run(sweep: SweepSpec | str | Path | dict[str, Any], storage: str | None = No
     spec = _spec(sweep)
     if not spec.trial_function:
         check_data(spec)
-    study = create_or_load(spec, make_storage(storage or spec.storage))
-    return _work(study, spec, show_progress, report)
+    url = storage or spec.storage
+    study = create_or_load(spec, make_storage(url))
+    return _work(study, spec, url, show_progress, report)
 
 
 def resume(name: str, storage: str = DEFAULT_STORAGE, *, trials: int | None = None, report: bool = True,
@@ -154,7 +155,7 @@ def resume(name: str, storage: str = DEFAULT_STORAGE, *, trials: int | None = No
             spec = with_trials(study, spec, trials)
         reap_dead_trials(study)
         queue_points(study, spec)
-    return _work(study, spec, show_progress, report)
+    return _work(study, spec, storage, show_progress, report)
 
 
 def load(name: str, storage: str = DEFAULT_STORAGE) -> Sweep:

@@ -13,7 +13,7 @@ import optuna
 import pytest
 from conftest import run_cli, write_sweep
 
-from sweeper import loop
+from sweeper.worker import loop
 from sweeper.config.spec import spec_from_dict
 from sweeper.errors import SpecError, SweeperError
 from sweeper.train import automl

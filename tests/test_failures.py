@@ -57,7 +57,7 @@ def test_out_of_memory_is_a_failed_trial(workdir: Path) -> None:
 
 def test_builder_error_and_nan_loss_are_failed_trials(tmp_path: Path) -> None:
     """Real Keras: a user builder that raises, and a learning rate that makes the loss NaN."""
-    from sweeper import loop
+    from sweeper.worker import loop
     from sweeper.config.spec import load_spec
     from sweeper.store.storage import make_storage
     from sweeper.store.studies import create_or_load
@@ -65,7 +65,7 @@ def test_builder_error_and_nan_loss_are_failed_trials(tmp_path: Path) -> None:
     spec = load_spec(write_sweep(tmp_path / "n.yaml", name="nan", params={
         "optimizer": ["sgd"], "optimizer__learning_rate": [1e12, 0.01]}))
     study = create_or_load(spec, make_storage(spec.storage))
-    loop.work(study, spec, loop.keras_evaluate)
+    loop.work(study, spec, loop.for_spec(spec))
     by_lr = {t.params["optimizer__learning_rate"]: t for t in study.get_trials()}
     assert by_lr[1e12].state.name == "FAIL"
     assert "loss became NaN at epoch 1" in by_lr[1e12].user_attrs["error"]
@@ -75,13 +75,13 @@ def test_builder_error_and_nan_loss_are_failed_trials(tmp_path: Path) -> None:
     spec = load_spec(write_sweep(tmp_path / "b.yaml", name="boom", model="user_models:exploding",
                                  params={"model__units": [4]}, training={"epochs": 1}))
     study = create_or_load(spec, make_storage(spec.storage))
-    loop.work(study, spec, loop.keras_evaluate)
+    loop.work(study, spec, loop.for_spec(spec))
     (t,) = study.get_trials()
     assert t.state.name == "FAIL" and t.user_attrs["error"] == "ValueError: boom: cannot build with units=4"
 
 
 def test_worker_survives_a_trial_failed_by_another_worker(tmp_path: Path) -> None:
-    from sweeper import loop
+    from sweeper.worker import loop
     from sweeper.config.spec import load_spec
     from sweeper.store.storage import make_storage
     from sweeper.store.studies import create_or_load

@@ -87,7 +87,7 @@ def test_a_study_made_before_the_seed_rule_refits_with_its_own_seeds(tmp_path: P
     refit scores what it stored."""
     import sqlite3
 
-    from sweeper import loop
+    from sweeper.worker import loop
     from sweeper.store.storage import make_storage
     from sweeper.store.studies import create_or_load
 
@@ -98,7 +98,7 @@ def test_a_study_made_before_the_seed_rule_refits_with_its_own_seeds(tmp_path: P
     spec = load_spec(path)
     spec.seed_rule = 1  # as the study's trials were seeded before the rule
     study = create_or_load(spec, make_storage(url))
-    loop.work(study, spec, loop.keras_evaluate)
+    loop.work(study, spec, loop.for_spec(spec))
     with sqlite3.connect(tmp_path / "store.db") as db:  # an older store has no rule stored
         assert db.execute("DELETE FROM study_user_attributes WHERE key = 'sweeper:seed_rule'").rowcount == 1
     params = full_params(spec, {"epochs": 2, "model__dropout": 0.2})

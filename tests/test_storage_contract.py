@@ -21,7 +21,7 @@ import pytest
 from optuna.trial import TrialState
 from storages import dead_owner, store_url
 
-from sweeper import loop
+from sweeper.worker import loop
 from sweeper.config.spec import SweepSpec, spec_from_dict
 from sweeper.errors import StudyError
 from sweeper.search import space

@@ -64,7 +64,7 @@ def test_repeats_report_mean_and_std_over_seeds() -> None:
 
 
 def test_pruned_trial_is_recorded_as_pruned(tmp_path: Path) -> None:
-    from sweeper import loop
+    from sweeper.worker import loop
     from sweeper.store.storage import make_storage
     from sweeper.store.studies import create_or_load
     spec = load_spec(write_sweep(tmp_path / "p.yaml", name="prune", method="grid",

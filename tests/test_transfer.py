@@ -17,7 +17,7 @@ from conftest import run_cli
 from optuna.trial import TrialState
 from storages import dead_owner, postgres_url  # noqa: F401 - fixture
 
-from sweeper import loop
+from sweeper.worker import loop
 from sweeper.config.spec import SweepSpec, spec_from_dict
 from sweeper.errors import StudyError
 from sweeper.store import transfer

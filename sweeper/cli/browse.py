@@ -105,6 +105,11 @@ def _print_outcomes(name: str, found: list[Outcome]) -> None:
         for o in stopped:
             again = f"re-run as trial {o.link}" if o.link is not None else "not queued again yet (sweeper resume does)"
             print(f"  trial {o.number}: {_first_line(name, o)}; {again}")
+    suspects = [o for o in found if o.kind in ("running", "queued") and o.reason]
+    if suspects:
+        print(f"\nsuspects ({len(suspects)}: each runs alone next, and only a death then counts against it):")
+        for o in suspects:
+            print(f"  trial {o.number} ({o.kind}): {_first_line(name, o)}")
     dups = [o for o in found if o.kind == "duplicate"]
     if dups:
         print(f"\nduplicate ({len(dups)}, each a repeat of another trial's params):")

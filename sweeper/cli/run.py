@@ -12,7 +12,6 @@ import threading
 import time
 from typing import Any
 
-from sweeper import loop
 from sweeper.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_MAX_FAILURES,
@@ -32,6 +31,7 @@ from sweeper.store.trials import (
     retry_failed,
     worker_salt,
 )
+from sweeper.worker import loop, supervise
 
 
 def register(sub: Any) -> None:
@@ -58,6 +58,7 @@ def register(sub: Any) -> None:
     p.add_argument("--gpu", type=int, default=None, help="pin this worker to one GPU (sets CUDA_VISIBLE_DEVICES)")
     p.add_argument("--max-failures", type=int, default=None)
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--suspects", action="store_true", help=argparse.SUPPRESS)  # started by a supervisor
     p.set_defaults(func=cmd_worker)
 
 
@@ -103,13 +104,19 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     if args.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(args.gpu)  # before TensorFlow starts
+    if args.suspects:
+        supervise.die_with_supervisor()
     storage = make_storage(args.storage, must_exist=True)
     study, spec = load(args.study, storage)
     study.sampler = strategy_for(spec).sampler(worker_salt(study, args.index))
     evaluate = loop.resolve_evaluate(spec)
-    say = None if args.quiet else _line_reporter(spec)
     _install_sigint()
-    prog = loop.work(study, spec, evaluate, loop.LoopOptions(max_failures=args.max_failures), say)
+    if args.suspects:
+        supervise.run_suspects_here(study, spec, evaluate)
+        return EXIT_OK
+    say = None if args.quiet else _line_reporter(spec)
+    options = loop.LoopOptions(max_failures=args.max_failures, storage_url=args.storage)
+    prog = loop.work(study, spec, evaluate, options, say)
     if not args.quiet:
         print(f"worker done: {prog.finished}/{prog.budget or '?'} finished", file=sys.stderr)
     return EXIT_OK
@@ -141,7 +148,8 @@ def _execute(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace) ->
         stopped = None
         try:
             prog = loop.work(study, spec, loop.resolve_evaluate(spec),
-                             loop.LoopOptions(max_failures=args.max_failures, deadline=deadline), bar.update)
+                             loop.LoopOptions(max_failures=args.max_failures, deadline=deadline, storage_url=url),
+                             bar.update)
         except KeyboardInterrupt:
             bar.close()
             print(f"sweeper: interrupted; the running trial(s) were queued again. Continue with: "

@@ -11,7 +11,8 @@ RETRY_REASON_ATTR = "retry_reason"
 ERROR_ATTR = "error"  # a failed trial's error text
 DUPLICATE_OF_ATTR = "duplicate_of"  # a sampler's repeat of a completed point: its result, not a re-run
 WORKER_DIED_ATTR = "worker_died"  # on a trial failed because its worker died (it is not finished)
-WORKER_DEATHS_ATTR = "worker_deaths"  # on a re-queued trial: how often a worker died running its point
+WORKER_DEATHS_ATTR = "worker_deaths"  # on a re-queued trial: deaths a supervisor saw while it ran alone
+SUSPECT_ATTR = "suspect"  # on a re-queued trial: why its worker's death may be its own (it runs alone next)
 METRICS_ATTR = "metrics"  # TrialResult of a completed trial (std, split scores, curve, ...)
 HEARTBEAT_S = 10  # RDB heartbeat interval; a trial is stale after 3 missed beats
 

@@ -18,6 +18,7 @@ from sweeper.store.keys import (
     ERROR_ATTR,
     RETRY_OF_ATTR,
     RETRY_REASON_ATTR,
+    SUSPECT_ATTR,
     WORKER_DIED_ATTR,
 )
 from sweeper.store.pareto import first_value, is_feasible
@@ -74,6 +75,8 @@ def best_trial(study: optuna.Study, direction: str) -> FrozenTrial | None:
 #   interrupted  stopped by Ctrl-C or a dead worker; its point runs again (``link``: the re-run)
 #                and it does not count
 #   running, queued
+#   (a running or queued trial may also be a suspect: its worker died while it ran, so it runs
+#   alone, supervised, and only a death seen then counts against it; ``reason``: why)
 OUTCOMES = ("complete", "duplicate", "pruned", "failed", "interrupted", "running", "queued")
 _RANK = {TrialState.COMPLETE: 0, TrialState.PRUNED: 1, TrialState.FAIL: 2}
 
@@ -83,7 +86,7 @@ class Outcome:
     number: int
     kind: str  # one of OUTCOMES
     link: int | None = None  # duplicate: its twin; interrupted: its re-run (None: not queued yet)
-    reason: str | None = None  # failed, interrupted: why
+    reason: str | None = None  # failed, interrupted: why; running, queued: why it is a suspect
 
 
 def outcomes(trials: Sequence[FrozenTrial], counts_points: bool, searched: set[str] | None = None) -> list[Outcome]:
@@ -110,9 +113,9 @@ def outcomes(trials: Sequence[FrozenTrial], counts_points: bool, searched: set[s
     out = []
     for t in trials:
         if t.state == TrialState.RUNNING:
-            out.append(Outcome(t.number, "running"))
+            out.append(Outcome(t.number, "running", reason=t.user_attrs.get(SUSPECT_ATTR)))
         elif t.state == TrialState.WAITING:
-            out.append(Outcome(t.number, "queued"))
+            out.append(Outcome(t.number, "queued", reason=t.user_attrs.get(SUSPECT_ATTR)))
         elif not is_finished(t, requeued, searched):
             rerun = reruns.get(t.number) or next(  # a dead worker's point queued again by resume
                 (r for r in trials if r.number > t.number and RETRY_OF_ATTR not in r.user_attrs
@@ -147,6 +150,7 @@ class Progress:
     duplicate: int = 0
     interrupted: int = 0
     duplicates_count: bool = False
+    suspects: int = 0  # of the queued ones: suspects, which run alone next
 
     @property
     def done(self) -> bool:
@@ -166,6 +170,8 @@ class Progress:
             head.insert(1, f"{self.duplicate} duplicate")
         live = ", ".join(f"{n} {word}" for n, word in ((self.running, "running"), (self.waiting, "queued")) if n)
         tail = [live] if live else []
+        if self.suspects:
+            tail.append(f"{self.suspects} suspect (its worker died while it ran; it runs alone next)")
         if self.duplicate and not self.duplicates_count:
             tail.append(f"{self.duplicate} duplicate (a point that ended before, counted once)")
         if self.interrupted:
@@ -190,7 +196,8 @@ def tally(trials: Sequence[FrozenTrial], counts_points: bool, searched: set[str]
     top = ranked(trials, direction)
     prog = Progress(finished, by["complete"], by["pruned"], by["failed"], by["running"], by["queued"], budget,
                     first_value(top[0]) if top else None, duplicate=by["duplicate"], interrupted=by["interrupted"],
-                    duplicates_count=not counts_points)
+                    duplicates_count=not counts_points,
+                    suspects=sum(1 for o in found if o.kind == "queued" and o.reason))
     return prog, found
 
 

@@ -1,13 +1,20 @@
-"""Trial bookkeeping every worker shares: who owns a running trial, claiming queued trials,
-re-queueing dead ones, queueing grid points, repeats of completed points."""
+"""Trial bookkeeping every worker shares: who owns a running trial, claiming queued trials (one,
+or several that train as one pack), re-queueing dead ones, queueing grid points, repeats of
+completed points.
+
+A worker's death is charged to a trial only when a live supervisor saw it while that trial ran
+alone (``record_death``). A trial whose worker died otherwise (killed from outside, a lost host,
+a pack that died) becomes a *suspect*: re-queued with ``SUSPECT_ATTR``, never failed for it, and
+run alone, supervised, next (worker/supervise.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -23,6 +30,7 @@ from sweeper.store.keys import (
     RETRY_OF_ATTR,
     RETRY_REASON_ATTR,
     SPEC_ATTR,
+    SUSPECT_ATTR,
     WORKER_DEATHS_ATTR,
     WORKER_DIED_ATTR,
 )
@@ -57,10 +65,12 @@ def queue_points(study: optuna.Study, spec: SweepSpec) -> int:
     return queued
 
 
-def requeue(study: optuna.Study, trial: FrozenTrial, reason: str | None = None, deaths: int | None = None) -> bool:
-    """Queue a failed trial's point again (Ctrl-C, --retry-failed, a dead worker with ``deaths``
-    so far); False when the trial has no whole point to queue (a sampler's trial whose worker
-    died between its params' writes: the sampler proposes a new one instead)."""
+def requeue(study: optuna.Study, trial: FrozenTrial, reason: str | None = None, deaths: int | None = None,
+            suspect: str | None = None) -> bool:
+    """Queue a failed trial's point again (Ctrl-C, --retry-failed, a dead worker: ``suspect`` says
+    why it runs alone next; ``deaths`` so far, seen by a supervisor); False when the trial has no
+    whole point to queue (a sampler's trial whose worker died between its params' writes: the
+    sampler proposes a new one instead). A suspect stays one until it ends on its own."""
     reason = reason or trial.user_attrs.get(ERROR_ATTR) or "worker stopped sending heartbeats"
     point = trial_point(trial)
     if not point or not set(point) >= set(_searched_names(study)):
@@ -69,16 +79,18 @@ def requeue(study: optuna.Study, trial: FrozenTrial, reason: str | None = None, 
     deaths = trial.user_attrs.get(WORKER_DEATHS_ATTR) if deaths is None else deaths
     if deaths:
         attrs[WORKER_DEATHS_ATTR] = int(deaths)
+    suspect = suspect or trial.user_attrs.get(SUSPECT_ATTR)
+    if suspect:
+        attrs[SUSPECT_ATTR] = suspect
     study.enqueue_trial(point, user_attrs=attrs)
     return True
 
 
 def requeue_stale(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Optuna's callback for a trial whose heartbeats stopped (its host died): queue it again,
-    unless its worker has now died ``max_worker_deaths`` times running it."""
-    deaths = int(trial.user_attrs.get(WORKER_DEATHS_ATTR, 0)) + 1
-    if deaths < _max_worker_deaths(study):
-        requeue(study, trial, "worker stopped sending heartbeats", deaths=deaths)
+    """Optuna's callback for a trial whose heartbeats stopped (its host died): queue it again as a
+    suspect; a lost host is not the trial's fault."""
+    reason = "worker stopped sending heartbeats"
+    requeue(study, trial, reason, suspect=f"{reason} (host lost or worker killed)")
 
 
 def _searched_names(study: optuna.Study) -> list[str]:
@@ -86,22 +98,27 @@ def _searched_names(study: optuna.Study) -> list[str]:
     return [canonical_key(k) for k in (raw.get("params") or {})]
 
 
-def _max_worker_deaths(study: optuna.Study) -> int:
+def max_worker_deaths(study: optuna.Study) -> int:
     raw = study.user_attrs.get(SPEC_ATTR) or {}
     value = raw.get("max_worker_deaths", 2)
     return int(value) if isinstance(value, int) and value >= 1 else 2
 
 
 _owner: dict[str, Any] = {}
+SUPERVISOR_ENV = "SWEEPER_SUPERVISOR"  # set by a supervisor on the worker it starts: its own owner record
 
 
 def owner_record() -> dict[str, Any]:
-    """This process, as stored on the trials it runs (kept per pid: a forked child is not its parent)."""
+    """This process, as stored on the trials it runs (kept per pid: a forked child is not its
+    parent), with its supervisor's record when one started it."""
     import psutil
 
     if _owner.get("pid") != os.getpid():
         me = psutil.Process()
+        _owner.clear()
         _owner.update(host=HOST, pid=me.pid, started=me.create_time())
+        if os.environ.get(SUPERVISOR_ENV):
+            _owner["supervisor"] = json.loads(os.environ[SUPERVISOR_ENV])
     return dict(_owner)
 
 
@@ -117,14 +134,14 @@ def _owner_alive(owner: dict[str, Any]) -> bool:
 
 
 def reap_dead_trials(study: optuna.Study, orphan_after_s: float = 15.0) -> int:
-    """Fail and re-queue RUNNING trials whose worker is gone: at once for workers of this host
-    (their pid is dead), through Optuna heartbeats for other hosts (RDB storages)."""
+    """Re-queue RUNNING trials whose worker is gone, as suspects: at once for workers of this host
+    (their pid is dead), through Optuna heartbeats for other hosts (RDB storages). A trial run
+    by a supervised worker whose supervisor lives is left to that supervisor (``record_death``)."""
     from optuna.storages import fail_stale_trials
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        fail_stale_trials(study)  # calls `requeue` through the storage's failed_trial_callback
-    storage = oi.storage_of(study)
+        fail_stale_trials(study)  # calls `requeue_stale` through the storage's failed_trial_callback
     reaped = 0
     now = time.time()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -135,28 +152,38 @@ def reap_dead_trials(study: optuna.Study, orphan_after_s: float = 15.0) -> int:
             if now - started < orphan_after_s:
                 continue
             reason = "worker died before recording itself"
-        elif owner.get("host") != HOST or _owner_alive(owner):
+        elif owner.get("host") != HOST or _owner_alive(owner) or _owner_alive(owner.get("supervisor") or {}):
             continue
         else:
             reason = f"worker pid {owner.get('pid')} on {HOST} died while running this trial"
-        tid = oi.trial_id(t)
-        deaths = int(t.user_attrs.get(WORKER_DEATHS_ATTR, 0)) + 1
-        poison = deaths >= _max_worker_deaths(study)
-        if poison:  # e.g. its fit is killed by the OOM killer every time: stop re-running it
-            reason = f"worker died {deaths} times running this trial (out of memory?); last: {reason}"
-        try:
-            # The reason goes on while the trial is still RUNNING; then one reaper wins the FAIL.
-            storage.set_trial_user_attr(tid, ERROR_ATTR, reason)
-            if not poison:
-                storage.set_trial_user_attr(tid, WORKER_DIED_ATTR, True)
-            if not storage.set_trial_state_values(tid, TrialState.FAIL):
-                continue
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # another worker reaped it (or it finished) first
-        if not poison:
-            requeue(study, storage.get_trial(tid), reason, deaths=deaths)
-        reaped += 1
+        reaped += fail_dead(study, t, reason, counted=False)
     return reaped
+
+
+def fail_dead(study: optuna.Study, trial: FrozenTrial, reason: str, counted: bool) -> int:
+    """Fail a RUNNING trial whose worker died and queue its point again as a suspect; ``counted``
+    (a supervisor saw the death while it ran alone): one more worker death charged to it, and at
+    ``max_worker_deaths`` it fails for good. Returns 1 when this call failed it (0: another
+    reaper, or its own tell, came first)."""
+    storage = oi.storage_of(study)
+    tid = oi.trial_id(trial)
+    deaths = int(trial.user_attrs.get(WORKER_DEATHS_ATTR, 0)) + (1 if counted else 0)
+    poison = counted and deaths >= max_worker_deaths(study)
+    if poison:  # e.g. its fit is killed by the OOM killer every time: stop re-running it
+        reason = f"worker died {deaths} times running this trial (out of memory?); last: {reason}"
+    try:
+        # The reason goes on while the trial is still RUNNING; then one reaper wins the FAIL.
+        storage.set_trial_user_attr(tid, ERROR_ATTR, reason)
+        if not poison:
+            storage.set_trial_user_attr(tid, WORKER_DIED_ATTR, True)
+        if not storage.set_trial_state_values(tid, TrialState.FAIL):
+            return 0
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return 0  # another worker reaped it (or it finished) first
+    if not poison:
+        suspect = f"{reason} ({deaths} of {max_worker_deaths(study)} deaths alone)" if counted else reason
+        requeue(study, storage.get_trial(tid), reason, deaths=deaths, suspect=suspect)
+    return 1
 
 
 def retry_failed(study: optuna.Study) -> int:
@@ -187,17 +214,65 @@ def completed_twin(study: optuna.Study, searched: dict[str, Any], number: int) -
     return None
 
 
-def claim_waiting(study: optuna.Study) -> optuna.Trial | None:
-    """Atomically take a queued trial: the storage's WAITING->RUNNING update succeeds for one
-    worker only, so no queued grid point runs twice (optuna#2039, #4627, #5489)."""
-    storage = oi.storage_of(study)
+def claim_waiting(study: optuna.Study, suspects: bool = False) -> optuna.Trial | None:
+    """Atomically take a queued trial (``suspects``: only a suspect, else only a trial that is not
+    one): the storage's WAITING->RUNNING update succeeds for one worker only, so no queued grid
+    point runs twice (optuna#2039, #4627, #5489). Its owner record is stored at once."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        try:
-            if storage.set_trial_state_values(oi.trial_id(t), state=TrialState.RUNNING):
-                return oi.trial_handle(study, oi.trial_id(t))
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
+        if bool(t.user_attrs.get(SUSPECT_ATTR)) == suspects:
+            trial = claim(study, t)
+            if trial is not None:
+                return trial
     return None
+
+
+def claim(study: optuna.Study, queued: FrozenTrial) -> optuna.Trial | None:
+    """Take one queued trial for this worker (None: another worker took it first)."""
+    storage = oi.storage_of(study)
+    try:
+        if storage.set_trial_state_values(oi.trial_id(queued), state=TrialState.RUNNING):
+            storage.set_trial_system_attr(oi.trial_id(queued), OWNER_ATTR, owner_record())
+            return oi.trial_handle(study, oi.trial_id(queued))
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass
+    return None
+
+
+# Queued points looked at for a full pack's other-epoch points (a grid queues them a fixed stride
+# apart), so that a huge grid's queue is not read to its end for each pack.
+TWIN_WINDOW = 2000
+
+
+def claim_packmates(study: optuna.Study, spec: SweepSpec, key_of: Callable[[dict[str, Any]], Any], key: Any,
+                    n: int, first: dict[str, Any]) -> list[optuna.Trial]:
+    """Claim queued trials (never suspects) whose point ``key_of`` (full params -> pack key) puts
+    in a pack with ``key``: up to ``n`` more configurations besides ``first`` (full params), each
+    with its points that differ only in epochs, which the pack trains once (a searched ``epochs``;
+    space.trial_seed)."""
+    twins = "epochs" in spec.params and spec.seed_rule >= 2
+    groups: dict[str, list[FrozenTrial]] = {space.but_epochs_key(first): []}
+    window = TWIN_WINDOW
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if len(groups) > n:  # full: only the other-epoch points of its configurations still join
+            window -= 1
+            if not twins or window < 0:
+                break
+        point = oi.queued_params(t)
+        if point is None or t.user_attrs.get(SUSPECT_ATTR):
+            continue
+        params = space.full_params(spec, point)
+        if key_of(params) != key:
+            continue
+        same = space.but_epochs_key(params) if twins else str(oi.trial_id(t))
+        if same in groups or len(groups) <= n:
+            groups.setdefault(same, []).append(t)
+    claimed = (claim(study, t) for group in groups.values() for t in group)
+    return [t for t in claimed if t is not None]
+
+
+def queued_suspects(study: optuna.Study) -> int:
+    return sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+               if t.user_attrs.get(SUSPECT_ATTR))
 
 
 def ask_new(study: optuna.Study) -> optuna.Trial:
