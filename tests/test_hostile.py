@@ -102,6 +102,7 @@ SWEEP_FILES: dict[str, bytes | str] = {
     "sampler on a grid": good(sampler={"n_startup_trials": 3}),
     "steps_per_execution 0": good(compute={"steps_per_execution": 0}),
     "epochs as a list in training": good(training={"epochs": [1, 2]}),
+    "objective metric a mapping": good(objective={"metric": {"a": 1}}),
 }
 
 

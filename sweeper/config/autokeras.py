@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from sweeper.config.values import MAX_TRIALS, check_int
 from sweeper.errors import SpecError, SweeperError
 
 NAME = "autokeras"
@@ -15,6 +16,7 @@ TUNERS = ("greedy", "bayesian", "hyperband", "random")
 BLOCK_TYPES = ("vanilla", "resnet", "xception", "efficient")  # None: AutoKeras searches them all
 # What an autokeras sweep may set: AutoKeras chooses the architecture, optimizer and learning rate.
 TRAINING_KEYS = ("epochs", "batch_size")
+MAX_TRIALS_RULE = check_int(1, MAX_TRIALS, "trials")  # model__max_trials: models one trial tries
 
 
 def autokeras_search(
@@ -85,8 +87,11 @@ def _is_block(v: Any) -> str | None:
 
 
 def _is_count(v: Any) -> str | None:
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and int(v) == v and v >= 1
-    return None if ok else f"{v!r} is not a positive integer"
+    try:
+        MAX_TRIALS_RULE(v)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 _VALUE_RULES: dict[str, Callable[[Any], str | None]] = {

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sweeper.config.values import POSITIVE_INT, checked, err, mapping
+from sweeper.config.values import MAX_ROWS, check_int, checked, err, mapping
 
 DATASETS = ("digits", "mnist5k", "csv", "mnist", "fashion_mnist", "cifar10")
 DATA_KEYS = {"dataset", "path", "label_column", "test_path", "id_column", "limit"}
+LIMIT = check_int(1, MAX_ROWS, "rows")
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def parse_data(source: str, raw: Any, stored: bool = False) -> DataSpec:
     dataset = dataset.lower()
     limit = raw.get("limit")
     if limit is not None:
-        limit = checked(source, "data.limit", POSITIVE_INT, limit)
+        limit = checked(source, "data.limit", LIMIT, limit)
     label = raw.get("label_column", "label")
     id_column = raw.get("id_column", "id")
     for key, v in (("label_column", label), ("id_column", id_column)):

@@ -10,7 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sweeper.config.values import POSITIVE_INT, check_float, checked, err, mapping
+from sweeper.config.values import (
+    BATCH_SIZE,
+    MAX_LATENCY_MS,
+    MAX_LATENCY_PASSES,
+    MAX_LOSS,
+    MAX_PARAMS,
+    MAX_TIMEOUT_S,
+    check_float,
+    check_int,
+    checked,
+    err,
+    mapping,
+)
 
 # Every metric a trial measures, with its default direction (decided here only).
 OBJECTIVE_METRICS: dict[str, str] = {
@@ -24,7 +36,16 @@ SCORE_METRICS = ("accuracy", "loss")  # what a trial's per-epoch curve and pruni
 OBJECTIVE_KEYS = {"metric", "direction"}
 CONSTRAINT_KEYS = {"max", "min"}
 LATENCY_KEYS = {"batch_size", "passes"}
-ANY_NUMBER = check_float(None, None)
+# What a constraint's limit may be, per metric (no metric is negative).
+LIMITS = {
+    "accuracy": check_float(0.0, 1.0),
+    "loss": check_float(0.0, limit=MAX_LOSS),
+    "n_params": check_float(0.0, limit=MAX_PARAMS, unit="parameters"),
+    "fit_time": check_float(0.0, limit=MAX_TIMEOUT_S, unit="seconds"),
+    "latency_ms": check_float(0.0, limit=MAX_LATENCY_MS, unit="ms"),
+}
+assert set(LIMITS) == set(OBJECTIVE_METRICS)
+PASSES = check_int(1, MAX_LATENCY_PASSES, "passes")
 
 
 @dataclass(frozen=True)
@@ -66,7 +87,7 @@ def _one(source: str, path: str, item: Any, first: bool) -> Objective:
         item = {"metric": item}
     item = mapping(source, path, item, OBJECTIVE_KEYS)
     metric = item.get("metric", "accuracy")
-    if metric not in OBJECTIVE_METRICS:
+    if not isinstance(metric, str) or metric not in OBJECTIVE_METRICS:
         raise err(source, f"{path}.metric", f"{metric!r} is not a known metric (known: {', '.join(OBJECTIVE_METRICS)})")
     if first and metric not in SCORE_METRICS:
         raise err(source, f"{path}.metric", f"{metric!r} cannot come first: the first objective is what trials are "
@@ -105,7 +126,7 @@ def parse_constraints(source: str, raw: Any) -> tuple[Constraint, ...]:
             raise err(source, f"constraints.{metric}", "give 'max: VALUE' and/or 'min: VALUE'")
         for bound in ("max", "min"):
             if bound in bounds:
-                out.append(Constraint(metric, bound, checked(source, f"constraints.{metric}.{bound}", ANY_NUMBER,
+                out.append(Constraint(metric, bound, checked(source, f"constraints.{metric}.{bound}", LIMITS[metric],
                                                              bounds[bound])))
     return tuple(out)
 
@@ -114,6 +135,6 @@ def parse_latency(source: str, raw: Any) -> Latency:
     options = mapping(source, "latency", raw, LATENCY_KEYS)
     default = Latency()
     return Latency(
-        batch_size=checked(source, "latency.batch_size", POSITIVE_INT, options.get("batch_size", default.batch_size)),
-        passes=checked(source, "latency.passes", POSITIVE_INT, options.get("passes", default.passes)),
+        batch_size=checked(source, "latency.batch_size", BATCH_SIZE, options.get("batch_size", default.batch_size)),
+        passes=checked(source, "latency.passes", PASSES, options.get("passes", default.passes)),
     )

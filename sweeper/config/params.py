@@ -8,7 +8,15 @@ from typing import Any, Callable
 
 from sweeper.config import names
 from sweeper.config.values import (
-    as_number,
+    BATCH_SIZE,
+    EPOCHS,
+    FRACTION,
+    LEARNING_RATE,
+    MAX_CLIP,
+    MAX_EPSILON,
+    MAX_PENALTY,
+    MAX_TRIALS,
+    UNITS,
     check_bool,
     check_choice,
     check_float,
@@ -16,6 +24,7 @@ from sweeper.config.values import (
     check_scalar,
     checked,
     err,
+    number,
 )
 
 
@@ -38,22 +47,52 @@ class ParamSpec:
 
 
 
+PENALTY = check_float(0.0, limit=MAX_PENALTY)
+
+# The rule of each parameter sweeper knows (in params: and training:); other keys take any
+# finite scalar (a user model's own parameters).
 RULES: dict[str, Callable[[Any], Any]] = {
     "optimizer": check_choice(names.OPTIMIZERS, "optimizer"),
-    "optimizer__learning_rate": check_float(0.0, None, lo_open=True),
-    "optimizer__momentum": check_float(0.0, 1.0, hi_open=True),
+    "optimizer__learning_rate": LEARNING_RATE,
+    "optimizer__momentum": FRACTION,
     "optimizer__nesterov": check_bool,
     "optimizer__centered": check_bool,
-    "batch_size": check_int(1),
-    "epochs": check_int(1),
-    "model__dropout": check_float(0.0, 1.0, hi_open=True),
+    "batch_size": BATCH_SIZE,
+    "epochs": EPOCHS,
+    "model__dropout": FRACTION,
     "model__batchnorm": check_bool,
     "model__activation": check_choice(names.ACTIVATIONS, "activation"),
-    "model__units": check_int(1),
+    "model__units": UNITS,
     "model__kernel_initializer": check_choice(names.INITIALIZERS, "kernel initializer"),
-    "model__l2": check_float(0.0, None),
+    "model__l2": PENALTY,
 }
-INT_PARAMS = {k for k, rule in RULES.items() if getattr(rule, "__qualname__", "").startswith("check_int")}
+# The optimizer's other keyword arguments (names.OPTIMIZER_KWARGS).
+OPTIMIZER_RULES: dict[str, Callable[[Any], Any]] = {
+    "optimizer__rho": FRACTION,
+    "optimizer__beta_1": FRACTION,
+    "optimizer__beta_2": FRACTION,
+    "optimizer__epsilon": check_float(0.0, lo_open=True, limit=MAX_EPSILON),
+    "optimizer__weight_decay": PENALTY,
+    "optimizer__amsgrad": check_bool,
+    "optimizer__clipnorm": check_float(0.0, lo_open=True, limit=MAX_CLIP),
+    "optimizer__clipvalue": check_float(0.0, lo_open=True, limit=MAX_CLIP),
+}
+# Parameters of the built-in models beyond RULES (a user model's parameter of the same name
+# means the same kind of value: a layer width, a dropout rate, a flag).
+BUILDER_RULES: dict[str, Callable[[Any], Any]] = {
+    "model__fc_units": UNITS,
+    "model__filters": UNITS,
+    "model__inner_dropout": FRACTION,
+    "model__conv512": check_bool,
+    "model__max_trials": check_int(1, MAX_TRIALS, "trials"),  # model: autokeras
+}
+# A range of these is an integer range unless it says ``type: float``.
+INT_PARAMS = {k for k, rule in RULES.items() if getattr(rule, "integer", False)}
+
+
+def rule_for(key: str) -> Callable[[Any], Any]:
+    """The one rule for a parameter's value, the same in params: and training:."""
+    return RULES.get(key) or OPTIMIZER_RULES.get(key) or BUILDER_RULES.get(key) or check_scalar
 
 
 def canonical_key(key: str) -> str:
@@ -80,7 +119,7 @@ def check_key(source: str, path: str, key: str, builder_keys: set[str] | None) -
 
 
 def value(source: str, path: str, key: str, v: Any) -> Any:
-    return checked(source, path, RULES.get(key, check_scalar), v)
+    return checked(source, path, rule_for(key), v)
 
 
 def parse_param(source: str, path: str, key: str, raw: Any) -> ParamSpec:
@@ -108,9 +147,7 @@ def parse_param(source: str, path: str, key: str, raw: Any) -> ParamSpec:
             raise err(source, path, "a range needs numeric low/high; use a list for categories")
         if low > high:
             raise err(source, f"{path}.low", f"{low!r} is greater than high {high!r}")
-        log = raw.get("log", False)
-        if not isinstance(log, bool):
-            raise err(source, f"{path}.log", f"{log!r} is not true/false")
+        log = checked(source, f"{path}.log", check_bool, raw.get("log", False))
         if log and low <= 0:
             raise err(source, f"{path}.low", f"{low!r} must be > 0 on a log scale")
         kind = raw.get("type", "int" if key in INT_PARAMS else "float")
@@ -118,9 +155,7 @@ def parse_param(source: str, path: str, key: str, raw: Any) -> ParamSpec:
             raise err(source, f"{path}.type", f"{kind!r} is not int or float")
         step = raw.get("step")
         if step is not None:
-            step = as_number(step)
-            if isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0:
-                raise err(source, f"{path}.step", f"{step!r} must be a positive number")
+            step = checked(source, f"{path}.step", _step_rule(low, high), step)
             if log:
                 raise err(source, f"{path}.step", "step cannot be combined with log")
         is_int = kind == "int"
@@ -130,3 +165,15 @@ def parse_param(source: str, path: str, key: str, raw: Any) -> ParamSpec:
     return ParamSpec(key, values=(value(source, path, key, raw),))
 
 
+def _step_rule(low: float, high: float) -> Callable[[Any], Any]:
+    """A range's step: a finite number above 0, at most the range's width (when it has one)."""
+
+    def check(v: Any) -> Any:
+        v = number(v)
+        if v <= 0:
+            raise ValueError(f"{v!r} must be a positive number")
+        if high > low and v > (high - low) * (1 + 1e-9):  # 0.3 - 0.1 is 0.19999999999999998
+            raise ValueError(f"{v!r} is more than the range's width ({high - low:g})")
+        return v
+
+    return check

@@ -6,10 +6,28 @@ the Keras and Optuna objects are built from them in train/callbacks.py and searc
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from sweeper.config.values import (
+    EPOCHS,
+    MAX_EPOCHS,
+    MAX_MIN_DELTA,
+    MAX_LEARNING_RATE,
+    MAX_PACK,
+    MAX_REDUCTION_FACTOR,
+    MAX_STEPS_PER_EXECUTION,
+    OPEN_FRACTION,
+    STEPS,
+    TRIAL_COUNT,
+    as_number,
+    check_bool,
+    check_float,
+    check_int,
+    checked,
+    shown,
+    switch,
+)
 from sweeper.errors import SpecError
 
 DIGIT_DATASETS = ("digits", "mnist5k", "mnist")
@@ -80,12 +98,30 @@ class Compute:
         return self.mixed_precision or self.jit_compile or self.steps_per_execution > 1
 
 
-PRUNERS = {
+# Each pruner's options, with the rule for each (steps and resources count epochs).
+REDUCTION_FACTOR = check_int(2, MAX_REDUCTION_FACTOR)
+PRUNERS: dict[str, dict[str, Any]] = {
     "none": {},
-    "median": {"n_startup_trials": int, "n_warmup_steps": int, "interval_steps": int},
-    "successive_halving": {"min_resource": int, "reduction_factor": int, "min_early_stopping_rate": int},
-    "hyperband": {"min_resource": int, "max_resource": int, "reduction_factor": int},
+    "median": {"n_startup_trials": TRIAL_COUNT, "n_warmup_steps": STEPS, "interval_steps": EPOCHS},
+    "successive_halving": {"min_resource": EPOCHS, "reduction_factor": REDUCTION_FACTOR,
+                           "min_early_stopping_rate": check_int(0, MAX_EPOCHS)},
+    "hyperband": {"min_resource": EPOCHS, "max_resource": EPOCHS, "reduction_factor": REDUCTION_FACTOR},
 }
+# Pruner options counted in epochs: none may exceed the sweep's epochs (spec.py checks, it knows them).
+PRUNER_EPOCH_OPTIONS = ("min_resource", "max_resource", "n_warmup_steps")
+
+PATIENCE = STEPS
+AUGMENTATION = {
+    "rotation": check_float(0.0, 180.0),  # degrees
+    "width_shift": check_float(0.0, 1.0),
+    "height_shift": check_float(0.0, 1.0),
+    "shear": check_float(0.0, 1.0),
+    "zoom": check_float(0.0, 0.9),
+}
+MIN_DELTA = check_float(0.0, limit=MAX_MIN_DELTA)
+MIN_LR = check_float(0.0, limit=MAX_LEARNING_RATE)
+STEPS_PER_EXECUTION = check_int(1, MAX_STEPS_PER_EXECUTION)
+PACK_SIZE = check_int(1, MAX_PACK)
 
 
 def _check_keys(source: str, path: str, raw: dict[str, Any], allowed: set[str]) -> None:
@@ -94,91 +130,62 @@ def _check_keys(source: str, path: str, raw: dict[str, Any], allowed: set[str]) 
             raise SpecError(source, f"{path}.{k}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
-def _num(source: str, path: str, v: Any, *, lo: float = 0.0, hi: float = math.inf, integer: bool = False) -> Any:
-    if isinstance(v, str):
-        try:
-            v = float(v)
-        except ValueError:
-            pass
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and int(v) != v):
-        raise SpecError(source, path, f"{v!r} is not {'an integer' if integer else 'a number'}")
-    if not lo <= v <= hi:
-        raise SpecError(source, path, f"{v!r} is not in [{lo:g}, {hi:g}]")
-    return int(v) if integer else float(v)
-
-
-def _bool(source: str, path: str, v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise SpecError(source, path, f"{v!r} is not true/false")
-    return v
-
-
 def _monitor(source: str, path: str, v: Any) -> str:
     if v not in MONITORS:
         raise SpecError(source, path, f"{v!r} is not a known metric to monitor (known: {', '.join(MONITORS)})")
     return str(v)
 
 
-def _section(source: str, path: str, raw: Any) -> dict[str, Any]:
-    if raw is True:
-        return {}
-    if not isinstance(raw, dict):
-        raise SpecError(source, path, f"{raw!r} is not a mapping (or true for the defaults)")
-    return raw
-
-
 def parse_callbacks(source: str, raw: Any) -> Callbacks:
+    raw = switch(source, "callbacks", raw)
     if raw is None:
         return Callbacks()
-    raw = _section(source, "callbacks", raw)
     _check_keys(source, "callbacks", raw, {"early_stopping", "reduce_lr", "keep_best", "tensorboard"})
     es = rl = None
-    if raw.get("early_stopping") not in (None, False):
-        d = _section(source, "callbacks.early_stopping", raw["early_stopping"])
-        _check_keys(source, "callbacks.early_stopping", d, {"monitor", "patience", "min_delta", "restore_best_weights"})
-        p = "callbacks.early_stopping"
+    p = "callbacks.early_stopping"
+    d = switch(source, p, raw.get("early_stopping"))
+    if d is not None:
+        _check_keys(source, p, d, {"monitor", "patience", "min_delta", "restore_best_weights"})
         es = EarlyStopping(
             monitor=_monitor(source, f"{p}.monitor", d.get("monitor", "val_loss")),
-            patience=_num(source, f"{p}.patience", d.get("patience", 3), integer=True),
-            min_delta=_num(source, f"{p}.min_delta", d.get("min_delta", 0.0)),
-            restore_best_weights=_bool(source, f"{p}.restore_best_weights", d.get("restore_best_weights", True)),
+            patience=checked(source, f"{p}.patience", PATIENCE, d.get("patience", 3)),
+            min_delta=checked(source, f"{p}.min_delta", MIN_DELTA, d.get("min_delta", 0.0)),
+            restore_best_weights=checked(source, f"{p}.restore_best_weights", check_bool,
+                                         d.get("restore_best_weights", True)),
         )
-    if raw.get("reduce_lr") not in (None, False):
-        d = _section(source, "callbacks.reduce_lr", raw["reduce_lr"])
-        p = "callbacks.reduce_lr"
+    p = "callbacks.reduce_lr"
+    d = switch(source, p, raw.get("reduce_lr"))
+    if d is not None:
         _check_keys(source, p, d, {"monitor", "factor", "patience", "min_delta", "min_lr"})
-        factor = _num(source, f"{p}.factor", d.get("factor", 0.25), hi=1.0)
-        if factor in (0.0, 1.0):
-            raise SpecError(source, f"{p}.factor", f"{factor!r} must be strictly between 0 and 1")
         rl = ReduceLR(
             monitor=_monitor(source, f"{p}.monitor", d.get("monitor", "val_loss")),
-            factor=factor,
-            patience=_num(source, f"{p}.patience", d.get("patience", 2), integer=True),
-            min_delta=_num(source, f"{p}.min_delta", d.get("min_delta", 1e-4)),
-            min_lr=_num(source, f"{p}.min_lr", d.get("min_lr", 1e-5)),
+            factor=checked(source, f"{p}.factor", OPEN_FRACTION, d.get("factor", 0.25)),
+            patience=checked(source, f"{p}.patience", PATIENCE, d.get("patience", 2)),
+            min_delta=checked(source, f"{p}.min_delta", MIN_DELTA, d.get("min_delta", 1e-4)),
+            min_lr=checked(source, f"{p}.min_lr", MIN_LR, d.get("min_lr", 1e-5)),
         )
     return Callbacks(
         early_stopping=es,
         reduce_lr=rl,
-        keep_best=_bool(source, "callbacks.keep_best", raw.get("keep_best", False)),
-        tensorboard=_bool(source, "callbacks.tensorboard", raw.get("tensorboard", False)),
+        keep_best=checked(source, "callbacks.keep_best", check_bool, raw.get("keep_best", False)),
+        tensorboard=checked(source, "callbacks.tensorboard", check_bool, raw.get("tensorboard", False)),
     )
 
 
 def parse_augmentation(source: str, raw: Any, dataset: str) -> Augmentation:
-    if raw is None or raw is False:
+    raw = switch(source, "augmentation", raw)
+    if raw is None:
         return Augmentation()
-    raw = _section(source, "augmentation", raw)
     keys = {"rotation", "width_shift", "height_shift", "shear", "zoom", "horizontal_flip"}
     _check_keys(source, "augmentation", raw, keys)
     p = "augmentation"
     aug = Augmentation(
-        rotation=_num(source, f"{p}.rotation", raw.get("rotation", 0.0), hi=180.0),
-        width_shift=_num(source, f"{p}.width_shift", raw.get("width_shift", 0.0), hi=1.0),
-        height_shift=_num(source, f"{p}.height_shift", raw.get("height_shift", 0.0), hi=1.0),
-        shear=_num(source, f"{p}.shear", raw.get("shear", 0.0), hi=1.0),
-        zoom=_num(source, f"{p}.zoom", raw.get("zoom", 0.0), hi=0.9),
-        horizontal_flip=_bool(source, f"{p}.horizontal_flip", raw.get("horizontal_flip", False)),
+        rotation=checked(source, f"{p}.rotation", AUGMENTATION["rotation"], raw.get("rotation", 0.0)),
+        width_shift=checked(source, f"{p}.width_shift", AUGMENTATION["width_shift"], raw.get("width_shift", 0.0)),
+        height_shift=checked(source, f"{p}.height_shift", AUGMENTATION["height_shift"], raw.get("height_shift", 0.0)),
+        shear=checked(source, f"{p}.shear", AUGMENTATION["shear"], raw.get("shear", 0.0)),
+        zoom=checked(source, f"{p}.zoom", AUGMENTATION["zoom"], raw.get("zoom", 0.0)),
+        horizontal_flip=checked(source, f"{p}.horizontal_flip", check_bool, raw.get("horizontal_flip", False)),
     )
     if aug.horizontal_flip and dataset in DIGIT_DATASETS:
         raise SpecError(source, f"{p}.horizontal_flip",
@@ -187,11 +194,12 @@ def parse_augmentation(source: str, raw: Any, dataset: str) -> Augmentation:
 
 
 def parse_pruner(source: str, raw: Any) -> Pruner:
-    if raw is None:
-        return Pruner()
+    """The pruner's own checks; spec.py also checks its epoch counts against the sweep's epochs."""
     if isinstance(raw, str):
         raw = {"type": raw}
-    raw = _section(source, "pruner", raw)
+    raw = switch(source, "pruner", raw)
+    if raw is None:
+        return Pruner()
     kind = raw.get("type", "median")
     if kind not in PRUNERS:
         raise SpecError(source, "pruner.type", f"{kind!r} is not a known pruner (known: {', '.join(PRUNERS)})")
@@ -201,32 +209,39 @@ def parse_pruner(source: str, raw: Any) -> Pruner:
             continue
         if k not in PRUNERS[kind]:
             raise SpecError(source, f"pruner.{k}", f"unknown option for {kind} (allowed: {', '.join(PRUNERS[kind]) or 'none'})")
-        options[k] = _num(source, f"pruner.{k}", v, integer=True)
+        options[k] = checked(source, f"pruner.{k}", PRUNERS[kind][k], v)
+    if options.get("min_resource", 1) > options.get("max_resource", options.get("min_resource", 1)):
+        raise SpecError(source, "pruner.min_resource",
+                        f"{options['min_resource']!r} is more than max_resource {options['max_resource']!r}")
     return Pruner(kind, options)
 
 
 def parse_compute(source: str, raw: Any) -> Compute:
+    raw = switch(source, "compute", raw)
     if raw is None:
         return Compute()
-    raw = _section(source, "compute", raw)
     _check_keys(source, "compute", raw, {"mixed_precision", "jit_compile", "steps_per_execution", "reuse_models",
                                          "fuse"})
     return Compute(
-        mixed_precision=_bool(source, "compute.mixed_precision", raw.get("mixed_precision", False)),
-        jit_compile=_bool(source, "compute.jit_compile", raw.get("jit_compile", False)),
-        steps_per_execution=_num(source, "compute.steps_per_execution", raw.get("steps_per_execution", 1),
-                                 lo=1, integer=True),
-        reuse_models=_bool(source, "compute.reuse_models", raw.get("reuse_models", True)),
+        mixed_precision=checked(source, "compute.mixed_precision", check_bool, raw.get("mixed_precision", False)),
+        jit_compile=checked(source, "compute.jit_compile", check_bool, raw.get("jit_compile", False)),
+        steps_per_execution=checked(source, "compute.steps_per_execution", STEPS_PER_EXECUTION,
+                                    raw.get("steps_per_execution", 1)),
+        reuse_models=checked(source, "compute.reuse_models", check_bool, raw.get("reuse_models", True)),
         fuse=_fuse(source, raw.get("fuse", "off")),
     )
 
 
 def _fuse(source: str, raw: Any) -> str | int:
-    """``off``, ``auto`` or a pack size from 1 to 64 (YAML's bare ``off`` reads as False)."""
+    """``off``, ``auto`` or a pack size from 1 to MAX_PACK (YAML's bare ``off`` reads as False)."""
     if raw is False:
         return "off"
     if isinstance(raw, str) and raw.strip().lower() in ("off", "auto"):
         return raw.strip().lower()
-    if isinstance(raw, int) and not isinstance(raw, bool) and 1 <= raw <= 64:
-        return raw
-    raise SpecError(source, "compute.fuse", f"{raw!r} is not off, auto or a pack size from 1 to 64")
+    try:
+        if isinstance(raw, bool):
+            raise ValueError("a flag")
+        return PACK_SIZE(raw)
+    except ValueError:
+        raise SpecError(source, "compute.fuse",
+                        f"{shown(as_number(raw))} is not off, auto or a pack size from 1 to {MAX_PACK}") from None

@@ -17,7 +17,6 @@ from typing import Any, Sequence
 
 import yaml
 
-from sweeper.config import names
 from sweeper.config.dataset import DataSpec, parse_data
 from sweeper.config.objectives import (
     DEFAULT_OBJECTIVES,
@@ -30,7 +29,9 @@ from sweeper.config.objectives import (
 )
 from sweeper.config.params import ParamSpec, canonical_key, check_key, parse_param
 from sweeper.config.params import value as param_value
+from sweeper.config.sampler import parse_sampler
 from sweeper.config.sections import (
+    PRUNER_EPOCH_OPTIONS,
     Augmentation,
     Callbacks,
     Compute,
@@ -42,8 +43,13 @@ from sweeper.config.sections import (
 )
 from sweeper.config.values import (
     FRACTION,
-    POSITIVE,
-    POSITIVE_INT,
+    MAX_FOLDS,
+    MAX_REPEATS,
+    MAX_WORKER_DEATHS,
+    SECONDS,
+    SEED,
+    TRIALS,
+    check_int,
     checked,
     err,
     mapping,
@@ -67,6 +73,10 @@ MAX_NAME = 100
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,%d}" % (MAX_NAME - 1))
 MAX_GRID_POINTS = 100_000  # every grid point is queued as a trial up front; more is a mistake
 TRAINING_DEFAULTS: dict[str, Any] = {"epochs": 10, "batch_size": 128}
+KFOLD = check_int(2, MAX_FOLDS, "folds")
+REPEATS = check_int(1, MAX_REPEATS, "repeats")
+WORKER_DEATHS = check_int(1, MAX_WORKER_DEATHS)
+STORED_SEED = check_int(-(2**63), 2**63 - 1)  # studies stored before negative seeds were refused
 
 
 # 2: trial seeds leave ``epochs`` out, so trials that differ only in epochs start alike and the
@@ -156,39 +166,21 @@ class SweepSpec:
 
 
 # --------------------------------------------------------------------------- values
-def parse_sampler(source: str, method: str, raw: Any) -> dict[str, Any]:
-    """``sampler:`` options, passed to the method's Optuna sampler as keyword arguments (e.g.
-    ``n_startup_trials: 5`` for tpe). Checked by building the sampler once here."""
-    if raw is None:
-        return {}
-    options = mapping(source, "sampler", raw)
-    if method not in names.SAMPLERS:
-        raise err(source, "sampler", f"method {method!r} uses no sampler (its points are queued)")
-    import inspect
+def _max_epochs(params: dict[str, ParamSpec], fixed: dict[str, Any]) -> int:
+    """The most epochs a trial of the sweep trains (a searched ``epochs`` or the fixed one)."""
+    p = params.get("epochs")
+    if p is None:
+        return int(fixed["epochs"])
+    return int(max(p.values) if p.values is not None else p.high)  # type: ignore[type-var, arg-type]
 
-    import optuna
 
-    cls = getattr(optuna.samplers, names.SAMPLERS[method])
-    known = [k for k in inspect.signature(cls).parameters if k != "seed"]
-    for key, value in options.items():
-        if key == "seed":
-            raise err(source, "sampler.seed", "sweeper seeds the sampler from the sweep's 'seed'")
-        if key == "constraints_func":
-            raise err(source, "sampler.constraints_func", "give limits under the sweep's 'constraints:' instead")
-        if key not in known:
-            raise err(source, f"sampler.{key}", f"not an option of {cls.__name__} (options: {', '.join(known)})")
-        if not isinstance(value, (bool, int, float, str)):
-            raise err(source, f"sampler.{key}", f"{value!r} is not a single number, flag or name")
-    try:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # experimental-option warnings belong to the run
-            cls(**options)
-    except (TypeError, ValueError) as exc:
-        raise err(source, "sampler", f"{cls.__name__} refuses these options ({str(exc).splitlines()[0]})") from None
-    return dict(options)
-
+def _check_pruner_epochs(source: str, pruner: Pruner, epochs: int) -> None:
+    """A pruner's steps and resources count epochs: more than a trial trains can never be met."""
+    for key in PRUNER_EPOCH_OPTIONS:
+        v = pruner.options.get(key)
+        if v is not None and v > epochs:
+            raise err(source, f"pruner.{key}", f"{v!r} is more than the sweep's {epochs} epochs "
+                      "(a trial reports once per epoch)")
 
 
 def from_stored(raw: Any, name: str) -> SweepSpec:
@@ -258,10 +250,10 @@ def spec_from_dict(raw: Any, source: str = "", stored: bool = False) -> SweepSpe
 
     trials = raw.get("trials")
     if trials is not None:
-        trials = checked(source, "trials", POSITIVE_INT, trials)
+        trials = checked(source, "trials", TRIALS, trials)
     timeout = raw.get("timeout")
     if timeout is not None:
-        timeout = checked(source, "timeout", POSITIVE, timeout)
+        timeout = checked(source, "timeout", SECONDS, timeout)
     if method != "grid" and trials is None and timeout is None:
         raise err(source, "trials", f"method {method!r} needs 'trials' and/or 'timeout'")
 
@@ -274,7 +266,7 @@ def spec_from_dict(raw: Any, source: str = "", stored: bool = False) -> SweepSpe
                   "use tpe, nsga2, gp, random or grid with several")
 
     validation = mapping(source, "validation", raw.get("validation", {"holdout": 0.2}), VALIDATION_KEYS)
-    repeats = checked(source, "validation.repeats", POSITIVE_INT, validation.get("repeats", 1))
+    repeats = checked(source, "validation.repeats", REPEATS, validation.get("repeats", 1))
     validation = {k: v for k, v in validation.items() if k != "repeats"} or {"holdout": 0.2}
     if len(validation) != 1:
         raise err(source, "validation", "give exactly one of 'holdout: FRACTION' or 'kfold: K'")
@@ -284,13 +276,9 @@ def spec_from_dict(raw: Any, source: str = "", stored: bool = False) -> SweepSpe
         if holdout == 0:
             raise err(source, "validation.holdout", "0 leaves nothing to validate on")
     else:
-        kfold = checked(source, "validation.kfold", POSITIVE_INT, validation["kfold"])
-        if kfold < 2:
-            raise err(source, "validation.kfold", f"{kfold!r} must be >= 2")
+        kfold = checked(source, "validation.kfold", KFOLD, validation["kfold"])
 
-    seed = raw.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise err(source, "seed", f"{seed!r} is not an integer")
+    seed = checked(source, "seed", STORED_SEED if stored else SEED, raw.get("seed", 0))
     seeding = raw.get("seeding", SEEDINGS[0])
     if seeding not in SEEDINGS:
         raise err(source, "seeding", f"{seeding!r} is not one of {', '.join(SEEDINGS)}")
@@ -303,7 +291,7 @@ def spec_from_dict(raw: Any, source: str = "", stored: bool = False) -> SweepSpe
         raise err(source, "trial_function", f"{trial_function!r} is not a module:function reference")
 
     sampler = parse_sampler(source, method, raw.get("sampler"))
-    max_worker_deaths = checked(source, "max_worker_deaths", POSITIVE_INT, raw.get("max_worker_deaths", 2))
+    max_worker_deaths = checked(source, "max_worker_deaths", WORKER_DEATHS, raw.get("max_worker_deaths", 2))
 
     normalised = dict(raw)
     normalised["data"] = {k: v for k, v in data.__dict__.items() if v is not None}
@@ -324,6 +312,8 @@ def spec_from_dict(raw: Any, source: str = "", stored: bool = False) -> SweepSpe
             (trials is None or trials > MAX_GRID_POINTS):
         raise err(source, "params", f"the grid has {spec.grid_size:,} points; sweeper queues at most "
                   f"{MAX_GRID_POINTS:,} (shorten a list, or use method: random or tpe with trials: N)")
+    if not stored:
+        _check_pruner_epochs(source, spec.pruner, _max_epochs(params, fixed))
     if spec.multi_objective and spec.pruner.kind != "none":
         raise err(source, "pruner", f"{spec.pruner.kind!r} cannot prune a study of {len(objectives)} objectives "
                   "(Optuna's trial.report/should_prune take one); remove 'pruner' or keep one objective")
