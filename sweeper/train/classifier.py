@@ -9,16 +9,18 @@ are cached. No Python function goes into the pipelines: a ``map`` traced per fit
 per-trial time of a long sweep grow (benchmarks/drift.py: 1.16 over 200 trials, flat without).
 Everything else (routing, target encoding, history) stays scikeras's.
 
-This module holds every use of scikeras's private API (pyproject pins scikeras below 0.14).
+This module holds every use of scikeras's private API (pyproject pins scikeras below 0.14);
+what it assumes about Keras (its batch order and default batch size) is in keras_mirror.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from scikeras.wrappers import KerasClassifier
+
+from sweeper.train.keras_mirror import DEFAULT_BATCH_SIZE, keras_batch_order
 
 
 def training_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int | None) -> Any:
@@ -30,27 +32,6 @@ def training_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int |
     if seed is not None:
         rows = rows.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     return rows.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def keras_batch_order(n: int, seed: int, seed_all: Callable[[int], None]) -> np.ndarray:
-    """The order in which ``Model.fit`` takes ``n`` NumPy rows when every generator was seeded
-    with ``seed`` just before it, as ``KerasClassifier(random_state=seed)`` seeds its fit. Keras
-    shuffles them with ``tf.random.shuffle`` inside a ``tf.data`` map, whose op seed is fixed by the
-    global seed when the pipeline is made; each epoch's new pass restarts that op, so every epoch
-    takes this one order. The function below makes the same ops in the same order as Keras's (its
-    array adapter), hence the same seed; tests/test_seeding.py checks the scores against
-    ``GridSearchCV``. Leaves every generator seeded with ``seed``, as the fit finds them."""
-    import tensorflow as tf
-
-    seed_all(seed)
-
-    def permutation(_: Any) -> Any:
-        indices = tf.range(n, dtype=tf.int64)
-        return tf.random.shuffle(indices)
-
-    order = next(iter(tf.data.Dataset.range(1).map(permutation))).numpy()
-    seed_all(seed)
-    return order
 
 
 def evaluation_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int) -> Any:
@@ -109,7 +90,7 @@ class SweeperClassifier(KerasClassifier):
                          initial_epoch: int, **kwargs: Any) -> None:
         if sample_weight is None and isinstance(X, np.ndarray) and isinstance(y, np.ndarray):
             params = self.get_params()  # fit__ keys win over plain ones, as scikeras routes them
-            batch_size = params.get("fit__batch_size", params.get("batch_size")) or 32  # Keras's default
+            batch_size = params.get("fit__batch_size", params.get("batch_size")) or DEFAULT_BATCH_SIZE
             batch_size = len(X) if batch_size == -1 else int(batch_size)
             seed = self._random_state if self._random_state is not None else int(np.random.randint(0, 2**31 - 1))
             shuffle = params.get("fit__shuffle", params.get("shuffle", True))

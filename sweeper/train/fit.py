@@ -23,6 +23,7 @@ from sweeper.config.models import BUILTIN
 from sweeper.config.spec import SweepSpec
 from sweeper.errors import TrialError
 from sweeper.train.callbacks import keras_callbacks
+from sweeper.train.keras_mirror import keras_batch_order
 from sweeper.train.reuse import initialized_estimator
 from sweeper.train.runtime import flush_now_and_then, set_op_determinism, set_random_seed_keeping_kernels
 
@@ -130,8 +131,6 @@ def fit_config(
     validation metrics are left out: ``params['epochs']`` says how long to train.
     """
     import keras
-
-    from sweeper.train.classifier import keras_batch_order  # imports scikeras
 
     callbacks = keras_callbacks(spec.callbacks, log_dir, validation=validation is not None)
     if on_epoch is not None and validation is not None:

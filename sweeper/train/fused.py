@@ -40,15 +40,19 @@ from sweeper.train.fused_layers import (  # noqa: F401  (re-exported: the public
 )
 from sweeper.train.fused_init import initial_weights, keras_model  # noqa: F401  (keras_model: public API)
 from sweeper.train.fused_sizing import eval_rows, pack_size  # noqa: F401  (pack_size: public API)
+from sweeper.train.keras_mirror import (  # noqa: F401  (KERAS_PASSES_PER_EPOCH: re-exported)
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_LEARNING_RATES,
+    KERAS_PASSES_PER_EPOCH,
+    keras_batch_order,
+)
 from sweeper.train.runtime import flush_now_and_then, set_random_seed_keeping_kernels, tensorflow
 
-DEFAULT_LR = {"adam": 0.001, "rmsprop": 0.001, "sgd": 0.01, "radam": 0.001}
+DEFAULT_LR = DEFAULT_LEARNING_RATES  # Keras's (keras_mirror.OPTIMIZER_DEFAULTS)
 MODEL_KEYS = ("units", "batchnorm", "dropout", "activation", "kernel_initializer", "l2")
 # Each family's model__ keys, and its builder's default dropout (build_cnn's is 0.3).
 FAMILIES: dict[str, tuple[tuple[str, ...], float]] = {"mlp": (MODEL_KEYS, 0.0), "cnn": (MODEL_KEYS + ("filters",), 0.3)}
-# Keras 3's epoch iterator opens a pass over a sized dataset when an epoch ends and another when
-# the next begins, so a fit's epoch e trains on shuffle pass 2e: fused members do the same.
-KERAS_PASSES_PER_EPOCH = 2
+# A fit's epoch e trains on shuffle pass KERAS_PASSES_PER_EPOCH * e (keras_mirror): fused members do the same.
 StopHook = Callable[[int, int, dict[str, float]], bool]  # (member index, epoch, logs) -> freeze it?
 
 
@@ -100,7 +104,8 @@ def member_from_params(params: dict[str, Any], seed: int, model: str = "mlp") ->
     opt = {k[11:]: float(v) for k, v in params.items() if k.startswith("optimizer__")}
     rest = {k for k in params if not k.startswith(("model__", "optimizer__"))} - {"optimizer", "epochs",
                                                                                 "batch_size"}
-    lr, batch = float(opt.pop("learning_rate", DEFAULT_LR.get(name, 0.0))), int(params.get("batch_size") or 32)
+    lr = float(opt.pop("learning_rate", DEFAULT_LR.get(name, 0.0)))
+    batch = int(params.get("batch_size") or DEFAULT_BATCH_SIZE)
     if name not in OPTIONS or rest or set(args) - set(keys) or set(opt) - set(OPTIONS[name]) or batch < 1:
         return None
     dropout, l2 = float(args.pop("dropout", default_dropout)), float(args.pop("l2", 0.0))
@@ -149,8 +154,6 @@ def fit_fused(members: list[FusedMember], x: np.ndarray, y: np.ndarray,
     called after each epoch member ``i`` trains (to report and prune); True freezes it there.
     ``conv`` (CNNs): "loop" (one conv per member, the default on CPU) or "grouped" (one grouped
     conv, the default with a GPU; on CPU it needs ``jit_compile``)."""
-    from sweeper.train.classifier import keras_batch_order  # imports scikeras
-
     tf = tensorflow()
     if not members:
         return []
@@ -164,7 +167,8 @@ def fit_fused(members: list[FusedMember], x: np.ndarray, y: np.ndarray,
     for j, m in enumerate(members):  # what fit_config draws, in the same order
         weights, dropout_seeds = initial_weights(structure, m, x.shape[1:], n_classes)  # seeds every generator
         inits.append(weights)
-        # Keras's Dropout draws step s's mask from its seed generator's [seed, s]: the same masks.
+        # Keras's Dropout draws step s's mask from its seed generator's [seed, s]: the same masks
+        # (keras_mirror.DROPOUT_SEEDS).
         members[j] = replace(m, dropout_seeds=dropout_seeds)
         n = len(x if m.train_indices is None else m.train_indices)
         if m.keras_order:  # seeded again after the build, as fit_config does under seeding: scikeras

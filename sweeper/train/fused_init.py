@@ -9,6 +9,7 @@ initializer then draws its values from that integer seed alone (stateless ops). 
 model per shape says which draw feeds which weight (a ``Recipe``), checked by making the
 template's own weights again from its seed; each member then costs its few initializer calls.
 Where the check fails (a Keras that draws otherwise), members build their models as before.
+What this relies on is in keras_mirror.py (``SEED_DRAWS``, ``INITIALIZERS``, ``DROPOUT_SEEDS``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,14 @@ from typing import Any
 import numpy as np
 
 from sweeper.train.fused_layers import CNNStructure, Structure
+from sweeper.train.keras_mirror import (
+    constant_initializers,
+    default_seed_draws,
+    dropout_seeds,
+    initializer_seed,
+    initializer_values,
+    weight_initializer,
+)
 from sweeper.train.runtime import set_random_seed_keeping_kernels
 
 TEMPLATE_SEED = 1234
@@ -54,18 +63,6 @@ class Recipe:
 _RECIPES: dict[tuple[Any, ...], Recipe | None] = {}
 
 
-def _draws(n: int) -> list[int]:
-    return [random.randint(1, int(1e9)) for _ in range(n)]  # Keras's make_default_seed
-
-
-def _dropout_seeds(model: Any) -> tuple[int, ...]:
-    """The seeds of a built model's Dropout layers, in order."""
-    import keras
-
-    return tuple(int(layer.seed_generator.state.numpy()[0]) for layer in model.layers
-                 if isinstance(layer, keras.layers.Dropout))
-
-
 def _made(recipe: Recipe, draws: list[int]) -> list[np.ndarray]:
     out = []
     for w in recipe.weights:
@@ -73,14 +70,12 @@ def _made(recipe: Recipe, draws: list[int]) -> list[np.ndarray]:
             out.append(w.copy())
         else:
             i, cls, config, shape = w
-            out.append(np.asarray(cls.from_config({**config, "seed": draws[i]})(shape, dtype="float32")))
+            out.append(initializer_values(cls, config, draws[i], shape))
     return out
 
 
 def _recipe(structure: Structure, member: Any, input_shape: Sequence[int], n_classes: int) -> Recipe | None:
     """The template's recipe, checked against the template itself; None where it does not hold."""
-    import keras
-
     set_random_seed_keeping_kernels(TEMPLATE_SEED)
     model = keras_model(structure, member, input_shape, n_classes)
     after = random.getstate()
@@ -89,20 +84,20 @@ def _recipe(structure: Structure, member: Any, input_shape: Sequence[int], n_cla
     for n in range(MAX_DRAWS + 1):
         if made is None and random.getstate() == after:
             made = n
-        draws += _draws(1)
+        draws += default_seed_draws(1)
     where = {id(v): (layer, v) for layer in model.layers for v in layer.weights}
     weights: list[Any] = []
     try:
         for v in model.weights:
             layer, var = where[id(v)]
-            init = getattr(layer, f"{var.name}_initializer", None)
-            if isinstance(init, (keras.initializers.Zeros, keras.initializers.Ones, keras.initializers.Constant)):
+            init = weight_initializer(layer, var)
+            if isinstance(init, constant_initializers()):
                 weights.append(np.asarray(v.numpy()))
-            elif isinstance(getattr(init, "seed", None), int):
-                weights.append((draws.index(init.seed), type(init), init.get_config(), tuple(v.shape)))
+            elif (seed := initializer_seed(init)) is not None:
+                weights.append((draws.index(seed), type(init), init.get_config(), tuple(v.shape)))
             else:
                 return None
-        dropout = tuple(draws.index(seed) for seed in _dropout_seeds(model))
+        dropout = tuple(draws.index(seed) for seed in dropout_seeds(model))
     except (KeyError, ValueError):
         return None
     if made is None:
@@ -125,6 +120,6 @@ def initial_weights(structure: Structure, member: Any, input_shape: Sequence[int
     set_random_seed_keeping_kernels(member.seed)
     if recipe is None:
         model = keras_model(structure, member, input_shape, n_classes)
-        return model.get_weights(), _dropout_seeds(model)
-    draws = _draws(recipe.draws)
+        return model.get_weights(), dropout_seeds(model)
+    draws = default_seed_draws(recipe.draws)
     return _made(recipe, draws), tuple(draws[i] for i in recipe.dropout)

@@ -2,7 +2,8 @@
 ``(K, ...)`` variables, their forward pass (on a CPU each member on its own layers' ops; under XLA
 or on a GPU batched: dense layers as batched matmuls, convolutions grouped), their optimizers'
 update rules on the stacked variables, and the traced train and eval steps. Layer order and
-weight order are those of ``build_mlp`` / ``build_cnn``.
+weight order are those of ``build_mlp`` / ``build_cnn``. What it assumes about Keras's layers,
+Dropout, batch norm and optimizers is in keras_mirror.py (``LAYER_OPS``: the member ops below).
 """
 
 from __future__ import annotations
@@ -14,15 +15,20 @@ from typing import Any
 
 import numpy as np
 
+from sweeper.train.keras_mirror import (
+    OPTIMIZER_DEFAULTS,
+    batch_normalization,
+    batchnorm_moments,
+    batchnorm_moving,
+    dropout_scale,
+    keras_dropout,
+)
+from sweeper.train.keras_mirror import optimizer_constants as hyper
+from sweeper.train.keras_mirror import update_rules as rules
 from sweeper.train.runtime import NOT_INLINED, tensorflow
 
 # The options a member may give each optimizer, with Keras's (and sweeper's RAdam) defaults.
-OPTIONS: dict[str, dict[str, float]] = {
-    "adam": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
-    "rmsprop": {"rho": 0.9, "momentum": 0.0, "epsilon": 1e-7},
-    "sgd": {"momentum": 0.0, "nesterov": 0.0},
-    "radam": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
-}
+OPTIONS: dict[str, dict[str, float]] = OPTIMIZER_DEFAULTS
 KINDS = tuple(OPTIONS)
 CONV_MODES = ("loop", "grouped")
 
@@ -79,63 +85,6 @@ def layout(structure: Structure) -> tuple[list[Block], int, int]:
     return blocks, i, i + 2
 
 
-Assign = Callable[[Any, Any], None]  # (variable, value): set the slots of the members being updated
-
-
-def rules(tf: Any) -> dict[str, Callable[..., None]]:
-    """Update rules on stacked variables: (w, m, v, g, hyper, t, assign). The optimizers'
-    ``update_step`` op for op, with the same float32 constants, and with its variable writes and
-    reads where it has them: a read after a write keeps TensorFlow's graph optimizer from merging
-    the expressions on either side of it, which it may do only where Keras's graph lets it."""
-
-    def adam(w: Any, m: Any, v: Any, g: Any, h: dict[str, Any], t: Any, assign: Assign) -> None:
-        alpha = h["lr"] * tf.sqrt(1 - h["b2p"]) / (1 - h["b1p"])
-        assign(m, m + (g - m) * h["omb1"])
-        assign(v, v + (tf.square(g) - v) * h["omb2"])
-        assign(w, w - (m * alpha) / (tf.sqrt(v) + h["eps"]))
-
-    def rmsprop(w: Any, m: Any, v: Any, g: Any, h: dict[str, Any], t: Any, assign: Assign) -> None:
-        assign(v, h["rho"] * v + h["omrho"] * tf.square(g))
-        increment = (h["lr"] * g) / tf.sqrt(v + h["eps"])
-        assign(m, h["mom"] * m + increment)  # read only by members with momentum
-        assign(w, w - tf.where(h["mom"] > 0, m, increment))
-
-    def sgd(w: Any, m: Any, v: Any, g: Any, h: dict[str, Any], t: Any, assign: Assign) -> None:
-        assign(m, m * h["mom"] - g * h["lr"])
-        step = tf.where(h["nesterov"] > 0, m * h["mom"] - g * h["lr"], m)
-        assign(w, tf.where(h["mom"] != 0, w + step, w - g * h["lr"]))
-
-    def radam(w: Any, m: Any, v: Any, g: Any, h: dict[str, Any], t: Any, assign: Assign) -> None:
-        b1p, b2p = h["b1p"], h["b2p"]
-        assign(m, m + (g - m) * h["omb1"])
-        assign(v, v + (tf.square(g) - v) * h["omb2"])
-        m_hat = m / (1 - b1p)
-        rho_inf = 2.0 / (1.0 - h["b2"]) - 1.0
-        rho_t = rho_inf - 2.0 * t * b2p / (1.0 - b2p)
-        r_sq = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf) / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)
-        adaptive = (m_hat * tf.sqrt(tf.maximum(r_sq, 0.0))) / (tf.sqrt(v / (1 - b2p)) + h["eps"])
-        assign(w, w - h["lr"] * tf.where(rho_t > 4.0, adaptive, m_hat))
-
-    return {"adam": adam, "rmsprop": rmsprop, "sgd": sgd, "radam": radam}
-
-
-def hyper(members: Sequence[Any]) -> dict[str, np.ndarray]:
-    """Per-member optimizer constants, as float32 vectors, computed as the optimizers compute them."""
-    rows = []
-    for member in members:
-        kind = member.optimizer.lower()
-        if kind not in OPTIONS or set(member.optimizer_options) - set(OPTIONS[kind]):
-            raise ValueError(f"{member.optimizer} {member.optimizer_options} is not fused: {OPTIONS}")
-        o = {**OPTIONS[kind], **member.optimizer_options}
-        b1, b2, rho = o.get("beta_1", 0.9), o.get("beta_2", 0.999), o.get("rho", 0.9)
-        if kind == "radam":  # sweeper's RAdam takes 1 - beta in float32
-            b1, b2 = np.float32(b1), np.float32(b2)
-        rows.append({"lr": member.learning_rate, "b1": b1, "omb1": 1 - b1, "b2": b2, "omb2": 1 - b2,
-                     "eps": o.get("epsilon", 1e-7), "rho": rho, "omrho": 1 - rho, "mom": o.get("momentum", 0.0),
-                     "nesterov": o.get("nesterov", 0.0), "kind": KINDS.index(kind)})
-    return {k: np.asarray([float(r[k]) for r in rows], np.float32) for k in rows[0]}
-
-
 # Traced steps by pack shape (least recently used first), and the Pack attributes they take as
 # arguments rather than baking in.
 _STEPS: dict[tuple[Any, ...], tuple[Any, Any]] = {}
@@ -170,7 +119,7 @@ class Pack:
         self.has_l2 = any(m.l2 for m in members)
         self.rate = tf.constant([m.dropout for m in members], tf.float32)
         # Dropout's scale as TensorFlow's stateless_dropout computes it from a Python rate.
-        self.scale = tf.constant([1.0 / (1.0 - m.dropout) for m in members], tf.float32)
+        self.scale = tf.constant([dropout_scale(m.dropout) for m in members], tf.float32)
         self.has_dropout = any(m.dropout for m in members)
         drops = sum(b.dropout for b in self.blocks)  # (K, dropout layers): each layer's Keras seed
         self.dseed = tf.constant([list(m.dropout_seeds) or [0] * drops for m in members], tf.int64)
@@ -270,8 +219,8 @@ class Pack:
             mean = tf.reduce_sum(h * m, axes, keepdims=True) / count
             var = tf.reduce_sum(tf.square(h - tf.stop_gradient(mean)) * m, axes, keepdims=True) / count
             flat = [tf.reshape(a, [self.k, -1]) for a in (mean, var)]
-            moving += [(j + 2, w[j + 2] * 0.9 + flat[0] * (1.0 - 0.9)), (j + 3, w[j + 3] * 0.9 + flat[1] * (1.0 - 0.9))]
-        return tf.nn.batch_normalization(h, mean, var, beta, gamma, 1e-3)
+            moving += [(j + 2, batchnorm_moving(w[j + 2], flat[0])), (j + 3, batchnorm_moving(w[j + 3], flat[1]))]
+        return batch_normalization(tf, h, mean, var, beta, gamma)
 
     def _activate(self, h: Any, block: Block) -> Any:
         tf, name = self.tf, self.structure.activation
@@ -395,22 +344,18 @@ class Pack:
             if block.bn is not None:  # BatchNormalization(momentum=0.9, epsilon=1e-3)
                 gamma, beta, mean, var = w[block.bn:block.bn + 4]
                 if training:
-                    batch_mean, batch_var = tf.nn.moments(h, list(range(len(h.shape) - 1)))
-                    moving[block.bn + 2] = mean * 0.9 + batch_mean * (1.0 - 0.9)
-                    moving[block.bn + 3] = var * 0.9 + batch_var * (1.0 - 0.9)
+                    batch_mean, batch_var = batchnorm_moments(tf, h)
+                    moving[block.bn + 2] = batchnorm_moving(mean, batch_mean)
+                    moving[block.bn + 3] = batchnorm_moving(var, batch_var)
                     mean, var = batch_mean, batch_var
-                h = tf.nn.batch_normalization(h, mean, var, beta, gamma, 1e-3)
+                h = batch_normalization(tf, h, mean, var, beta, gamma)
             h = self._activate_own(h, w, block)
             if block.dropout and training and self.has_dropout:
-                # Keras's Dropout: its seed generator's state [seed, steps so far], cast as Keras
-                # casts it, into stateless_dropout's Python-rate path written out (x * scale where
-                # a uniform draw >= rate, else 0), so that the rate can be a tensor of the pack.
-                # A member without dropout has rate 0 and scale 1: h itself, bit for bit.
+                # Keras's Dropout at its seed generator's state [seed, steps so far], with the
+                # rate a tensor of the pack. A member without dropout has rate 0 and scale 1: h
+                # itself, bit for bit.
                 dseed, t, rate, scale = dropout
-                state = tf.stack([dseed[drop], tf.cast(t, tf.int64)])
-                seed = tf.cast(tf.math.floormod(state, tf.int32.max - 1), tf.int32)
-                keep = tf.random.stateless_uniform(tf.shape(h), seed=seed) >= rate
-                h = tf.where(keep, h * scale, 0.0)
+                h = keras_dropout(tf, h, dseed[drop], t, rate, scale)
             drop += block.dropout
             if block.pool:
                 h = ops.max_pool(h, pool_size=2, strides=2, padding="valid")

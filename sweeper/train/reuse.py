@@ -19,6 +19,7 @@ import numpy as np
 
 from sweeper.config.spec import SweepSpec
 from sweeper.train.estimator import make_estimator
+from sweeper.train.keras_mirror import copy_model_state, reset_optimizer
 from sweeper.train.runtime import release_keras_state
 
 MAX_CACHED = 8  # distinct graph structures kept per worker process (the notebook's grid has 8)
@@ -71,12 +72,8 @@ def initialized_estimator(spec: SweepSpec, params: dict[str, Any], callbacks: Se
         _cache[key] = est
         return est, False
     _cache.move_to_end(key)
-    for target, source in zip(cached.model_.variables, est.model_.variables):
-        target.assign(source)
-    optimizer = cached.model_.optimizer
-    for v in optimizer.variables:
-        v.assign(np.zeros(v.shape, dtype=v.dtype))  # iterations and moments from zero
-    optimizer.learning_rate = _learning_rate(params)
+    copy_model_state(cached.model_, est.model_)  # keras_mirror.MODEL_RESET
+    reset_optimizer(cached.model_.optimizer, _learning_rate(params))
     cached.set_params(callbacks=list(callbacks) or None, epochs=params.get("epochs", cached.epochs),
                       batch_size=params.get("batch_size", cached.batch_size))
     cached.refresh_callbacks()
