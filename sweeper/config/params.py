@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextvars
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -26,6 +27,7 @@ from sweeper.config.values import (
     err,
     number,
 )
+from sweeper.errors import SpecError
 
 
 @dataclass(frozen=True)
@@ -118,8 +120,18 @@ def check_key(source: str, path: str, key: str, builder_keys: set[str] | None) -
 
 
 
+# Set while a study's stored definition is read back: it was validated when the study was made,
+# perhaps under older, looser rules, and stored work must stay readable.
+STORED = contextvars.ContextVar("sweeper_stored_definition", default=False)
+
+
 def value(source: str, path: str, key: str, v: Any) -> Any:
-    return checked(source, path, rule_for(key), v)
+    try:
+        return checked(source, path, rule_for(key), v)
+    except SpecError:
+        if STORED.get():
+            return checked(source, path, check_scalar, v)
+        raise
 
 
 def parse_param(source: str, path: str, key: str, raw: Any) -> ParamSpec:

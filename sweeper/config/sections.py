@@ -12,8 +12,8 @@ from typing import Any
 from sweeper.config.values import (
     EPOCHS,
     MAX_EPOCHS,
-    MAX_MIN_DELTA,
     MAX_LEARNING_RATE,
+    MAX_MIN_DELTA,
     MAX_PACK,
     MAX_REDUCTION_FACTOR,
     MAX_STEPS_PER_EXECUTION,

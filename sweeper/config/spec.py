@@ -27,7 +27,13 @@ from sweeper.config.objectives import (
     parse_latency,
     parse_objectives,
 )
-from sweeper.config.params import ParamSpec, canonical_key, check_key, parse_param
+from sweeper.config.params import (
+    STORED,
+    ParamSpec,
+    canonical_key,
+    check_key,
+    parse_param,
+)
 from sweeper.config.params import value as param_value
 from sweeper.config.sampler import parse_sampler
 from sweeper.config.sections import (
@@ -190,7 +196,16 @@ def from_stored(raw: Any, name: str) -> SweepSpec:
 
 
 def spec_from_dict(raw: Any, source: str = "", stored: bool = False) -> SweepSpec:
-    """Validate a parsed sweep definition; raises ``SpecError`` naming the key path."""
+    """Validate a parsed sweep definition; raises ``SpecError`` naming the key path. ``stored``:
+    a study's definition read back, whose parameter values may predate today's bounds."""
+    token = STORED.set(stored)
+    try:
+        return _spec_from_dict(raw, source, stored)
+    finally:
+        STORED.reset(token)
+
+
+def _spec_from_dict(raw: Any, source: str, stored: bool) -> SweepSpec:
     raw = mapping(source, "", raw, TOP_KEYS)
     if not raw:
         raise err(source, "", "empty sweep file")
