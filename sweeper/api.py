@@ -17,19 +17,16 @@ from typing import Any
 
 import optuna
 
-from sweeper.worker import loop
 from sweeper.config.spec import (
     DEFAULT_STORAGE,
     SweepSpec,
     load_spec,
     spec_from_dict,
 )
-from sweeper.search.strategy import strategy_for
 from sweeper.store.progress import Progress, best_trial, progress
-from sweeper.store.storage import make_storage, study_lock
-from sweeper.store.studies import create_or_load, with_trials
+from sweeper.store.storage import make_storage
 from sweeper.store.studies import load as load_study
-from sweeper.store.trials import queue_points, reap_dead_trials, worker_salt
+from sweeper.worker import journeys
 
 
 class _Html:
@@ -107,7 +104,6 @@ def _spec(sweep: SweepSpec | str | Path | dict[str, Any]) -> SweepSpec:
 
 
 def _work(study: optuna.Study, spec: SweepSpec, url: str, show_progress: bool, report: bool) -> Sweep:
-    study.sampler = strategy_for(spec).sampler(worker_salt(study, 0))
     on_trial = None
     bar = None
     if show_progress:
@@ -121,7 +117,7 @@ def _work(study: optuna.Study, spec: SweepSpec, url: str, show_progress: bool, r
             bar.set_postfix_str(f"best {p.best if p.best is None else round(p.best, 4)}; {p.counts()}")
             bar.refresh()
     try:
-        loop.work(study, spec, loop.resolve_evaluate(spec), loop.LoopOptions(storage_url=url), on_trial=on_trial)
+        journeys.work_here(study, spec, url, on_trial=on_trial)
     finally:
         if bar is not None:
             bar.close()
@@ -135,26 +131,15 @@ def run(sweep: SweepSpec | str | Path | dict[str, Any], storage: str | None = No
         report: bool = True, show_progress: bool = True) -> Sweep:
     """``sweeper run``: create (or continue, or grow) the study and train it to its budget in this
     process; writes ``reports/NAME/index.html`` unless ``report=False``."""
-    from sweeper.train.data import check_data
-
     spec = _spec(sweep)
-    if not spec.trial_function:
-        check_data(spec)
     url = storage or spec.storage
-    study = create_or_load(spec, make_storage(url))
-    return _work(study, spec, url, show_progress, report)
+    return _work(journeys.open_run(spec, url), spec, url, show_progress, report)
 
 
 def resume(name: str, storage: str = DEFAULT_STORAGE, *, trials: int | None = None, report: bool = True,
            show_progress: bool = True) -> Sweep:
     """``sweeper resume``: re-queue dead trials, optionally raise the budget, and continue."""
-    store = make_storage(storage, must_exist=True)
-    study, spec = load_study(name, store)
-    with study_lock(store, spec.name):
-        if trials is not None:
-            spec = with_trials(study, spec, trials)
-        reap_dead_trials(study)
-        queue_points(study, spec)
+    study, spec, _ = journeys.open_resume(name, storage, trials)
     return _work(study, spec, storage, show_progress, report)
 
 

@@ -100,7 +100,7 @@ def test_missing_extra_is_one_clear_message(monkeypatch: pytest.MonkeyPatch) -> 
         ({"training": {"epochs": 2, "optimizer__learning_rate": 0.01}}, "training.optimizer__learning_rate"),
         ({"params": {"model__tuner": ["greedy", "grid"]}}, "params.model__tuner: 'grid' is not an AutoKeras tuner"),
         ({"params": {"model__block_type": ["vgg"]}}, "params.model__block_type: 'vgg' is not an AutoKeras image block"),
-        ({"params": {"model__max_trials": [0]}}, "params.model__max_trials: 0 is not a positive integer"),
+        ({"params": {"model__max_trials": [0]}}, "params.model__max_trials[0]: 0 must be >= 1"),
         ({"params": {"model__dropout": [0.2]}}, "the model takes no parameter 'dropout'"),
         ({"callbacks": {"early_stopping": {"patience": 2}}}, "callbacks: model 'autokeras' does not use"),
     ],

@@ -327,6 +327,7 @@ def test_a_fused_trials_refits_agree_with_it(tmp_path: Path) -> None:
     assert stored is not None and stored == refit
     summary = html.unescape((tmp_path / "reports" / "refit" / "index.html").read_text())
     assert "compute.fuse 2: 2 of 2 trained trials in packs of 2 trials (2 fits as one model)" in summary
+    assert " wall-clock, " in summary and " summed over trials (trials that ran at once each count)" in summary
     assert main(["best", "refit", "--storage", url, "--out", str(tmp_path / "out")]) == 0
     import keras
 

@@ -22,11 +22,11 @@ import optuna
 import pytest
 from conftest import cli_env, run_cli, write_sweep
 from optuna.trial import FrozenTrial, TrialState
-
 from storages import postgres_url, store_url  # noqa: F401 - fixture
+
 from sweeper.store.keys import OWNER_ATTR, SUSPECT_ATTR
-from sweeper.store.storage import make_storage
 from sweeper.store.progress import progress
+from sweeper.store.storage import make_storage
 from sweeper.store.studies import load
 
 FAULT = "SWEEPER_TEST_EXIT_ON"

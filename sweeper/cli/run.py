@@ -21,17 +21,11 @@ from sweeper.cli.common import (
 )
 from sweeper.config.spec import DEFAULT_STORAGE, SweepSpec, load_spec
 from sweeper.errors import MaxFailuresReached, SweeperError
-from sweeper.search.strategy import strategy_for
 from sweeper.store.progress import Progress, progress
-from sweeper.store.storage import make_storage, study_lock
-from sweeper.store.studies import create_or_load, load, with_trials
-from sweeper.store.trials import (
-    queue_points,
-    reap_dead_trials,
-    retry_failed,
-    worker_salt,
-)
-from sweeper.worker import loop, supervise
+from sweeper.store.storage import make_storage
+from sweeper.store.studies import load
+from sweeper.store.trials import reap_dead_trials
+from sweeper.worker import journeys, loop, supervise
 
 
 def register(sub: Any) -> None:
@@ -78,26 +72,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     spec = load_spec(args.file, args.set)
     url = args.storage or spec.storage
-    _check_data(spec)  # a dataset that cannot load stops here, before any study exists
-    storage = make_storage(url)
-    study = create_or_load(spec, storage)
-    return _execute(study, spec, url, args)
+    return _execute(journeys.open_run(spec, url), spec, url, args)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    storage = make_storage(args.storage, must_exist=True)
-    study, spec = load(args.study, storage)
-    with study_lock(storage, spec.name):
-        if args.trials is not None:
-            if args.trials < 1:
-                raise SweeperError(f"--trials: {args.trials} must be >= 1")
-            spec = with_trials(study, spec, args.trials)
-        reaped = reap_dead_trials(study)
-        queued = queue_points(study, spec)
-        retried = retry_failed(study) if args.retry_failed else 0
+    study, spec, mended = journeys.open_resume(args.study, args.storage, args.trials, args.retry_failed)
     if not args.quiet:
-        print(f"resuming {spec.name}: {reaped} dead trial(s) re-queued, {queued} grid point(s) queued, "
-              f"{retried} failed trial(s) queued again", file=sys.stderr)
+        print(mended.text(spec.name), file=sys.stderr)
     return _execute(study, spec, args.storage, args)
 
 
@@ -106,31 +87,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(args.gpu)  # before TensorFlow starts
     if args.suspects:
         supervise.die_with_supervisor()
-    storage = make_storage(args.storage, must_exist=True)
-    study, spec = load(args.study, storage)
-    study.sampler = strategy_for(spec).sampler(worker_salt(study, args.index))
-    evaluate = loop.resolve_evaluate(spec)
+    study, spec = load(args.study, make_storage(args.storage, must_exist=True))
     _install_sigint()
     if args.suspects:
-        supervise.run_suspects_here(study, spec, evaluate)
+        supervise.run_suspects_here(study, spec, loop.for_spec(spec))
         return EXIT_OK
     say = None if args.quiet else _line_reporter(spec)
-    options = loop.LoopOptions(max_failures=args.max_failures, storage_url=args.storage)
-    prog = loop.work(study, spec, evaluate, options, say)
+    prog = journeys.work_here(study, spec, args.storage, args.index, args.max_failures, on_trial=say)
     if not args.quiet:
         print(f"worker done: {prog.finished}/{prog.budget or '?'} finished", file=sys.stderr)
     return EXIT_OK
 
 
 # --------------------------------------------------------------------------- execution
-def _check_data(spec: SweepSpec) -> None:
-    if spec.trial_function:
-        return
-    from sweeper.train.data import check_data
-
-    check_data(spec)
-
-
 def _execute(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace) -> int:
     from sweeper.train.devices import detect_gpus, plan_workers, select_gpus
 
@@ -142,14 +111,11 @@ def _execute(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace) ->
     _say_unfused(spec)
     if len(placements) == 1 and args.workers is None:  # in this process; --workers K: supervised processes
         os.environ.update(placements[0].env())
-        study.sampler = strategy_for(spec).sampler(worker_salt(study, 0))
         bar = _ProgressBar(spec, progress(study, spec), args.quiet)
         _install_sigint()
         stopped = None
         try:
-            prog = loop.work(study, spec, loop.resolve_evaluate(spec),
-                             loop.LoopOptions(max_failures=args.max_failures, deadline=deadline, storage_url=url),
-                             bar.update)
+            prog = journeys.work_here(study, spec, url, 0, args.max_failures, deadline, bar.update)
         except KeyboardInterrupt:
             bar.close()
             print(f"sweeper: interrupted; the running trial(s) were queued again. Continue with: "

@@ -7,6 +7,7 @@ evaluators); everything downstream takes these plain rows, so the plotting stays
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,6 @@ from sweeper.report import pareto
 from sweeper.store import results
 from sweeper.store.keys import METRICS_ATTR, REVISIONS_ATTR
 from sweeper.store.progress import requeued_numbers, revision_of, study_outcomes
-from sweeper.train.pack_trial import packing_text
 
 # Parameters a person reads on a log scale even when the sweep lists values (not a log range).
 LOG_PARAMS = ("optimizer__learning_rate", "model__l2", "optimizer__weight_decay")
@@ -42,7 +42,8 @@ class StudyData:
     budget: int | None
     trials: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
-    time_in_trials_s: float = 0.0
+    time_in_trials_s: float = 0.0  # compute time: every trial's duration, summed
+    wall_in_trials_s: float = 0.0  # wall time: while at least one trial ran (packed and parallel trials once)
     first_start: str | None = None
     last_complete: str | None = None
     revisions: int = 0  # how often the definition grew (each trial row has its "revision")
@@ -102,6 +103,32 @@ def trial_dict(t: FrozenTrial, requeued: set[int]) -> dict[str, Any]:
     }
 
 
+def packing_text(setting: str | int, packs: Sequence[dict[str, Any] | None]) -> str | None:
+    """How a study's trials were packed, for the report (``packs``: each trained trial's stored
+    ``fused`` facts, None for one trained alone); None when the sweep does not ask to fuse."""
+    if setting == "off":
+        return None
+    fused_ones = [p for p in packs if p]
+    sizes = sorted({int(p["pack_trials"]) for p in fused_ones})
+    fits = sorted({int(p["pack_fits"]) for p in fused_ones})
+    text = f"compute.fuse {setting}: {len(fused_ones)} of {len(packs)} trained trials in packs"
+    if sizes:
+        text += f" of {', '.join(map(str, sizes))} trials ({', '.join(map(str, fits))} fits as one model)"
+    return text
+
+
+def wall_seconds(spans: list[tuple[Any, Any]]) -> float:
+    """Seconds during which at least one of the (start, end) spans ran: trials of one pack or of
+    parallel workers overlap, and their summed durations would count that time several times."""
+    total, reach = 0.0, None
+    for start, end in sorted((s, e) for s, e in spans if s is not None and e is not None):
+        if reach is None or start > reach:
+            total, reach = total + (end - start).total_seconds(), end
+        elif end > reach:
+            total, reach = total + (end - reach).total_seconds(), end
+    return total
+
+
 def collect(study: optuna.Study, spec: SweepSpec) -> StudyData:
     trials = study.get_trials(deepcopy=False)
     requeued = requeued_numbers(trials)
@@ -135,6 +162,7 @@ def collect(study: optuna.Study, spec: SweepSpec) -> StudyData:
         trials=rows,
         counts=counts,
         time_in_trials_s=sum(r["duration_s"] or 0.0 for r in rows),
+        wall_in_trials_s=wall_seconds([(t.datetime_start, t.datetime_complete) for t in trials]),
         first_start=min(starts).isoformat(sep=" ", timespec="seconds") if starts else None,
         last_complete=max(ends).isoformat(sep=" ", timespec="seconds") if ends else None,
         revisions=len(revisions),

@@ -57,7 +57,8 @@ def summary_html(data: StudyData) -> str:
                    + ", ".join(f"<code>{esc(p)}</code>" for p in data.params)),
         ("objective", f"{esc(data.metric)} ({esc(data.direction)}), validation {esc(data.validation)}"),
         ("trials", esc(data.progress.text())),  # the words and counts of show, ls and serve
-        ("time in trials", _minutes(data.time_in_trials_s)
+        ("time in trials", f"{_minutes(data.wall_in_trials_s)} wall-clock, {_minutes(data.time_in_trials_s)} "
+                           "summed over trials (trials that ran at once each count)"
          + (f" (first start {esc(data.first_start)}, last completion {esc(data.last_complete)})" if data.first_start else "")),
     ]
     if data.packing:
@@ -138,11 +139,13 @@ def top_table_html(data: StudyData, k: int = 10) -> str:
 
 def failures_html(data: StudyData, k: int = 20) -> str:
     """Failed trials (they count) with their whole reason; interrupted ones with their re-run
-    (not counted); duplicates with their twin."""
+    (not counted); suspects (running or queued, to run alone) with why; duplicates with their twin."""
     out = ""
-    for kind, title, anchor in (("failed", "Failures", "failures"), ("interrupted", "Interrupted and re-run", "interrupted"),
-                                ("duplicate", "Duplicates", "duplicates")):
-        items = [t for t in data.trials if t.get("outcome") == kind]
+    for kinds, title, anchor in ((("failed",), "Failures", "failures"),
+                                 (("interrupted",), "Interrupted and re-run", "interrupted"),
+                                 (("running", "queued"), "Suspects (each runs alone next)", "suspects"),
+                                 (("duplicate",), "Duplicates", "duplicates")):
+        items = [t for t in data.trials if t.get("outcome") in kinds and (kinds[0] != "running" or t.get("reason"))]
         if not items:
             continue
         lis = "".join(f"<li style='white-space:pre-wrap'>trial {t['number']}: {_outcome_text(t)}</li>" for t in items[:k])

@@ -10,12 +10,10 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Sequence
 
-import optuna
 from optuna.trial import FrozenTrial
 
 from sweeper.config.spec import SweepSpec
 from sweeper.errors import TrialError
-from sweeper.store import optuna_internals as oi
 from sweeper.store.pareto import constraint_values as stored_values
 
 
@@ -62,12 +60,6 @@ def constraint_values(spec: SweepSpec, result: Any) -> list[float] | None:
     return out
 
 
-def store_constraints(study: optuna.Study, trial: optuna.Trial, values: Sequence[float] | None) -> None:
-    """Written before the tell, where Optuna's samplers read them (``trial.constraints``)."""
-    if values is not None:
-        oi.storage_of(study).set_trial_system_attr(oi.trial_id(trial), oi.constraints_key(), list(values))
-
-
 def twin_outcome(twin: FrozenTrial) -> tuple[list[float], list[float] | None]:
     """A repeat of a completed point tells that point's values and constraints."""
     return list(twin.values), stored_values(twin)
@@ -82,18 +74,3 @@ def _stored(n: int, trial: FrozenTrial) -> list[float]:
 def constraints_func(spec: SweepSpec) -> Callable[[FrozenTrial], Sequence[float]] | None:
     """For the samplers that take one (TPE, NSGA-II, GP): the values the loop stored."""
     return functools.partial(_stored, len(spec.constraints)) if spec.constraints else None
-
-
-def told(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, result: Any) -> list[float]:
-    """The values to tell for ``result`` (a TrialResult or a trial function's numbers), its
-    constraint values stored on the trial first."""
-    values = objective_values(spec, result)
-    store_constraints(study, trial, constraint_values(spec, result))
-    return values
-
-
-def told_twin(study: optuna.Study, trial: optuna.Trial, twin: FrozenTrial) -> list[float]:
-    """A repeat of a completed point: that point's values and constraint values."""
-    values, constraints = twin_outcome(twin)
-    store_constraints(study, trial, constraints)
-    return values

@@ -13,6 +13,7 @@ from sweeper.config.spec import SweepSpec, from_stored
 from sweeper.errors import SweeperError
 from sweeper.search import space
 from sweeper.search.strategy import strategy_for
+from sweeper.store import optuna_internals as oi
 from sweeper.store.keys import (
     DUPLICATE_OF_ATTR,
     ERROR_ATTR,
@@ -27,7 +28,7 @@ from sweeper.store.pareto import first_value, is_feasible
 def trial_point(t: FrozenTrial) -> dict[str, Any] | None:
     """The searched params of a trial: its queued point when it has one (a WAITING trial, or one
     whose worker died between two of its params' writes), else the params it stored."""
-    fixed = t.system_attrs.get("fixed_params")
+    fixed = oi.queued_params(t)
     if fixed and not set(fixed) <= set(t.params):
         return dict(fixed)
     if t.params:

@@ -16,11 +16,10 @@ from typing import Any, Iterator
 import optuna
 from optuna.storages import BaseStorage
 
+from sweeper.config.spec import DEFAULT_STORAGE
 from sweeper.errors import StudyError
 from sweeper.store import optuna_internals as oi
 from sweeper.store.keys import HEARTBEAT_S
-
-DEFAULT_STORAGE = "sqlite:///sweeper.db"
 
 
 @dataclass(frozen=True)

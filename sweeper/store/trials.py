@@ -316,6 +316,17 @@ def requeue_interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
         requeue(study, frozen, INTERRUPTED)
 
 
+def requeue_mine(study: optuna.Study) -> int:
+    """Ctrl-C between a claim and its trial's own Ctrl-C block: queue again every trial this
+    process still runs."""
+    me = owner_record()
+    mine = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if {k: v for k, v in (t.system_attrs.get(OWNER_ATTR) or {}).items() if k in me} == me]
+    for t in mine:
+        requeue_interrupted(study, oi.trial_handle(study, oi.trial_id(t)))
+    return len(mine)
+
+
 def worker_salt(study: optuna.Study, index: int) -> int:
     """0 for the first worker of a fresh study (reproducible), different after any restart."""
     return len(study.get_trials(deepcopy=False)) * 1_009 + index

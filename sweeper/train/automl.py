@@ -130,7 +130,7 @@ def evaluate(spec: SweepSpec, params: dict[str, Any], seed: int, on_epoch: Epoch
     training run that Optuna could prune; the best model's curve is stored with the result."""
     from sweeper.train.data import load_dataset, splits
     from sweeper.train.runtime import configure_tensorflow
-    from sweeper.train.trial import TrialResult
+    from sweeper.train.trial import FitRecord, TrialResult
 
     if spec.kfold is not None or spec.repeats != 1:
         raise TrialError("model 'autokeras' needs validation: {holdout: FRACTION} and repeats 1")
@@ -193,14 +193,6 @@ def evaluate(spec: SweepSpec, params: dict[str, Any], seed: int, on_epoch: Epoch
 
     score = val_acc if spec.metric == "accuracy" else val_loss
     curve = [e[objective] for e in logs if objective in e] or [score]
-    return TrialResult(
-        mean_test_score=score,
-        std_test_score=0.0,
-        split_scores=[score],
-        val_loss=val_loss,
-        train_accuracy=float(train_acc),
-        fit_time=fit_time,
-        epochs_run=len(logs) or epochs,
-        n_params=n_params,
-        curve=curve,
-    )
+    record = FitRecord(score=score, val_accuracy=val_acc, val_loss=val_loss, train_accuracy=float(train_acc),
+                       fit_time=fit_time, epochs_run=len(logs) or epochs, n_params=n_params, curve=curve)
+    return TrialResult.from_fits([record])

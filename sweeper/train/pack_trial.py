@@ -13,19 +13,19 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
 from sweeper.config.sections import EarlyStopping
 from sweeper.config.spec import SweepSpec
+from sweeper.config.values import (
+    MAX_PACK,  # beyond it a stacked step stops getting cheaper per member
+)
 from sweeper.train import fused
 from sweeper.train.data import Dataset, splits
 from sweeper.train.fit import EpochHook, fit_seed, metric_key
-from sweeper.train.trial import TrialResult, fit_stats
-
-MAX_PACK = 64  # beyond this the stacked step stops getting cheaper per member on any device seen
+from sweeper.train.trial import FitRecord, TrialResult
 
 
 def fuse_reason(spec: SweepSpec) -> str | None:
@@ -213,35 +213,19 @@ def run_pack(spec: SweepSpec, ds: Dataset, entries: list[PackEntry], key: Any) -
         if errors:
             entry.outcome = TrialError(errors[0])
             continue
-        records, curves = [], []
+        records = []
+        facts = {"optimizer": entry.params.get("optimizer", "adam"),
+                 "fused": {"pack_trials": len(entries), "pack_fits": len(members), "batch_size": batch_size}}
         for v, f in zip(entry.members, own):
             at = _scored_epoch(spec, f.history, riders[v].stopper)
-            records.append(SimpleNamespace(
+            records.append(FitRecord(
                 score=f.history[watched][at], val_accuracy=f.history["val_accuracy"][at],
-                val_loss=f.history["val_loss"][at], n_params=n_params,
+                val_loss=f.history["val_loss"][at], train_accuracy=f.history["accuracy"][-1],
                 # The pack's time shared out by the work each fit stands for (epochs x training rows).
-                fit_time=pack_time * work_done[v] / total_work,
-                latency_ms=_latency(spec, structure, members[riders[v].member], f, ds)
-                if spec.measures_latency else None))
-            curves.append(f.history[watched])
-        scores = [float(r.score) for r in records]
-        width = min(len(c) for c in curves)
-        stats = fit_stats(records)
-        entry.outcome = TrialResult(
-            mean_test_score=float(np.mean(scores)),
-            std_test_score=float(np.std(scores)),
-            split_scores=scores,
-            val_loss=float(np.mean([r.val_loss for r in records])),
-            train_accuracy=float(np.mean([f.history["accuracy"][-1] for f in own])),
-            fit_time=float(np.mean([r.fit_time for r in records])),
-            epochs_run=int(max(f.epochs_run for f in own)),
-            n_params=n_params,
-            curve=[float(np.mean([c[j] for c in curves])) for j in range(width)],
-            model={"optimizer": entry.params.get("optimizer", "adam"),
-                   "fused": {"pack_trials": len(entries), "pack_fits": len(members), "batch_size": batch_size}},
-            latency_ms=stats["latency_ms"]["mean"] if "latency_ms" in stats else None,
-            stats=stats,
-        )
+                fit_time=pack_time * work_done[v] / total_work, epochs_run=f.epochs_run, n_params=n_params,
+                curve=f.history[watched], facts=facts,
+                latency_ms=_latency(spec, structure, members[riders[v].member], f, ds) if spec.measures_latency else None))
+        entry.outcome = TrialResult.from_fits(records)
     for entry in entries:
         if isinstance(entry.outcome, TrialResult) and not all(math.isfinite(s) for s in entry.outcome.split_scores):
             entry.outcome = TrialError("the validation score is not finite")
@@ -334,17 +318,3 @@ def refit_member(spec: SweepSpec, ds: Dataset, params: dict[str, Any], seed: int
 def is_fused(metrics: dict[str, Any] | None) -> bool:
     """Whether a stored trial trained in a pack (its refits then train as a pack of one)."""
     return bool(((metrics or {}).get("model") or {}).get("fused"))
-
-
-def packing_text(setting: str | int, packs: Sequence[dict[str, Any] | None]) -> str | None:
-    """How a study's trials were packed, for the report (``packs``: each trained trial's stored
-    ``fused`` facts, None for one trained alone); None when the sweep does not ask to fuse."""
-    if setting == "off":
-        return None
-    fused_ones = [p for p in packs if p]
-    sizes = sorted({int(p["pack_trials"]) for p in fused_ones})
-    fits = sorted({int(p["pack_fits"]) for p in fused_ones})
-    text = f"compute.fuse {setting}: {len(fused_ones)} of {len(packs)} trained trials in packs"
-    if sizes:
-        text += f" of {', '.join(map(str, sizes))} trials ({', '.join(map(str, fits))} fits as one model)"
-    return text

@@ -17,7 +17,7 @@ from sweeper.train.data import Dataset, splits
 from sweeper.train.fit import EpochHook, fit_config, fit_seed
 from sweeper.train.runtime import release_keras_state
 
-__all__ = ["TrialResult", "run_trial", "EpochHook", "CURRENT_TRIAL"]
+__all__ = ["TrialResult", "FitRecord", "run_trial", "EpochHook", "CURRENT_TRIAL"]
 
 
 @dataclass
@@ -37,6 +37,50 @@ class TrialResult:
 
     def as_attrs(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_fits(cls, fits: list["FitRecord"]) -> "TrialResult":
+        """The one aggregation of a trial's fits (splits x repeats), for every evaluator: means,
+        stds, the mean curve (as long as the shortest fit's), the last fit's model facts."""
+        scores = [float(f.score) for f in fits]
+        stats = fit_stats(fits)
+        width = min(len(f.curve) for f in fits)
+        return cls(
+            mean_test_score=float(np.mean(scores)),
+            std_test_score=float(np.std(scores)),
+            split_scores=scores,
+            val_loss=float(np.mean([f.val_loss for f in fits])),
+            train_accuracy=float(np.mean([f.train_accuracy for f in fits])),
+            fit_time=float(np.mean([f.fit_time for f in fits])),
+            epochs_run=int(max(f.epochs_run for f in fits)),
+            n_params=fits[-1].n_params,
+            curve=[float(np.mean([f.curve[e] for f in fits])) for e in range(width)],
+            model=fits[-1].facts,
+            latency_ms=stats["latency_ms"]["mean"] if "latency_ms" in stats else None,
+            stats=stats,
+        )
+
+
+@dataclass
+class FitRecord:
+    """One fit's numbers (one split x repeat): what every evaluator reports per fit."""
+
+    score: float  # the objective metric on validation, at the epoch the fit is scored on
+    val_accuracy: float | None
+    val_loss: float
+    train_accuracy: float
+    fit_time: float  # compute time of this fit (a pack's time shared out by the work each fit stands for)
+    epochs_run: int
+    n_params: int
+    curve: list[float]  # per-epoch objective metric on validation
+    facts: dict[str, Any] = field(default_factory=dict)  # how the trained model was built
+    latency_ms: float | None = None
+
+    @classmethod
+    def of(cls, f: Any) -> "FitRecord":
+        """From a fit_config result (train/fit.py Fitted)."""
+        return cls(f.score, f.val_accuracy, f.val_loss, f.train_accuracy, f.fit_time, f.epochs_run, f.n_params,
+                   f.curve, f.facts, f.latency_ms)
 
 
 # The study loop names the trial being run (TensorBoard folders are per trial number).
@@ -72,23 +116,7 @@ def run_trial(
     finally:
         if not spec.compute.reuse_models:
             release_keras_state()
-    scores = [float(f.score) for f in fits]
-    stats = fit_stats(fits)
-    width = min(len(f.curve) for f in fits)
-    return TrialResult(
-        mean_test_score=float(np.mean(scores)),
-        std_test_score=float(np.std(scores)),
-        split_scores=scores,
-        val_loss=float(np.mean([f.val_loss for f in fits])),
-        train_accuracy=float(np.mean([f.train_accuracy for f in fits])),
-        fit_time=float(np.mean([f.fit_time for f in fits])),
-        epochs_run=int(max(f.epochs_run for f in fits)),
-        n_params=fits[-1].n_params,
-        curve=[float(np.mean([f.curve[e] for f in fits])) for e in range(width)],
-        model=fits[-1].facts,
-        latency_ms=stats["latency_ms"]["mean"] if "latency_ms" in stats else None,
-        stats=stats,
-    )
+    return TrialResult.from_fits([FitRecord.of(f) for f in fits])
 
 
 def fit_stats(fits: list[Any]) -> dict[str, dict[str, float]]:

@@ -38,10 +38,17 @@ from sweeper.store.trials import (
     error_text,
     reap_dead_trials,
     requeue_interrupted,
+    requeue_mine,
     tell_outcome,
 )
 from sweeper.worker import outcome
-from sweeper.worker.evaluators import Entry, Evaluator, TrialFunction, as_evaluator, for_spec
+from sweeper.worker.evaluators import (
+    Entry,
+    Evaluator,
+    TrialFunction,
+    as_evaluator,
+    for_spec,
+)
 
 __all__ = ["LoopOptions", "work", "run_batch", "run_one", "for_spec", "resolve_evaluate"]
 
@@ -63,10 +70,19 @@ REAP_EVERY_S = 10.0  # dead-trial checks cost SQL per call: not every trial (a c
 def work(study: optuna.Study, spec: SweepSpec, evaluator: Evaluator | TrialFunction | None = None,
          options: LoopOptions | None = None, on_trial: Callable[[Progress], None] | None = None) -> Progress:
     """Run trials until the study's budget is met (or deadline / stop / max failures)."""
-    from sweeper.worker.supervise import run_suspects
-
     opts = options or LoopOptions()
     ev = as_evaluator(spec, evaluator)
+    try:
+        return _work(study, spec, ev, opts, on_trial)
+    except KeyboardInterrupt:  # also between a claim and its batch's own Ctrl-C block
+        requeue_mine(study)
+        raise
+
+
+def _work(study: optuna.Study, spec: SweepSpec, ev: Evaluator, opts: LoopOptions,
+          on_trial: Callable[[Progress], None] | None) -> Progress:
+    from sweeper.worker.supervise import run_suspects
+
     strategy = strategy_for(spec)
     last_reap = -float("inf")
     ran = False

@@ -1,16 +1,17 @@
-"""What a trial tells the study, decided once for the one-at-a-time loop and for packs: its
-per-epoch reports (pruning), its objective values (constraint values stored first) and the attrs
-stored with it."""
+"""What a trial tells the study, decided once for every evaluator: its per-epoch reports
+(pruning), its objective values (constraint values stored first, where Optuna's samplers read
+them) and the attrs stored with it. The search only computes values; this module writes them."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial
 
 from sweeper.config.spec import SweepSpec
 from sweeper.search import objectives
+from sweeper.store import optuna_internals as oi
 from sweeper.store.keys import (
     DUPLICATE_OF_ATTR,
     METRICS_ATTR,
@@ -50,7 +51,7 @@ def report_curve(spec: SweepSpec, trial: optuna.Trial, curve: list[float]) -> No
 def completed(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, result: Any) -> tuple[list[float], dict[str, Any]]:
     """A trained trial: its values, and its metrics (the JSON blob, and its scalars as attrs of
     their own so optuna-dashboard can sort by them). ``result``: a TrialResult or plain numbers."""
-    values = objectives.told(study, trial, spec, result)
+    values = _told(study, trial, spec, result)
     if not hasattr(result, "as_attrs"):
         return values, {}
     metrics = result.as_attrs()
@@ -60,4 +61,25 @@ def completed(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, result:
 def duplicate(study: optuna.Study, trial: optuna.Trial, twin: FrozenTrial) -> tuple[list[float], dict[str, Any]]:
     """A repeat of a completed point: that point's values and metrics, linked to it."""
     attrs = {k: v for k, v in twin.user_attrs.items() if k == METRICS_ATTR or k in SCALAR_METRICS}
-    return objectives.told_twin(study, trial, twin), {**attrs, DUPLICATE_OF_ATTR: twin.number}
+    return _told_twin(study, trial, twin), {**attrs, DUPLICATE_OF_ATTR: twin.number}
+
+
+def store_constraints(study: optuna.Study, trial: optuna.Trial, values: Sequence[float] | None) -> None:
+    """Written before the tell, where Optuna's samplers read them (``trial.constraints``)."""
+    if values is not None:
+        oi.storage_of(study).set_trial_system_attr(oi.trial_id(trial), oi.constraints_key(), list(values))
+
+
+def _told(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, result: Any) -> list[float]:
+    """The values to tell for ``result`` (a TrialResult or a trial function's numbers), its
+    constraint values stored on the trial first."""
+    values = objectives.objective_values(spec, result)
+    store_constraints(study, trial, objectives.constraint_values(spec, result))
+    return values
+
+
+def _told_twin(study: optuna.Study, trial: optuna.Trial, twin: FrozenTrial) -> list[float]:
+    """A repeat of a completed point: that point's values and constraint values."""
+    values, constraints = objectives.twin_outcome(twin)
+    store_constraints(study, trial, constraints)
+    return values

@@ -27,7 +27,15 @@ from optuna.trial import TrialState
 from sweeper.config.spec import SweepSpec
 from sweeper.errors import SweeperError
 from sweeper.store.keys import OWNER_ATTR
-from sweeper.store.trials import HOST, SUPERVISOR_ENV, claim_waiting, fail_dead, owner_record, queued_suspects
+from sweeper.store.trials import (
+    HOST,
+    SUPERVISOR_ENV,
+    claim_waiting,
+    fail_dead,
+    owner_record,
+    queued_suspects,
+    requeue_mine,
+)
 from sweeper.worker.evaluators import Evaluator
 
 EXIT_INTERRUPTED = 130  # the worker's Ctrl-C exit (cli/common.py says the same)
@@ -66,9 +74,13 @@ def run_suspects_here(study: optuna.Study, spec: SweepSpec, ev: Evaluator) -> in
     from sweeper.worker.loop import run_batch
 
     n = 0
-    while (trial := claim_waiting(study, suspects=True)) is not None:
-        run_batch(study, spec, ev, [trial], alone=True)
-        n += 1
+    try:
+        while (trial := claim_waiting(study, suspects=True)) is not None:
+            run_batch(study, spec, ev, [trial], alone=True)
+            n += 1
+    except KeyboardInterrupt:  # also between the claim and the trial's own Ctrl-C block
+        requeue_mine(study)
+        raise
     return n
 
 
