@@ -48,6 +48,9 @@ def shrink(spec_path: Path, csv_32x32x3: Path) -> list[str]:
         sets.append(f"data.limit={120 if spec.model == 'autokeras' else 150}")
     if spec.model == "autokeras":
         sets.append("training.model__max_trials=1")
+    for key in ("min_resource", "max_resource", "n_warmup_steps"):  # counted in epochs: at most the one left
+        if spec.pruner.options.get(key, 0) > 1:
+            sets.append(f"pruner.{key}=1")
     return [arg for s in sets for arg in ("--set", s)]
 
 
