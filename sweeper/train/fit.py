@@ -25,7 +25,11 @@ from sweeper.errors import TrialError
 from sweeper.train.callbacks import keras_callbacks
 from sweeper.train.keras_mirror import keras_batch_order
 from sweeper.train.reuse import initialized_estimator
-from sweeper.train.runtime import flush_now_and_then, set_op_determinism, set_random_seed_keeping_kernels
+from sweeper.train.runtime import (
+    flush_now_and_then,
+    set_op_determinism,
+    set_random_seed_keeping_kernels,
+)
 
 EpochHook = Callable[[int, float], None]  # (epoch, validation value of the objective metric)
 ModelHook = Callable[[Any], None]  # called with the keras.Model holding its initial weights

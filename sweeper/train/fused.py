@@ -29,29 +29,27 @@ from typing import Any
 
 import numpy as np
 
-from sweeper.train.fused_layers import (  # noqa: F401  (re-exported: the public API)
-    CONV_MODES,
-    KINDS,
-    OPTIONS,
-    CNNStructure,
-    MLPStructure,
-    Pack,
-    Structure,
-)
+from sweeper.train import fused_structure
 from sweeper.train.fused_init import initial_weights, keras_model  # noqa: F401  (keras_model: public API)
+from sweeper.train.fused_layers import CONV_MODES, KINDS, OPTIONS, Pack  # noqa: F401  (re-exported)
 from sweeper.train.fused_sizing import eval_rows, pack_size  # noqa: F401  (pack_size: public API)
+from sweeper.train.fused_structure import CNNStructure, MLPStructure, Structure  # noqa: F401  (re-exported)
 from sweeper.train.keras_mirror import (  # noqa: F401  (KERAS_PASSES_PER_EPOCH: re-exported)
     DEFAULT_BATCH_SIZE,
     DEFAULT_LEARNING_RATES,
     KERAS_PASSES_PER_EPOCH,
     keras_batch_order,
 )
-from sweeper.train.runtime import flush_now_and_then, set_random_seed_keeping_kernels, tensorflow
+from sweeper.train.runtime import (
+    flush_now_and_then,
+    set_random_seed_keeping_kernels,
+    tensorflow,
+)
 
 DEFAULT_LR = DEFAULT_LEARNING_RATES  # Keras's (keras_mirror.OPTIMIZER_DEFAULTS)
 MODEL_KEYS = ("units", "batchnorm", "dropout", "activation", "kernel_initializer", "l2")
-# Each family's model__ keys, and its builder's default dropout (build_cnn's is 0.3).
-FAMILIES: dict[str, tuple[tuple[str, ...], float]] = {"mlp": (MODEL_KEYS, 0.0), "cnn": (MODEL_KEYS + ("filters",), 0.3)}
+# Each family's model__ keys (its builder's default dropout is read from the builder).
+FAMILIES: dict[str, tuple[str, ...]] = {"mlp": MODEL_KEYS, "cnn": MODEL_KEYS + ("filters",)}
 # A fit's epoch e trains on shuffle pass KERAS_PASSES_PER_EPOCH * e (keras_mirror): fused members do the same.
 StopHook = Callable[[int, int, dict[str, float]], bool]  # (member index, epoch, logs) -> freeze it?
 
@@ -98,7 +96,7 @@ def member_from_params(params: dict[str, Any], seed: int, model: str = "mlp") ->
     sweep's model family (``spec.model``): "mlp" or "cnn" are fused, any other gives None."""
     if model not in FAMILIES:
         return None
-    keys, default_dropout = FAMILIES[model]
+    keys, default_dropout = FAMILIES[model], fused_structure.default_dropout(model)
     name = str(params.get("optimizer", "adam")).lower()
     args = {k[7:]: v for k, v in params.items() if k.startswith("model__")}
     opt = {k[11:]: float(v) for k, v in params.items() if k.startswith("optimizer__")}

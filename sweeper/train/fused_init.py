@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from sweeper.train.fused_layers import CNNStructure, Structure
+from sweeper.train.fused_structure import Structure, family_builder
 from sweeper.train.keras_mirror import (
     constant_initializers,
     default_seed_draws,
@@ -39,15 +39,7 @@ MAX_DRAWS = 256  # more draws than any fused model's layers make
 def keras_model(structure: Structure, member: Any, input_shape: Sequence[int], n_classes: int) -> Any:
     """The standalone Keras model ``member`` stands for (set a result's weights into it to predict)."""
     meta = {"X_shape_": (None, *input_shape), "n_classes_": n_classes}
-    common = {"units": structure.units, "batchnorm": structure.batchnorm, "dropout": member.dropout,
-              "activation": structure.activation, "kernel_initializer": structure.kernel_initializer, "l2": member.l2}
-    if isinstance(structure, CNNStructure):
-        from sweeper.train.models.cnn import build_cnn
-
-        return build_cnn(meta, filters=structure.filters, **common)
-    from sweeper.train.models.mlp import build_mlp
-
-    return build_mlp(meta, **common)
+    return family_builder(structure)(meta, dropout=member.dropout, l2=member.l2, **vars(structure))
 
 
 @dataclass(frozen=True)

@@ -1,26 +1,28 @@
 """The stacked model behind fused training (sweeper/train/fused.py): K members' weights as
 ``(K, ...)`` variables, their forward pass (on a CPU each member on its own layers' ops; under XLA
 or on a GPU batched: dense layers as batched matmuls, convolutions grouped), their optimizers'
-update rules on the stacked variables, and the traced train and eval steps. Layer order and
-weight order are those of ``build_mlp`` / ``build_cnn``. What it assumes about Keras's layers,
-Dropout, batch norm and optimizers is in keras_mirror.py (``LAYER_OPS``: the member ops below).
+update rules on the stacked variables, and the traced train and eval steps. The layers, their
+settings and the weight order are read from the family's template model (fused_structure.py);
+what it assumes about Keras's ops is in keras_mirror.py (``LAYER_OPS``: the member ops below).
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from sweeper.train.fused_structure import Block, CNNStructure, Structure, layout
 from sweeper.train.keras_mirror import (
     OPTIMIZER_DEFAULTS,
     batch_normalization,
     batchnorm_moments,
     batchnorm_moving,
+    correct_rows,
     dropout_scale,
+    dropout_seed,
     keras_dropout,
 )
 from sweeper.train.keras_mirror import optimizer_constants as hyper
@@ -31,58 +33,6 @@ from sweeper.train.runtime import NOT_INLINED, tensorflow
 OPTIONS: dict[str, dict[str, float]] = OPTIMIZER_DEFAULTS
 KINDS = tuple(OPTIONS)
 CONV_MODES = ("loop", "grouped")
-
-
-@dataclass(frozen=True)
-class MLPStructure:
-    """What all members of a pack share: ``build_mlp``'s structural arguments."""
-
-    units: int = 64
-    batchnorm: bool = False
-    activation: str = "relu"
-    kernel_initializer: str = "glorot_uniform"
-
-
-@dataclass(frozen=True)
-class CNNStructure:
-    """``build_cnn``'s structural arguments: Conv(filters) -> pool -> Conv(2 filters) -> pool ->
-    Dense(units) -> dropout -> softmax."""
-
-    filters: int = 32
-    units: int = 128
-    batchnorm: bool = False
-    activation: str = "relu"
-    kernel_initializer: str = "glorot_uniform"
-
-
-Structure = MLPStructure | CNNStructure
-
-
-@dataclass(frozen=True)
-class Block:
-    """One hidden block: conv or dense [+ BN] + activation [+ dropout] [+ 2x2 max pool]; the
-    positions of its weights in the Keras weight list."""
-
-    kind: str  # "conv" or "dense"
-    kernel: int  # its kernel; the bias follows
-    bn: int | None  # gamma; beta, moving mean and moving variance follow
-    prelu: int | None  # PReLU's alpha
-    dropout: bool
-    pool: bool
-
-
-def layout(structure: Structure) -> tuple[list[Block], int, int]:
-    """The hidden blocks, the output kernel's position and the weight count."""
-    kinds = ["conv", "conv", "dense"] if isinstance(structure, CNNStructure) else ["dense"] * 3
-    blocks, i = [], 0
-    for kind in kinds:
-        kernel, i = i, i + 2
-        bn = i if structure.batchnorm else None
-        i += 4 if structure.batchnorm else 0
-        prelu = i if structure.activation == "prelu" else None
-        i += prelu is not None
-        blocks.append(Block(kind, kernel, bn, prelu, dropout=kind == "dense", pool=kind == "conv"))
-    return blocks, i, i + 2
 
 
 # Traced steps by pack shape (least recently used first), and the Pack attributes they take as
@@ -123,11 +73,9 @@ class Pack:
         self.has_dropout = any(m.dropout for m in members)
         drops = sum(b.dropout for b in self.blocks)  # (K, dropout layers): each layer's Keras seed
         self.dseed = tf.constant([list(m.dropout_seeds) or [0] * drops for m in members], tf.int64)
-        # "loop" without XLA: each member runs its Keras layers' ops on its own rows, with the
-        # shapes a standalone fit has (a partial last batch included), so its weights equal that
-        # fit's bit for bit (tests/test_fused.py), and on the 2-core CPU faster than the batched
-        # forward below measured (benchmarks/README.md). XLA needs static shapes: batched
-        # there, and on GPUs.
+        # "loop" without XLA: each member runs its Keras layers' ops on its own rows, with a
+        # standalone fit's shapes, so its weights equal that fit's bit for bit; XLA (and GPUs)
+        # need static shapes: batched.
         self.own_layers = conv == "loop" and not jit_compile
         self.train, self.eval = self._steps(jit_compile)
 
@@ -200,16 +148,16 @@ class Pack:
             out = tf.transpose(y, [3, 0, 1, 2, 4])
         return out + self._c(self.w[j + 1], 5)
 
-    def _pool(self, h: Any) -> Any:
+    def _pool(self, h: Any, size: int) -> Any:
         """Keras's MaxPooling2D(2) ('valid') on (K, B, H, W, C)."""
         tf, (rows, cols, c) = self.tf, h.shape[2:]
-        y = tf.nn.max_pool2d(tf.reshape(h, [-1, rows, cols, c]), 2, 2, "VALID")
-        return tf.reshape(y, [self.k, -1, rows // 2, cols // 2, c])
+        y = tf.nn.max_pool2d(tf.reshape(h, [-1, rows, cols, c]), size, size, "VALID")
+        return tf.reshape(y, [self.k, -1, rows // size, cols // size, c])
 
-    def _batchnorm(self, h: Any, j: int, mask: Any, moving: list[tuple[int, Any]]) -> Any:
-        """Keras's BatchNormalization(momentum=0.9, epsilon=1e-3) per member: over its rows (and
-        pixels) where ``mask`` is 1 in training, with its moving statistics otherwise."""
-        tf, w, rank = self.tf, self.w, len(h.shape)
+    def _batchnorm(self, h: Any, block: Block, mask: Any, moving: list[tuple[int, Any]]) -> Any:
+        """Keras's BatchNormalization (the template's momentum and epsilon) per member: over its
+        rows (and pixels) where ``mask`` is 1 in training, with its moving statistics otherwise."""
+        tf, w, rank, j, momentum = self.tf, self.w, len(h.shape), block.bn, block.bn_momentum
         gamma, beta, mean, var = (self._c(w[j + n], rank) for n in range(4))
         if mask is not None:
             axes = list(range(1, rank - 1))
@@ -219,15 +167,16 @@ class Pack:
             mean = tf.reduce_sum(h * m, axes, keepdims=True) / count
             var = tf.reduce_sum(tf.square(h - tf.stop_gradient(mean)) * m, axes, keepdims=True) / count
             flat = [tf.reshape(a, [self.k, -1]) for a in (mean, var)]
-            moving += [(j + 2, batchnorm_moving(w[j + 2], flat[0])), (j + 3, batchnorm_moving(w[j + 3], flat[1]))]
-        return batch_normalization(tf, h, mean, var, beta, gamma)
+            moving += [(j + 2, batchnorm_moving(w[j + 2], flat[0], momentum)),
+                       (j + 3, batchnorm_moving(w[j + 3], flat[1], momentum))]
+        return batch_normalization(tf, h, mean, var, beta, gamma, block.bn_epsilon)
 
     def _activate(self, h: Any, block: Block) -> Any:
         tf, name = self.tf, self.structure.activation
         if block.prelu is not None:  # alpha: (K, *features), one per unit (and pixel)
             return tf.nn.relu(h) - self.w[block.prelu][:, None] * tf.nn.relu(-h)
         if name == "leaky_relu":
-            return tf.nn.leaky_relu(h, alpha=0.1)
+            return tf.nn.leaky_relu(h, alpha=block.slope)
         import keras
 
         return keras.activations.get(name)(h)
@@ -244,13 +193,13 @@ class Pack:
             h = (self._conv if block.kind == "conv" else self._dense)(h, block.kernel, shared)
             shared = False
             if block.bn is not None:
-                h = self._batchnorm(h, block.bn, mask, moving)
+                h = self._batchnorm(h, block, mask, moving)
             h = self._activate(h, block)
             if block.dropout and mask is not None and self.has_dropout:
                 h = h * tf.stack([self._keep(k, tf.shape(h)[1:], drop) for k in range(self.k)])
             drop += block.dropout
             if block.pool:
-                h = self._pool(h)
+                h = self._pool(h, block.pool_size)
         return self._dense(h, self.out, False), moving
 
     def _keep(self, k: int, shape: Any, layer: int) -> Any:
@@ -258,8 +207,7 @@ class Pack:
         ``stateless_dropout`` draws for Keras's Dropout at this step (seed [layer seed, steps so
         far]). Its rows come first in the step's (B, ...) window, and the draw for fewer rows is a
         prefix of the draw for B. Rate 0 keeps every unit, at scale 1."""
-        tf = self.tf
-        seed = tf.stack([self.dseed[k, layer], tf.cast(self.t[k], tf.int64)])
+        tf, seed = self.tf, dropout_seed(self.tf, self.dseed[k, layer], self.t[k])
         return tf.cast(tf.random.stateless_uniform(shape, seed=seed) >= self.rate[k], tf.float32) * self.scale[k]
 
     def reg(self) -> Any:
@@ -316,8 +264,7 @@ class Pack:
         if shared:
             y, mask = (tf.broadcast_to(a, [self.k, tf.shape(a)[0]]) for a in (y, mask))
         ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
-        hit = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32)
-        return tf.reduce_sum(ce * mask, 1), tf.reduce_sum(hit * mask, 1), tf.reduce_sum(mask, 1)
+        return tf.reduce_sum(ce * mask, 1), correct_rows(tf, logits, y, mask, 1), tf.reduce_sum(mask, 1)
 
     # ------------------------------------------------------- each member on its own (loop mode)
     def _forward_own(self, w: list[Any], h: Any, training: bool,
@@ -341,14 +288,14 @@ class Pack:
                 if len(h.shape) > 2:  # Flatten
                     h = ops.reshape(h, (-1, int(np.prod(h.shape[1:]))))
                 h = ops.add(ops.matmul(h, w[block.kernel]), w[block.kernel + 1])
-            if block.bn is not None:  # BatchNormalization(momentum=0.9, epsilon=1e-3)
+            if block.bn is not None:  # BatchNormalization with the template's momentum and epsilon
                 gamma, beta, mean, var = w[block.bn:block.bn + 4]
                 if training:
                     batch_mean, batch_var = batchnorm_moments(tf, h)
-                    moving[block.bn + 2] = batchnorm_moving(mean, batch_mean)
-                    moving[block.bn + 3] = batchnorm_moving(var, batch_var)
+                    moving[block.bn + 2] = batchnorm_moving(mean, batch_mean, block.bn_momentum)
+                    moving[block.bn + 3] = batchnorm_moving(var, batch_var, block.bn_momentum)
                     mean, var = batch_mean, batch_var
-                h = batch_normalization(tf, h, mean, var, beta, gamma)
+                h = batch_normalization(tf, h, mean, var, beta, gamma, block.bn_epsilon)
             h = self._activate_own(h, w, block)
             if block.dropout and training and self.has_dropout:
                 # Keras's Dropout at its seed generator's state [seed, steps so far], with the
@@ -358,7 +305,7 @@ class Pack:
                 h = keras_dropout(tf, h, dseed[drop], t, rate, scale)
             drop += block.dropout
             if block.pool:
-                h = ops.max_pool(h, pool_size=2, strides=2, padding="valid")
+                h = ops.max_pool(h, pool_size=block.pool_size, strides=block.pool_size, padding="valid")
         return ops.add(ops.matmul(h, w[self.out]), w[self.out + 1]), moving
 
     def _activate_own(self, h: Any, w: list[Any], block: Block) -> Any:
@@ -366,8 +313,8 @@ class Pack:
 
         if block.prelu is not None:  # PReLU: relu(x) + (-alpha * relu(-x))
             return keras.activations.relu(h) + -w[block.prelu] * keras.activations.relu(-h)
-        if self.structure.activation == "leaky_relu":  # LeakyReLU(negative_slope=0.1)
-            return keras.activations.leaky_relu(h, negative_slope=0.1)
+        if block.slope is not None:  # LeakyReLU(negative_slope=the template's)
+            return keras.activations.leaky_relu(h, negative_slope=block.slope)
         return keras.activations.get(self.structure.activation)(h)
 
     def _loss_own(self, w: list[Any], logits: Any, y: Any, l2: Any) -> Any:
@@ -407,13 +354,13 @@ class Pack:
             if not training:
                 logits, _ = self._forward_own(ws, x, training=False)
                 ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
-                return tf.reduce_sum(ce), _hits(tf, logits, y), tf.cast(tf.size(y), tf.float32)
+                return tf.reduce_sum(ce), correct_rows(tf, logits, y), tf.cast(tf.size(y), tf.float32)
             with tf.GradientTape() as tape:
                 tape.watch([ws[j] for j in trainable])
                 logits, moving = self._forward_own(ws, x, training=True, dropout=(dseed, t, rate, scale))
                 loss = self._loss_own(ws, logits, y, l2)
             grads = tape.gradient(loss, [ws[j] for j in trainable])
-            return (loss, _hits(tf, logits, y), *grads, *(moving[j] for j in sorted(moving)))
+            return (loss, correct_rows(tf, logits, y), *grads, *(moving[j] for j in sorted(moving)))
 
         # Not inlined: TensorFlow then optimizes the one body once, not K inlined copies when a
         # pack's step is first run (16 MLP members: 1.0 s instead of 2.0 s; 64: grappler took
@@ -451,7 +398,3 @@ class Pack:
                       *self._member_args(k)) for k in range(self.k)]
         return tuple(tf.stack(v) for v in zip(*out))
 
-
-def _hits(tf: Any, logits: Any, y: Any) -> Any:
-    """Correct rows, as Keras's accuracy metric finds them (argmax of the softmax)."""
-    return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(tf.nn.softmax(logits), -1, output_type=tf.int32), y), tf.float32))

@@ -167,10 +167,22 @@ def keras_dropout(tf: Any, h: Any, layer_seed: Any, step: Any, rate: Any, scale:
     cast as Keras casts it, into stateless_dropout's Python-rate path written out (x * scale where
     a uniform draw >= rate, else 0), so that the rate can be a tensor. Rate 0 with scale 1 is h
     itself, bit for bit."""
-    state = tf.stack([layer_seed, tf.cast(step, tf.int64)])
-    seed = tf.cast(tf.math.floormod(state, tf.int32.max - 1), tf.int32)
-    keep = tf.random.stateless_uniform(tf.shape(h), seed=seed) >= rate
+    keep = tf.random.stateless_uniform(tf.shape(h), seed=dropout_seed(tf, layer_seed, step)) >= rate
     return tf.where(keep, h * scale, 0.0)
+
+
+def dropout_seed(tf: Any, layer_seed: Any, step: Any) -> Any:
+    """The stateless seed of Keras's Dropout mask at a training step: its seed generator's state
+    [seed, step], cast to int32 as Keras casts it."""
+    state = tf.stack([layer_seed, tf.cast(step, tf.int64)])
+    return tf.cast(tf.math.floormod(state, tf.int32.max - 1), tf.int32)
+
+
+def correct_rows(tf: Any, logits: Any, y: Any, weights: Any = 1.0, axis: int | None = None) -> Any:
+    """Rows Keras's accuracy metric counts as correct: the argmax of the softmax (the model's
+    output) equals the label; ``weights`` (e.g. a member's row mask) summed over ``axis``."""
+    hit = tf.cast(tf.equal(tf.argmax(tf.nn.softmax(logits), -1, output_type=tf.int32), y), tf.float32)
+    return tf.reduce_sum(hit * weights, axis)
 
 
 # ---------------------------------------------------------------------------- batch norm
@@ -188,9 +200,10 @@ def batchnorm_moving(moving: Any, batch: Any, momentum: float = MODEL_BATCHNORM_
     return moving * momentum + batch * (1.0 - momentum)
 
 
-def batch_normalization(tf: Any, h: Any, mean: Any, var: Any, beta: Any, gamma: Any) -> Any:
+def batch_normalization(tf: Any, h: Any, mean: Any, var: Any, beta: Any, gamma: Any,
+                        epsilon: float = BATCHNORM_EPSILON) -> Any:
     """Keras's BatchNormalization's output on TensorFlow (channels last)."""
-    return tf.nn.batch_normalization(h, mean, var, beta, gamma, BATCHNORM_EPSILON)
+    return tf.nn.batch_normalization(h, mean, var, beta, gamma, epsilon)
 
 
 # ---------------------------------------------------------------------------- optimizers
