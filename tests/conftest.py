@@ -30,19 +30,21 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Completed
     )
 
 
+TINY: dict[str, Any] = {  # a tiny real sweep: mlp on 400 digits, 2 epochs
+    "name": "tiny",
+    "data": {"dataset": "digits", "limit": 400},
+    "model": "mlp",
+    "method": "grid",
+    "params": {"model__batchnorm": [True, False], "model__dropout": [0.0, 0.2]},
+    "training": {"epochs": 2, "batch_size": 32, "model__units": 16},
+    "validation": {"holdout": 0.25},
+    "seed": 1,
+}
+
+
 def write_sweep(path: Path, **overrides: Any) -> Path:
     """A tiny real sweep (mlp on 400 digits, 2 epochs) unless overridden."""
-    spec: dict[str, Any] = {
-        "name": "tiny",
-        "data": {"dataset": "digits", "limit": 400},
-        "model": "mlp",
-        "method": "grid",
-        "params": {"model__batchnorm": [True, False], "model__dropout": [0.0, 0.2]},
-        "training": {"epochs": 2, "batch_size": 32, "model__units": 16},
-        "validation": {"holdout": 0.25},
-        "seed": 1,
-        "storage": f"sqlite:///{path.parent / 'store.db'}",
-    }
+    spec: dict[str, Any] = {**TINY, "storage": f"sqlite:///{path.parent / 'store.db'}"}
     spec.update(overrides)
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path

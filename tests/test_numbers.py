@@ -19,21 +19,13 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import TINY
 
 from sweeper.cli import main
 from sweeper.config.spec import spec_from_dict
 from sweeper.errors import SpecError
 
-BASE: dict[str, Any] = {  # conftest.write_sweep's tiny sweep: mlp on 400 digits, 2 epochs
-    "name": "tiny",
-    "data": {"dataset": "digits", "limit": 400},
-    "model": "mlp",
-    "method": "grid",
-    "params": {"model__batchnorm": [True, False], "model__dropout": [0.0, 0.2]},
-    "training": {"epochs": 2, "batch_size": 32, "model__units": 16},
-    "validation": {"holdout": 0.25},
-    "seed": 1,
-}
+BASE: dict[str, Any] = dict(TINY)  # conftest.write_sweep's tiny sweep: mlp on 400 digits, 2 epochs
 SAMPLING = {"method": "tpe", "trials": 3}  # a base for sampler options and ranges
 VGG = {"model": "vgg", "training": {"epochs": 2, "batch_size": 32}}  # it has fc_units, not units
 AUTOKERAS = {"model": "autokeras", "params": {"model__tuner": ["greedy"]}, "training": {"epochs": 2, "batch_size": 32}}
