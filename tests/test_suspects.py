@@ -137,8 +137,7 @@ def test_a_trial_that_kills_its_worker_fails_alone(tmp_path: Path, url: str) -> 
 
 
 @pytest.mark.slow
-def test_a_fused_pack_killed_three_times_scores_as_a_clean_run(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'store.db'}"
+def test_a_fused_pack_killed_three_times_scores_as_a_clean_run(tmp_path: Path, url: str) -> None:
     sweep = write_sweep(tmp_path / "f.yaml", name="f", storage=url, **FUSED)
     kill_when_running(start(tmp_path, "run", str(sweep)), url, "f", 4)  # the pack of 4 trains
     for _ in range(2):
