@@ -26,7 +26,7 @@ from optuna.storages import BaseStorage
 from sweeper.config.spec import from_stored
 from sweeper.errors import SweeperError
 from sweeper.report.escape import esc, script_json
-from sweeper.store.keys import SPEC_ATTR
+from sweeper.store.keys import REVISIONS_ATTR, SPEC_ATTR
 from sweeper.store.progress import stored_tally
 from sweeper.store.storage import make_storage
 
@@ -94,9 +94,10 @@ class ReportServer:
         counts: dict[str, int] = {}
         for t in trials:
             counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
-        raw = self.storage.get_study_user_attrs(sid).get(SPEC_ATTR)
+        attrs = self.storage.get_study_user_attrs(sid)
+        raw = attrs.get(SPEC_ATTR)
         direction = self.storage.get_study_directions(sid)[0].name.lower()
-        prog, _ = stored_tally(trials, raw, name, direction)
+        prog, _ = stored_tally(trials, raw, name, direction, attrs.get(REVISIONS_ATTR))
         stamps = [t.datetime_complete or t.datetime_start for t in trials if t.datetime_complete or t.datetime_start]
         last = max(stamps).isoformat(sep=" ", timespec="seconds") if stamps else None
         ends = [t.datetime_complete for t in trials if t.datetime_complete]

@@ -76,6 +76,9 @@ NUMERIC_KEYS: list[tuple[str, dict[str, Any], Any]] = [
     ("params.optimizer__learning_rate.step", RANGES, 0.001),
     ("params.model__units.high", RANGES, 128),
     ("params.model__units.step", RANGES, 8),
+    # the stop rule
+    ("stop.patience", {}, 3),
+    ("stop.min_delta", {"stop": {"patience": 3}}, 0.001),
     # callbacks, augmentation, compute
     ("callbacks.early_stopping.patience", {}, 2),
     ("callbacks.early_stopping.min_delta", {}, 0.001),

@@ -62,3 +62,32 @@ def counted(spec: Any, params: dict[str, Any], seed: int, on_epoch: Any) -> floa
     with open(os.environ["SWEEPER_TEST_CALLS"], "a") as f:
         f.write(f"{params.get('model__units')}\n")
     return score(params)
+
+
+_STORAGES: dict[str, Any] = {}
+
+
+def _completed(spec: Any) -> int:
+    """How many trials of this trial's study have completed (any worker's, any process's)."""
+    import optuna
+
+    from sweeper.store.storage import make_storage
+
+    if spec.storage not in _STORAGES:
+        _STORAGES[spec.storage] = make_storage(spec.storage, must_exist=True, readonly=True)
+    storage = _STORAGES[spec.storage]
+    sid = storage.get_study_id_from_name(spec.name)
+    return len(storage.get_all_trials(sid, deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+
+
+def plateau(spec: Any, params: dict[str, Any], seed: int, on_epoch: Any) -> float:
+    """Whatever its params: 0.1, 0.2, 0.3 for the first three trials of its study to complete,
+    then 0.3 for ever (a search that found its answer at its third trial)."""
+    return 0.1 * (min(_completed(spec), 2) + 1)
+
+
+def pareto_plateau(spec: Any, params: dict[str, Any], seed: int, on_epoch: Any) -> list[float]:
+    """Two objectives (maximize, minimize): (0.1, 1), (0.2, 2), (0.3, 3) for the first three
+    trials to complete, a Pareto front of three; then (0.2, 3), which leaves the front unchanged."""
+    n = _completed(spec)
+    return [0.1 * (n + 1), float(n + 1)] if n < 3 else [0.2, 3.0]

@@ -13,7 +13,7 @@ from sweeper.cli.common import add_storage
 from sweeper.cli.pareto import infeasible_lines, pareto_lines
 from sweeper.errors import SweeperError
 from sweeper.store import results
-from sweeper.store.keys import SPEC_ATTR
+from sweeper.store.keys import REVISIONS_ATTR, SPEC_ATTR
 from sweeper.store.progress import Outcome, stored_tally, study_outcomes
 from sweeper.store.storage import make_storage
 from sweeper.store.studies import load
@@ -52,8 +52,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
         sid = storage.get_study_id_from_name(s.study_name)
         trials = storage.get_all_trials(sid, deepcopy=False)
         # Counted as show, the report and serve count them (store.progress decides).
-        prog, _ = stored_tally(trials, storage.get_study_user_attrs(sid).get(SPEC_ATTR), s.study_name,
-                               s.directions[0].name.lower())
+        attrs = storage.get_study_user_attrs(sid)
+        prog, _ = stored_tally(trials, attrs.get(SPEC_ATTR), s.study_name, s.directions[0].name.lower(),
+                               attrs.get(REVISIONS_ATTR))
         last = max((t.datetime_complete or t.datetime_start for t in trials if t.datetime_start), default=None)
         table.append({
             "study": s.study_name,

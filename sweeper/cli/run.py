@@ -79,6 +79,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
     study, spec, mended = journeys.open_resume(args.study, args.storage, args.trials, args.retry_failed)
     if not args.quiet:
         print(mended.text(spec.name), file=sys.stderr)
+    stopped = progress(study, spec).stopped
+    if stopped:  # said whatever --quiet: resume runs nothing, and the user should know why
+        budget = "" if spec.method == "grid" else "raise its budget with --trials N, or "
+        print(f"sweeper: {spec.name} {stopped} (its stop rule); nothing to run: to go on, {budget}change "
+              "or remove 'stop' in the sweep file and run it", file=sys.stderr)
     return _execute(study, spec, args.storage, args)
 
 
@@ -95,7 +100,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     say = None if args.quiet else _line_reporter(spec)
     prog = journeys.work_here(study, spec, args.storage, args.index, args.max_failures, on_trial=say)
     if not args.quiet:
-        print(f"worker done: {prog.finished}/{prog.budget or '?'} finished", file=sys.stderr)
+        print(f"worker done: {prog.finished}/{prog.budget or '?'} finished"
+              + (f"; {prog.stopped}" if prog.stopped else ""), file=sys.stderr)
     return EXIT_OK
 
 

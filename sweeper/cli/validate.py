@@ -32,9 +32,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
         reason = fuse_reason(spec)
         extra += f"; fuse {spec.compute.fuse}" + (f" (trains unfused: {reason})" if reason else "")
+    if spec.stop is not None:
+        delta = spec.stop.min_delta
+        if spec.multi_objective:
+            what = "leave the Pareto front unchanged" + (f" (within {delta:g})" if delta else "")
+        else:
+            what = f"improve the best by <= {delta:g}" if delta else "do not improve the best"
+        extra += f"; stop once {spec.stop.patience} finished trials in a row {what}"
     if spec.seeds_as_scikeras:
         extra += f"; seeding {spec.seeding} (seed {spec.seed} for every configuration and fold)"
     print(f"ok: {spec.name}: {len(spec.params)} parameters, {space}; method {spec.method}, {budget}; "
           f"data {spec.data.dataset}, model {spec.model}, {val}, "
           f"objective{'s' if len(spec.objective_names) > 1 else ''} {objectives}{extra}")
     return 0
+

@@ -1,4 +1,5 @@
-"""Sections of a sweep file about training: callbacks, augmentation, pruning, compute.
+"""Sections of a sweep file about training: callbacks, augmentation, pruning, compute, and when
+the search stops (``stop``).
 
 ``parse_*`` validate the YAML (one-line ``SpecError`` naming the key) into frozen dataclasses;
 the Keras and Optuna objects are built from them in train/callbacks.py and search/strategy.py.
@@ -17,6 +18,7 @@ from sweeper.config.values import (
     MAX_PACK,
     MAX_REDUCTION_FACTOR,
     MAX_STEPS_PER_EXECUTION,
+    MAX_TRIALS,
     OPEN_FRACTION,
     STEPS,
     TRIAL_COUNT,
@@ -84,6 +86,16 @@ class Pruner:
 
 
 @dataclass(frozen=True)
+class Stop:
+    """``stop: {patience, min_delta}``: the sweep ends once ``patience`` finished trials in a row
+    improved the best by no more than ``min_delta`` (several objectives: left the Pareto front
+    unchanged); store/stopping.py decides it from the stored trials."""
+
+    patience: int
+    min_delta: float = 0.0
+
+
+@dataclass(frozen=True)
 class Compute:
     """How trials use the hardware: results may differ slightly (mixed precision), never the API."""
 
@@ -121,6 +133,7 @@ AUGMENTATION = {
 MIN_DELTA = check_float(0.0, limit=MAX_MIN_DELTA)
 MIN_LR = check_float(0.0, limit=MAX_LEARNING_RATE)
 STEPS_PER_EXECUTION = check_int(1, MAX_STEPS_PER_EXECUTION)
+STOP_PATIENCE = check_int(1, MAX_TRIALS, "trials")
 PACK_SIZE = check_int(1, MAX_PACK)
 
 
@@ -214,6 +227,21 @@ def parse_pruner(source: str, raw: Any) -> Pruner:
         raise SpecError(source, "pruner.min_resource",
                         f"{options['min_resource']!r} is more than max_resource {options['max_resource']!r}")
     return Pruner(kind, options)
+
+
+def parse_stop(source: str, raw: Any) -> Stop | None:
+    """``stop:`` a mapping with ``patience`` (finished trials, >= 1) and ``min_delta`` (>= 0);
+    absent, null or false: the sweep runs to its budget."""
+    if raw is None or raw is False:
+        return None
+    if not isinstance(raw, dict):
+        raise SpecError(source, "stop", f"{shown(raw)} is not a mapping (e.g. stop: {{patience: 10, min_delta: 0.001}})")
+    _check_keys(source, "stop", raw, {"patience", "min_delta"})
+    if "patience" not in raw:
+        raise SpecError(source, "stop.patience", "missing: how many finished trials in a row without improvement "
+                        "end the sweep (e.g. patience: 10)")
+    return Stop(patience=checked(source, "stop.patience", STOP_PATIENCE, raw["patience"]),
+                min_delta=checked(source, "stop.min_delta", MIN_DELTA, raw.get("min_delta", 0.0)))
 
 
 def parse_compute(source: str, raw: Any) -> Compute:

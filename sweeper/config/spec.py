@@ -42,10 +42,12 @@ from sweeper.config.sections import (
     Callbacks,
     Compute,
     Pruner,
+    Stop,
     parse_augmentation,
     parse_callbacks,
     parse_compute,
     parse_pruner,
+    parse_stop,
 )
 from sweeper.config.values import (
     FRACTION,
@@ -72,7 +74,7 @@ TOP_KEYS = {
     "name", "description", "data", "model", "params", "method", "trials", "timeout",
     "objective", "validation", "training", "seed", "storage", "trial_function",
     "callbacks", "augmentation", "pruner", "compute", "sampler", "max_worker_deaths",
-    "constraints", "latency", "seeding",
+    "constraints", "latency", "seeding", "stop",
 }
 VALIDATION_KEYS = {"holdout", "kfold", "repeats"}
 MAX_NAME = 100
@@ -122,6 +124,7 @@ class SweepSpec:
     pruner: Pruner = field(default_factory=Pruner)
     sampler: dict[str, Any] = field(default_factory=dict)  # options of the method's Optuna sampler
     compute: Compute = field(default_factory=Compute)
+    stop: Stop | None = None  # the stop rule (None: run to the budget)
     description: str = ""
     trial_function: str | None = None  # advanced: module:function replacing the Keras trial
     max_worker_deaths: int = 2  # a trial whose worker died this often fails instead of running again
@@ -320,6 +323,7 @@ def _spec_from_dict(raw: Any, source: str, stored: bool) -> SweepSpec:
         pruner=parse_pruner(source, raw.get("pruner")),
         sampler=sampler,
         compute=parse_compute(source, raw.get("compute")),
+        stop=parse_stop(source, raw.get("stop")),
         trial_function=trial_function, max_worker_deaths=max_worker_deaths, source=source,
         raw=normalised,
     )

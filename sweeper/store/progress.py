@@ -1,5 +1,6 @@
-"""What a study's trials add up to: finished points, state counts, the best trials. Decided here
-once; the loop, the progress bar, show, export, reports and refits all read it from here."""
+"""What a study's trials add up to: finished points, state counts, the best trials, and whether
+the stop rule ended the study (store/stopping.py). Decided here once; the loop, the progress bar,
+show, export, reports and refits all read it from here."""
 
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ from sweeper.store.keys import (
     ERROR_ATTR,
     RETRY_OF_ATTR,
     RETRY_REASON_ATTR,
+    REVISIONS_ATTR,
     SUSPECT_ATTR,
     WORKER_DIED_ATTR,
 )
 from sweeper.store.pareto import first_value, is_feasible
+from sweeper.store.stopping import StopRule, rule_for, verdict
 
 
 def trial_point(t: FrozenTrial) -> dict[str, Any] | None:
@@ -152,10 +155,12 @@ class Progress:
     interrupted: int = 0
     duplicates_count: bool = False
     suspects: int = 0  # of the queued ones: suspects, which run alone next
+    stopped: str | None = None  # why the stop rule ended the study ("stopped: ..."), None: it did not
 
     @property
     def done(self) -> bool:
-        return self.budget is not None and self.finished >= self.budget
+        """Nothing more to run: the budget is met, or the stop rule ended the study."""
+        return (self.budget is not None and self.finished >= self.budget) or self.stopped is not None
 
     @property
     def trials(self) -> int:
@@ -181,14 +186,16 @@ class Progress:
 
     def text(self) -> str:
         """'7/10 finished (5 complete, 1 pruned, 1 failed); 1 running, ...': the finished trials
-        (toward the budget) are the ones in brackets."""
+        (toward the budget) are the ones in brackets; a study the stop rule ended says why last."""
         head, _, tail = self.counts().partition("; ")
-        return f"{self.finished}/{self.budget or '?'} finished ({head})" + (f"; {tail}" if tail else "")
+        return f"{self.finished}/{self.budget or '?'} finished ({head})" + (f"; {tail}" if tail else "") \
+            + (f"; {self.stopped}" if self.stopped else "")
 
 
 def tally(trials: Sequence[FrozenTrial], counts_points: bool, searched: set[str] | None, budget: int | None,
-          direction: str) -> tuple[Progress, list[Outcome]]:
-    """The counts and each trial's outcome, decided together (``progress`` for a sweeper study)."""
+          direction: str, stop: StopRule | None = None) -> tuple[Progress, list[Outcome]]:
+    """The counts and each trial's outcome, decided together (``progress`` for a sweeper study);
+    ``stop``: the study's stop rule, judged on the trials counted as finished."""
     found = outcomes(trials, counts_points, searched)
     by = {k: 0 for k in OUTCOMES}
     for o in found:
@@ -199,12 +206,17 @@ def tally(trials: Sequence[FrozenTrial], counts_points: bool, searched: set[str]
                     first_value(top[0]) if top else None, duplicate=by["duplicate"], interrupted=by["interrupted"],
                     duplicates_count=not counts_points,
                     suspects=sum(1 for o in found if o.kind == "queued" and o.reason))
+    if stop is not None:
+        counted = {"complete", "pruned", "failed"} | (set() if counts_points else {"duplicate"})
+        prog.stopped = verdict([t for t, o in zip(trials, found) if o.kind in counted], stop)
     return prog, found
 
 
-def stored_tally(trials: Sequence[FrozenTrial], raw_spec: Any, name: str, direction: str) -> tuple[Progress, list[Outcome]]:
-    """``tally`` for any study of a store (ls, serve): by its stored sweep definition; a study
-    sweeper did not make (or whose definition cannot be read) by its trials alone, no budget."""
+def stored_tally(trials: Sequence[FrozenTrial], raw_spec: Any, name: str, direction: str,
+                 revisions: Any = None) -> tuple[Progress, list[Outcome]]:
+    """``tally`` for any study of a store (ls, serve): by its stored sweep definition (and its
+    stored ``revisions``, where a stop rule's count starts); a study sweeper did not make (or whose
+    definition cannot be read) by its trials alone, no budget."""
     spec = None
     if isinstance(raw_spec, dict):
         try:
@@ -213,7 +225,8 @@ def stored_tally(trials: Sequence[FrozenTrial], raw_spec: Any, name: str, direct
             spec = None
     if spec is None:
         return tally(trials, False, None, None, direction)
-    return tally(trials, strategy_for(spec).counts_points, set(spec.params), spec.budget, spec.direction)
+    return tally(trials, strategy_for(spec).counts_points, set(spec.params), spec.budget, spec.direction,
+                 rule_for(spec.stop, spec.directions, revisions if isinstance(revisions, list) else None))
 
 
 def progress(study: optuna.Study, spec: SweepSpec) -> Progress:
@@ -221,8 +234,10 @@ def progress(study: optuna.Study, spec: SweepSpec) -> Progress:
 
 
 def study_outcomes(study: optuna.Study, spec: SweepSpec) -> tuple[Progress, list[Outcome]]:
-    return tally(study.get_trials(deepcopy=False), strategy_for(spec).counts_points, set(spec.params),
-                 spec.budget, spec.direction)
+    trials = study.get_trials(deepcopy=False)
+    # The study's revisions are read only for a stop rule (one more query on every loop turn).
+    rule = rule_for(spec.stop, spec.directions, study.user_attrs.get(REVISIONS_ATTR)) if spec.stop else None
+    return tally(trials, strategy_for(spec).counts_points, set(spec.params), spec.budget, spec.direction, rule)
 
 
 def revision_of(number: int, revisions: Sequence[dict[str, Any]]) -> int:

@@ -14,6 +14,7 @@ from sweeper.config.spec import SweepSpec, from_stored
 from sweeper.errors import StudyError
 from sweeper.search.strategy import make_pruner, strategy_for
 from sweeper.store.keys import REVISIONS_ATTR, SEED_RULE_ATTR, SPEC_ATTR
+from sweeper.store.stopping import LAST_COMPLETE
 from sweeper.store.storage import study_lock
 from sweeper.store.trials import queue_points
 
@@ -82,7 +83,8 @@ def _name_objective(study: optuna.Study, spec: SweepSpec) -> None:
 
 def grow(study: optuna.Study, old: SweepSpec, new: SweepSpec) -> list[str]:
     """Store ``new`` as the study's definition when it only widens ``old``: the old definition is
-    kept as a revision with the trial number where the new one starts. One-line ``StudyError``
+    kept as a revision with the trial number where the new one starts and the last completion
+    time before it (where a stop rule's count starts: store/stopping.py). One-line ``StudyError``
     naming the key otherwise; nothing is stored then."""
     try:
         changes = check_growth(old, new)
@@ -90,8 +92,10 @@ def grow(study: optuna.Study, old: SweepSpec, new: SweepSpec) -> list[str]:
     except Refused as exc:
         raise StudyError(f"study {new.name!r} exists with another definition: {exc}") from None
     revisions = list(study.user_attrs.get(REVISIONS_ATTR) or [])
-    revisions.append({"first_trial": len(study.get_trials(deepcopy=False)), "changes": changes,
-                      "at": time.strftime("%Y-%m-%d %H:%M:%S"), "previous": old.raw})
+    trials = study.get_trials(deepcopy=False)
+    ends = [t.datetime_complete for t in trials if t.datetime_complete is not None]
+    revisions.append({"first_trial": len(trials), "changes": changes, "at": time.strftime("%Y-%m-%d %H:%M:%S"),
+                      LAST_COMPLETE: max(ends).isoformat() if ends else None, "previous": old.raw})
     study.set_user_attr(REVISIONS_ATTR, revisions)
     study.set_user_attr(SPEC_ATTR, new.raw)
     study.sampler = strategy_for(new).sampler()

@@ -1,5 +1,6 @@
 """The worker loop: claim a batch, one prologue per trial, one evaluator call per pack, one tell
-per trial; until the budget is met.
+per trial; until the budget is met or the stop rule ends the study (both read from
+``progress``, so every worker stops alike).
 
 A batch is one trial, or (an evaluator that packs) a trial and the queued or newly asked trials
 that train in its pack. Every trial stays an Optuna trial of its own: owner record and heartbeat
@@ -69,7 +70,8 @@ REAP_EVERY_S = 10.0  # dead-trial checks cost SQL per call: not every trial (a c
 
 def work(study: optuna.Study, spec: SweepSpec, evaluator: Evaluator | TrialFunction | None = None,
          options: LoopOptions | None = None, on_trial: Callable[[Progress], None] | None = None) -> Progress:
-    """Run trials until the study's budget is met (or deadline / stop / max failures)."""
+    """Run trials until the study's budget is met or its stop rule ends it (or deadline / stop
+    event / max failures)."""
     opts = options or LoopOptions()
     ev = as_evaluator(spec, evaluator)
     try:
