@@ -235,7 +235,8 @@ def parse_stop(source: str, raw: Any) -> Stop | None:
     if raw is None or raw is False:
         return None
     if not isinstance(raw, dict):
-        raise SpecError(source, "stop", f"{shown(raw)} is not a mapping (e.g. stop: {{patience: 10, min_delta: 0.001}})")
+        raise SpecError(source, "stop",
+                        f"{shown(raw)} is not a mapping (e.g. stop: {{patience: 10, min_delta: 0.001}})")
     _check_keys(source, "stop", raw, {"patience", "min_delta"})
     if "patience" not in raw:
         raise SpecError(source, "stop.patience", "missing: how many finished trials in a row without improvement "
