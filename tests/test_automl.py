@@ -103,6 +103,7 @@ def test_missing_extra_is_one_clear_message(monkeypatch: pytest.MonkeyPatch) -> 
         ({"params": {"model__max_trials": [0]}}, "params.model__max_trials[0]: 0 must be >= 1"),
         ({"params": {"model__dropout": [0.2]}}, "the model takes no parameter 'dropout'"),
         ({"callbacks": {"early_stopping": {"patience": 2}}}, "callbacks: model 'autokeras' does not use"),
+        ({"pruner": "median"}, "pruner: model 'autokeras' runs one AutoKeras search per trial"),
     ],
 )
 def test_spec_refuses_what_autokeras_cannot_honour(overrides: dict[str, Any], expected: str) -> None:

@@ -1,7 +1,8 @@
 """``stop: {patience, min_delta}`` ends a sweep once its trials stop improving, decided from the
 stored trials so every worker stops alike, through the CLI with cheap trial functions: a sampler's
 plateau, two workers on PostgreSQL, several objectives, a grid's unrun points; bad values are one
-line."""
+line. And a pruner acts on trials of several fits (k-fold): judged on each epoch's mean over them.
+"""
 
 from __future__ import annotations
 
@@ -164,3 +165,25 @@ def test_the_verdict(values: list[float | None], patience: int, min_delta: float
     rule = rule_for(Stop(patience, min_delta), ["maximize"], revisions)
     assert rule is not None and (verdict(trials, rule) is not None) == stops
 
+
+@pytest.mark.parametrize("fuse", ["off", 2])
+def test_a_pruner_judges_k_fold_trials_on_their_mean_curve(workdir: Path, fuse: Any) -> None:
+    """3-fold trials of a tiny Keras sweep: the third point learns nothing (lr 1e-6) and the median
+    pruner stops it at its first judged epoch; the others report their whole mean curve."""
+    url = f"sqlite:///{workdir / 'store.db'}"
+    path = write_sweep(workdir / "k.yaml", name="kfold-prune", data={"dataset": "digits", "limit": 300},
+                       params={"optimizer__learning_rate": [0.01, 0.02, 1e-6]},
+                       training={"epochs": 3, "batch_size": 32, "model__units": 16, "optimizer": "adam"},
+                       validation={"kfold": 3}, compute={"fuse": fuse},
+                       pruner={"type": "median", "n_startup_trials": 2, "n_warmup_steps": 0})
+    ok = run_cli("validate", str(path), cwd=workdir)
+    assert "pruner median (3 fits per trial" in ok.stdout and "each epoch's mean over the fits" in ok.stdout
+    run = run_cli("run", str(path), "--quiet", "--no-report", cwd=workdir)
+    assert run.returncode == 0 and "3/3 finished (2 complete, 1 pruned, 0 failed)" in run.stdout, run.stderr
+    by_lr = {t.params["optimizer__learning_rate"]: t for t in trials_of("kfold-prune", url)}
+    assert by_lr[1e-6].state == TrialState.PRUNED and list(by_lr[1e-6].intermediate_values) == [0]
+    for lr in (0.01, 0.02):
+        t = by_lr[lr]
+        assert t.state == TrialState.COMPLETE and len(t.user_attrs["metrics"]["split_scores"]) == 3
+        assert ("fused" in t.user_attrs["metrics"]["model"]) == (fuse != "off")
+        assert [t.intermediate_values[e] for e in range(3)] == pytest.approx(t.user_attrs["metrics"]["curve"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from sweeper.config.spec import load_spec
+from sweeper.config.spec import SweepSpec, load_spec
 
 
 def register(sub: Any) -> None:
@@ -32,6 +32,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
         reason = fuse_reason(spec)
         extra += f"; fuse {spec.compute.fuse}" + (f" (trains unfused: {reason})" if reason else "")
+    if spec.pruner.kind != "none":
+        extra += f"; pruner {spec.pruner.kind}" + _pruner_note(spec)
     if spec.stop is not None:
         delta = spec.stop.min_delta
         if spec.multi_objective:
@@ -46,3 +48,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
           f"objective{'s' if len(spec.objective_names) > 1 else ''} {objectives}{extra}")
     return 0
 
+
+def _pruner_note(spec: SweepSpec) -> str:
+    """How a trial of several fits is judged (worker/outcome.py ``reports``)."""
+    fits = (spec.kfold or 1) * spec.repeats
+    if fits == 1 or spec.trial_function:
+        return ""
+    from sweeper.worker.evaluators import fuses
+
+    if fuses(spec) and spec.compute.fuse != 1:
+        return (f" ({fits} fits per trial: judged on each epoch's mean over the fits, from the first epoch in a "
+                "fused pack, during the last fit for a trial that trains alone)")
+    return (f" ({fits} fits per trial, trained one after another: judged during the last, on each epoch's "
+            "mean over the fits)")

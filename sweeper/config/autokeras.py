@@ -54,6 +54,9 @@ def check_spec(spec: Any) -> None:
         if what:
             raise err(section, f"model 'autokeras' does not use sweeper's {section} settings "
                       "(AutoKeras searches its own augmentation and training)")
+    if spec.pruner.kind != "none":
+        raise err("pruner", "model 'autokeras' runs one AutoKeras search per trial: no one model's epochs are "
+                  "reported, so a pruner could never stop a trial; remove 'pruner'")
     cb = spec.callbacks
     if cb.early_stopping or cb.reduce_lr or cb.keep_best or cb.tensorboard:
         raise err("callbacks", "model 'autokeras' does not use sweeper's callbacks (AutoKeras early-stops "

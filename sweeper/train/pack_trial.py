@@ -129,6 +129,7 @@ class _Rider:
     epochs: int
     stopper: _EarlyStop | None
     end: int | None = None  # the last epoch it took (None: still going)
+    fit: int = 0  # which of its entry's fits it is (the order TrialResult.from_fits averages in)
 
 
 def _ride_on(members: list[fused.FusedMember], shared: dict[Any, int], key: Any, member: fused.FusedMember) -> int:
@@ -166,21 +167,31 @@ def run_pack(spec: SweepSpec, ds: Dataset, entries: list[PackEntry], key: Any) -
                 member = found[1]
                 member.train_indices, member.val_indices = np.asarray(tr), np.asarray(va)
                 at = _ride_on(members, shared, (same, seed, i, r), member)
-                entry.members.append(len(riders))
                 riders.append(_Rider(e, at, member.epochs, _EarlyStop(spec.callbacks.early_stopping)
-                                     if spec.callbacks.early_stopping else None))
+                                     if spec.callbacks.early_stopping else None, fit=len(entry.members)))
+                entry.members.append(len(riders) - 1)
     on_member: list[list[_Rider]] = [[] for _ in members]
     for rider in riders:
         on_member[rider.member].append(rider)
     watched = metric_key(spec)
+    epoch_values: dict[tuple[int, int], list[float | None]] = {}  # (entry, epoch) -> each of its fits' value
+
+    def report(rider: _Rider, epoch: int, value: float) -> None:
+        """The entry's hook, with the mean over its fits of the epoch once every fit reached it."""
+        entry = entries[rider.entry]
+        values = epoch_values.setdefault((rider.entry, epoch), [None] * len(entry.members))
+        values[rider.fit] = value
+        if all(v is not None for v in values):
+            del epoch_values[(rider.entry, epoch)]
+            entry.on_epoch(epoch, float(np.mean(values)))  # type: ignore[misc, arg-type]
 
     def rider_ends(rider: _Rider, epoch: int, logs: dict[str, float]) -> bool:
         entry = entries[rider.entry]
         if entry.outcome is not None:
             return True  # pruned (or failed) through another of its fits
-        if entry.on_epoch is not None and len(entry.members) == 1 and watched in logs:
+        if entry.on_epoch is not None and watched in logs:
             try:
-                entry.on_epoch(epoch, float(logs[watched]))
+                report(rider, epoch, float(logs[watched]))
             except Exception as exc:  # optuna.TrialPruned: this trial is done, the pack goes on
                 entry.outcome = exc
                 return True

@@ -1,4 +1,6 @@
 """One trial: the one fit on each split (holdout or stratified k-fold) times each repeat, scored.
+The fits run one after another; a trial of several reports its mean curve to the pruner while
+its last fit trains (``mean_hook``).
 
 The trial only trains and scores; the study loop stores what it returns.
 """
@@ -17,7 +19,7 @@ from sweeper.train.data import Dataset, splits
 from sweeper.train.fit import EpochHook, fit_config, fit_seed
 from sweeper.train.runtime import release_keras_state
 
-__all__ = ["TrialResult", "FitRecord", "run_trial", "EpochHook", "CURRENT_TRIAL"]
+__all__ = ["TrialResult", "FitRecord", "run_trial", "mean_hook", "EpochHook", "CURRENT_TRIAL"]
 
 
 @dataclass
@@ -107,16 +109,31 @@ def run_trial(
     tag = tag or CURRENT_TRIAL.get() or f"seed-{seed}"
     fits = []
     try:
-        for i, r, tr, va in runs:
+        for n, (i, r, tr, va) in enumerate(runs):
+            hook = mean_hook(on_epoch, list(fits)) if n == len(runs) - 1 else None  # the earlier fits train in full
             fitted = fit_config(spec, params, fit_seed(spec, seed, i, r), ds.x[tr], ds.y[tr], (ds.x[va], ds.y[va]),
-                                log_dir=tensorboard_dir(spec, tag, i, r),
-                                on_epoch=on_epoch if len(runs) == 1 else None)
+                                log_dir=tensorboard_dir(spec, tag, i, r), on_epoch=hook)
             fitted.estimator = None  # keep the numbers, not the model
             fits.append(fitted)
     finally:
         if not spec.compute.reuse_models:
             release_keras_state()
     return TrialResult.from_fits([FitRecord.of(f) for f in fits])
+
+
+def mean_hook(on_epoch: EpochHook | None, earlier: list[Any]) -> EpochHook | None:
+    """The hook of a trial's last fit: each epoch's value as the mean over the trial's fits (the
+    earlier ones' curves are known), for the epochs every earlier fit reached: the values of the
+    trial's mean curve (``TrialResult.from_fits``), reported while the last fit trains."""
+    if on_epoch is None or not earlier:
+        return on_epoch
+    width = min(len(f.curve) for f in earlier)
+
+    def hook(epoch: int, value: float) -> None:
+        if epoch < width:
+            on_epoch(epoch, float(np.mean([f.curve[epoch] for f in earlier] + [value])))
+
+    return hook
 
 
 def fit_stats(fits: list[Any]) -> dict[str, dict[str, float]]:

@@ -217,8 +217,7 @@ def _prologue(study: optuna.Study, spec: SweepSpec, ev: Evaluator, trial: optuna
         if twin is not None:
             tell(trial, TrialState.COMPLETE, *outcome.duplicate(study, trial, twin))
             return None
-    hook = outcome.pruning_hook(trial) if outcome.live(spec) else None
-    entry = Entry(params, seed, hook, f"trial-{trial.number}")
+    entry = Entry(params, seed, outcome.pruning_hook(spec, trial), f"trial-{trial.number}")
     return _Claimed(trial, entry, None if alone else ev.pack_key(params, seed))
 
 
@@ -231,7 +230,8 @@ def _tell_result(study: optuna.Study, spec: SweepSpec, c: _Claimed, tell: Callab
     else:
         try:
             if hasattr(result, "curve"):
-                outcome.report_curve(spec, c.trial, result.curve)
+                hook = c.entry.on_epoch if isinstance(c.entry.on_epoch, outcome.PruningHook) else None
+                outcome.report_curve(spec, c.trial, result.curve, hook)
             tell(c.trial, TrialState.COMPLETE, *outcome.completed(study, c.trial, spec, result))
         except optuna.exceptions.UpdateFinishedTrialError:
             tell(c.trial, TrialState.FAIL)  # failed by another worker meanwhile: its verdict stands

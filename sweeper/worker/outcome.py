@@ -4,7 +4,7 @@ them) and the attrs stored with it. The search only computes values; this module
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial
@@ -21,31 +21,42 @@ from sweeper.store.keys import (
 
 
 def reports(spec: SweepSpec) -> bool:
-    """Whether trials report per-epoch values (Optuna's ``trial.report`` takes one objective)."""
+    """Whether trials report per-epoch values (Optuna's ``trial.report`` takes one objective), and
+    so can be pruned. Every evaluator is handed the hook: a trial of one fit reports each epoch; a
+    trial of several fits (k-fold, repeats) reports each epoch's mean over its fits once every fit
+    reached it (train/trial.py: during its last fit, the earlier fits' curves known;
+    train/pack_trial.py: its fits train at once); a trial function reports what it calls it with."""
     return not spec.multi_objective
 
 
-def live(spec: SweepSpec) -> bool:
-    """Whether they report while training (pruning): only a trial with one fit can."""
-    return reports(spec) and spec.kfold is None and spec.repeats == 1
+class PruningHook:
+    """The per-epoch hook of a trial: report, and stop it when the pruner says so. Remembers the
+    epochs it reported (``report_curve`` reports the others once the trial is done)."""
 
+    def __init__(self, trial: optuna.Trial) -> None:
+        self.trial = trial
+        self.reported: set[int] = set()
 
-def pruning_hook(trial: optuna.Trial) -> Callable[[int, float], None]:
-    """The per-epoch hook of a live trial: report, and stop it when the pruner says so."""
-
-    def on_epoch(epoch: int, value: float) -> None:
-        trial.report(value, epoch)
-        if trial.should_prune():
+    def __call__(self, epoch: int, value: float) -> None:
+        if epoch in self.reported:
+            return
+        self.trial.report(value, epoch)
+        self.reported.add(epoch)
+        if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {epoch + 1} ({value:.4f})")
 
-    return on_epoch
+
+def pruning_hook(spec: SweepSpec, trial: optuna.Trial) -> PruningHook | None:
+    return PruningHook(trial) if reports(spec) else None
 
 
-def report_curve(spec: SweepSpec, trial: optuna.Trial, curve: list[float]) -> None:
-    """A trial that could not report live (k-fold, repeats) reports its mean curve afterwards."""
-    if reports(spec) and not live(spec):
+def report_curve(spec: SweepSpec, trial: optuna.Trial, curve: list[float], hook: PruningHook | None) -> None:
+    """A completed trial's curve (the mean over its fits), for the epochs its hook did not report
+    while it trained (a trial function that did not call it)."""
+    if reports(spec):
         for epoch, value in enumerate(curve):
-            trial.report(value, epoch)
+            if hook is None or epoch not in hook.reported:
+                trial.report(value, epoch)
 
 
 def completed(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, result: Any) -> tuple[list[float], dict[str, Any]]:
