@@ -7,6 +7,7 @@
     s                                                    # in Jupyter: summary + the report's parallel plot
     sweeper.resume("quickstart", trials=20)              # continue, or raise the budget
     sweeper.load("quickstart").plot()                    # the same plot, inline
+    sweeper.load("quickstart").model(3)                  # trial 3's kept Keras model (artifacts: {keep: K})
 """
 
 from __future__ import annotations
@@ -74,6 +75,14 @@ class Sweep:
         front = pareto_front(self.study.get_trials(deepcopy=False), self.spec.directions)
         return [{"number": t.number, "values": dict(zip(self.spec.objective_names, t.values)), "params": dict(t.params)}
                 for t in front]
+
+    def model(self, number: int) -> Any:
+        """The Keras model kept for trial ``number`` (``artifacts: {keep: K}``; with k-fold or
+        repeats, its first fit's), loaded from the artifact store without training; a
+        ``SweeperError`` names what is missing (no such trial, not kept, removed, a missing file)."""
+        from sweeper.deliver import load_kept
+
+        return load_kept(self.study, self.spec, number, first_only=True)[1][0]
 
     def report(self, out_dir: str | Path = "reports") -> Path:
         from sweeper.report import write_report

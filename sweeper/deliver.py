@@ -1,6 +1,7 @@
 """Deliver the winner, through the one fit (train/fit.py): a stored trial refit on its own split
 (the best-trial page: the same computation, so the same score), or on train+validation (``best``:
-the same initial weights, saved as .keras, scored on the test set, written as a submission).
+the same initial weights, saved as .keras, scored on the test set, written as a submission); or,
+without training, the models kept while it ran (``best --stored``, ``Sweep.model``).
 
 The refit on all labelled data trains for the epochs the trial ran (early stopping picked them),
 since no validation data is left to stop on.
@@ -8,7 +9,7 @@ since no validation data is left to stop on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sweeper.config.spec import SweepSpec
 from sweeper.errors import DataError, SweeperError
 from sweeper.search.space import full_params, trial_seed
+from sweeper.store.artifacts import Kept, kept
 from sweeper.store.keys import METRICS_ATTR
 from sweeper.store.pareto import first_value, pareto_front
 from sweeper.store.progress import ranked
@@ -176,11 +178,43 @@ def predict_proba(models: list[Any], x: np.ndarray) -> np.ndarray:
     return np.mean([m.predict(x, batch_size=1024, verbose=0) for m in models], axis=0)
 
 
-def read_test_csv(path: str, ds: Dataset, id_column: str) -> tuple[np.ndarray, np.ndarray]:
-    """Unlabelled images of a Kaggle-style test CSV, shaped and scaled as the training images."""
+def ensemble_proba(groups: list[list[Any]], x: np.ndarray) -> np.ndarray:
+    """Mean over trials of each trial's mean softmax over its models (its k-fold or repeat fits)."""
+    return np.mean([predict_proba(g, x) for g in groups], axis=0)
+
+
+def load_kept(study: optuna.Study, spec: SweepSpec, number: int, out_dir: Path | None = None,
+              first_only: bool = False) -> tuple[Kept, list[Any], list[Path]]:
+    """Trial ``number``'s kept models (``artifacts: {keep: K}``), one per fit (or only the first),
+    copied to ``out_dir`` as .keras files (None: a temporary folder) and loaded; nothing is
+    trained. A one-line ``SweeperError`` names what is missing."""
+    import tempfile
+
+    found = kept(study, spec, number)  # what is missing is said before TensorFlow loads
+    import keras
+
+    import sweeper.train.optimizers  # noqa: F401  (registers RAdam, which a compiled model may name)
+
+    if first_only:
+        found = replace(found, files=found.files[:1], fits=found.fits[:1])
+    with tempfile.TemporaryDirectory(prefix="sweeper-kept-") as scratch:
+        paths = found.download(out_dir or Path(scratch))
+        models = []
+        for path in paths:
+            try:
+                models.append(keras.models.load_model(path))
+            except Exception as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise SweeperError(f"trial {number}'s kept model {path} cannot be loaded ({first})") from None
+    return found, models, paths if out_dir is not None else []
+
+
+def read_test_csv(path: str, shape: tuple[int, ...], pixel_divisor: float, id_column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Unlabelled images of a Kaggle-style test CSV, shaped and scaled as the training images
+    (``shape``, ``pixel_divisor``: the dataset's)."""
     import pandas as pd
 
-    shape = ds.shape
+    shape = tuple(shape)
     try:
         frame = pd.read_csv(path)
     except FileNotFoundError:
@@ -193,7 +227,7 @@ def read_test_csv(path: str, ds: Dataset, id_column: str) -> tuple[np.ndarray, n
         raise DataError(f"{path}: {pixels.shape[1]} pixel columns, the model expects {int(np.prod(shape))} "
                         f"({'x'.join(map(str, shape))}); is {id_column!r} the id column?")
     image_shape(pixels.shape[1], path)  # same inference as training data
-    pixels /= ds.pixel_divisor
+    pixels /= pixel_divisor
     return pixels.reshape(-1, *shape), ids
 
 

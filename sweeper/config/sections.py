@@ -1,5 +1,5 @@
-"""Sections of a sweep file about training: callbacks, augmentation, pruning, compute, and when
-the search stops (``stop``).
+"""Sections of a sweep file about training: callbacks, augmentation, pruning, compute, which
+trained models are kept (artifacts), and when the search stops (``stop``).
 
 ``parse_*`` validate the YAML (one-line ``SpecError`` naming the key) into frozen dataclasses;
 the Keras and Optuna objects are built from them in train/callbacks.py and search/strategy.py.
@@ -22,6 +22,7 @@ from sweeper.config.values import (
     OPEN_FRACTION,
     STEPS,
     TRIAL_COUNT,
+    TRIALS,
     as_number,
     check_bool,
     check_float,
@@ -108,6 +109,18 @@ class Compute:
     @property
     def active(self) -> bool:
         return self.mixed_precision or self.jit_compile or self.steps_per_execution > 1
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """Which trials' trained models the study keeps, and where (store/artifacts.py)."""
+
+    keep: int | str | None = None  # None: none kept; K: the best K trials'; "all": every completed trial's
+    store: str | None = None  # a folder; None: ``<store file stem>.artifacts/`` beside a SQLite store file
+
+    @property
+    def active(self) -> bool:
+        return self.keep is not None
 
 
 # Each pruner's options, with the rule for each (steps and resources count epochs).
@@ -274,3 +287,38 @@ def _fuse(source: str, raw: Any) -> str | int:
     except ValueError:
         raise SpecError(source, "compute.fuse",
                         f"{shown(as_number(raw))} is not off, auto or a pack size from 1 to {MAX_PACK}") from None
+
+
+def is_sqlite_file(url: str) -> bool:
+    """Whether a storage URL names a SQLite file (its kept models can go beside it)."""
+    scheme, _, rest = url.partition("://")
+    path = rest[1:] if rest.startswith("/") else rest
+    return scheme.split("+", 1)[0].lower() == "sqlite" and path.split("?", 1)[0] not in ("", ":memory:")
+
+
+def parse_artifacts(source: str, raw: Any, storage: str, stored: bool = False) -> Artifacts:
+    """``artifacts: {keep: K | all, store: FOLDER}``. Without ``store`` the models go beside the
+    SQLite store file, so another kind of store needs it (a stored definition is not checked
+    against today's URL: ``run`` and ``resume`` check the URL they open)."""
+    if raw is None:
+        return Artifacts()
+    if not isinstance(raw, dict):
+        raise SpecError(source, "artifacts", f"{shown(raw)} is not a mapping (e.g. 'artifacts: {{keep: 3}}')")
+    _check_keys(source, "artifacts", raw, {"keep", "store"})
+    if "keep" not in raw:
+        raise SpecError(source, "artifacts.keep", "missing: how many trials' models to keep (K >= 1, or all)")
+    keep = raw["keep"]
+    if not (isinstance(keep, str) and keep.strip().lower() == "all"):
+        try:
+            keep = TRIALS(keep)
+        except ValueError as exc:
+            raise SpecError(source, "artifacts.keep", f"{exc}; give K >= 1 or all") from None
+    else:
+        keep = "all"
+    store = raw.get("store")
+    if store is not None and (not isinstance(store, str) or not store.strip()):
+        raise SpecError(source, "artifacts.store", f"{shown(store)} is not a folder path")
+    if store is None and not stored and not is_sqlite_file(storage):
+        raise SpecError(source, "artifacts.store", f"needed: storage {storage} is not a SQLite file, so there is "
+                        "no folder beside it for the kept models (give one: 'artifacts: {store: FOLDER}')")
+    return Artifacts(keep, store.strip() if store else None)

@@ -38,11 +38,13 @@ from sweeper.config.params import value as param_value
 from sweeper.config.sampler import parse_sampler
 from sweeper.config.sections import (
     PRUNER_EPOCH_OPTIONS,
+    Artifacts,
     Augmentation,
     Callbacks,
     Compute,
     Pruner,
     Stop,
+    parse_artifacts,
     parse_augmentation,
     parse_callbacks,
     parse_compute,
@@ -74,7 +76,7 @@ TOP_KEYS = {
     "name", "description", "data", "model", "params", "method", "trials", "timeout",
     "objective", "validation", "training", "seed", "storage", "trial_function",
     "callbacks", "augmentation", "pruner", "compute", "sampler", "max_worker_deaths",
-    "constraints", "latency", "seeding", "stop",
+    "constraints", "latency", "seeding", "stop", "artifacts",
 }
 VALIDATION_KEYS = {"holdout", "kfold", "repeats"}
 MAX_NAME = 100
@@ -125,6 +127,7 @@ class SweepSpec:
     sampler: dict[str, Any] = field(default_factory=dict)  # options of the method's Optuna sampler
     compute: Compute = field(default_factory=Compute)
     stop: Stop | None = None  # the stop rule (None: run to the budget)
+    artifacts: Artifacts = field(default_factory=Artifacts)  # which trials' trained models are kept
     description: str = ""
     trial_function: str | None = None  # advanced: module:function replacing the Keras trial
     max_worker_deaths: int = 2  # a trial whose worker died this often fails instead of running again
@@ -324,6 +327,7 @@ def _spec_from_dict(raw: Any, source: str, stored: bool) -> SweepSpec:
         sampler=sampler,
         compute=parse_compute(source, raw.get("compute")),
         stop=parse_stop(source, raw.get("stop")),
+        artifacts=parse_artifacts(source, raw.get("artifacts"), storage, stored),
         trial_function=trial_function, max_worker_deaths=max_worker_deaths, source=source,
         raw=normalised,
     )
@@ -338,6 +342,9 @@ def _spec_from_dict(raw: Any, source: str, stored: bool) -> SweepSpec:
                   "(Optuna's trial.report/should_prune take one); remove 'pruner' or keep one objective")
     if spec.budget == 0:
         raise err(source, "trials", "the budget is 0 trials")
+    if spec.artifacts.active and (trial_function or model.lower() == "autokeras"):
+        raise err(source, "artifacts", "only sweeper's Keras fits keep models (a trial_function returns numbers, "
+                  "an AutoKeras search its own model)")
     if model.lower() == "autokeras" and not stored:
         from sweeper.config.autokeras import check_spec
 

@@ -14,6 +14,12 @@ WORKER_DIED_ATTR = "worker_died"  # on a trial failed because its worker died (i
 WORKER_DEATHS_ATTR = "worker_deaths"  # on a re-queued trial: deaths a supervisor saw while it ran alone
 SUSPECT_ATTR = "suspect"  # on a re-queued trial: why its worker's death may be its own (it runs alone next)
 METRICS_ATTR = "metrics"  # TrialResult of a completed trial (std, split scores, curve, ...)
+# Kept models (store/artifacts.py). Optuna's upload_artifact records each file as a trial system
+# attr of its own; KEPT_ATTR lists a trial's files per fit for sweeper. Optuna refuses to change a
+# finished trial, so a removal is marked on the study, one attr per trial: REMOVED_PREFIX + number.
+ARTIFACTS_ATTR = "sweeper:artifacts"  # study user attr: the folder new kept models go to
+KEPT_ATTR = "sweeper:kept_models"  # trial user attr: {"store", "fits": [{"split", "repeat", "artifact_id"}], ...}
+REMOVED_PREFIX = "sweeper:kept_models_removed:"  # study user attr + trial number: the artifact ids removed
 HEARTBEAT_S = 10  # RDB heartbeat interval; a trial is stale after 3 missed beats
 
 # Scalars of METRICS_ATTR also stored as user attrs of their own: optuna-dashboard (and

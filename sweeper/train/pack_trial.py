@@ -25,7 +25,7 @@ from sweeper.config.values import (
 from sweeper.train import fused
 from sweeper.train.data import Dataset, splits
 from sweeper.train.fit import EpochHook, fit_seed, metric_key
-from sweeper.train.trial import FitRecord, TrialResult
+from sweeper.train.trial import FitRecord, TrainedModel, TrialResult, save_temp
 
 
 def fuse_reason(spec: SweepSpec) -> str | None:
@@ -128,6 +128,8 @@ class _Rider:
     member: int
     epochs: int
     stopper: _EarlyStop | None
+    split: int = 0
+    repeat: int = 0
     end: int | None = None  # the last epoch it took (None: still going)
     fit: int = 0  # which of its entry's fits it is (the order TrialResult.from_fits averages in)
 
@@ -168,7 +170,7 @@ def run_pack(spec: SweepSpec, ds: Dataset, entries: list[PackEntry], key: Any) -
                 member.train_indices, member.val_indices = np.asarray(tr), np.asarray(va)
                 at = _ride_on(members, shared, (same, seed, i, r), member)
                 riders.append(_Rider(e, at, member.epochs, _EarlyStop(spec.callbacks.early_stopping)
-                                     if spec.callbacks.early_stopping else None, fit=len(entry.members)))
+                                     if spec.callbacks.early_stopping else None, i, r, fit=len(entry.members)))
                 entry.members.append(len(riders) - 1)
     on_member: list[list[_Rider]] = [[] for _ in members]
     for rider in riders:
@@ -216,31 +218,60 @@ def run_pack(spec: SweepSpec, ds: Dataset, entries: list[PackEntry], key: Any) -
     work_done = [f.epochs_run * len(members[rider.member].train_indices) for f, rider in zip(fits, riders)]
     total_work = max(sum(work_done), 1)
     n_params = _n_params(structure, members[0], ds)
-    for e, entry in enumerate(entries):
-        if entry.outcome is not None:
-            continue
-        own = [fits[v] for v in entry.members]
-        errors = [f.error for f in own if f.error]
-        if errors:
-            entry.outcome = TrialError(errors[0])
-            continue
-        records = []
-        facts = {"optimizer": entry.params.get("optimizer", "adam"),
-                 "fused": {"pack_trials": len(entries), "pack_fits": len(members), "batch_size": batch_size}}
-        for v, f in zip(entry.members, own):
-            at = _scored_epoch(spec, f.history, riders[v].stopper)
-            records.append(FitRecord(
-                score=f.history[watched][at], val_accuracy=f.history["val_accuracy"][at],
-                val_loss=f.history["val_loss"][at], train_accuracy=f.history["accuracy"][-1],
-                # The pack's time shared out by the work each fit stands for (epochs x training rows).
-                fit_time=pack_time * work_done[v] / total_work, epochs_run=f.epochs_run, n_params=n_params,
-                curve=f.history[watched], facts=facts,
-                latency_ms=_latency(spec, structure, members[riders[v].member], f, ds) if spec.measures_latency else None))
-        entry.outcome = TrialResult.from_fits(records)
+    models: list[TrainedModel] = []  # the fits' models of the trial being recorded
+    try:
+        for e, entry in enumerate(entries):
+            if entry.outcome is not None:
+                continue
+            own = [fits[v] for v in entry.members]
+            errors = [f.error for f in own if f.error]
+            if errors:
+                entry.outcome = TrialError(errors[0])
+                continue
+            records, models = [], []
+            facts = {"optimizer": entry.params.get("optimizer", "adam"),
+                     "fused": {"pack_trials": len(entries), "pack_fits": len(members), "batch_size": batch_size}}
+            for v, f in zip(entry.members, own):
+                at = _scored_epoch(spec, f.history, riders[v].stopper)
+                records.append(FitRecord(
+                    score=f.history[watched][at], val_accuracy=f.history["val_accuracy"][at],
+                    val_loss=f.history["val_loss"][at], train_accuracy=f.history["accuracy"][-1],
+                    # The pack's time shared out by the work each fit stands for (epochs x training rows).
+                    fit_time=pack_time * work_done[v] / total_work, epochs_run=f.epochs_run, n_params=n_params,
+                    curve=f.history[watched], facts=facts,
+                    latency_ms=_latency(spec, structure, members[riders[v].member], f, ds) if spec.measures_latency else None))
+                if spec.artifacts.active:
+                    models.append(_trained_model(spec, ds, structure, entry.params, members[riders[v].member],
+                                                 results[riders[v].member], at, riders[v]))
+            entry.outcome = TrialResult.from_fits(records)
+            entry.outcome.models = models
+    except BaseException:  # a model that could not be written: none of the pack's files stay behind
+        for entry in entries:
+            models += getattr(entry.outcome, "models", None) or []
+        for m in models:
+            m.discard()
+        raise
     for entry in entries:
         if isinstance(entry.outcome, TrialResult) and not all(math.isfinite(s) for s in entry.outcome.split_scores):
+            for m in entry.outcome.models:
+                m.discard()
             entry.outcome = TrialError("the validation score is not finite")
     return pack_time
+
+
+def _trained_model(spec: SweepSpec, ds: Dataset, structure: Any, params: dict[str, Any], member: fused.FusedMember,
+                   result: fused.FusedResult, at: int, rider: _Rider) -> TrainedModel:
+    """A fit's model as the standalone Keras model its member stands for: with the member's
+    weights when they are those it was scored with (the scored epoch is the member's last), else
+    (keep_best, restore_best_weights, a shorter fit riding on a longer one) made when the trial is
+    kept, by training it again as a pack of one (the same computation: ``refit_member``)."""
+    if at == result.epochs_run - 1:
+        model = fused.keras_model(structure, member, ds.x.shape[1:], len(ds.classes))
+        model.set_weights(result.weights)
+        return save_temp(model, rider.split, rider.repeat)
+    rows = (member.train_indices, member.val_indices)
+    return TrainedModel(rider.split, rider.repeat,
+                        make=lambda: refit_member(spec, ds, params, member.seed, *rows).model)
 
 
 def _rider_result(rider: _Rider, result: fused.FusedResult) -> fused.FusedResult:

@@ -8,8 +8,11 @@ The trial only trains and scores; the study loop stores what it returns.
 from __future__ import annotations
 
 import contextvars
-from dataclasses import asdict, dataclass, field
-from typing import Any
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable
 
 import numpy as np
 
@@ -19,7 +22,46 @@ from sweeper.train.data import Dataset, splits
 from sweeper.train.fit import EpochHook, fit_config, fit_seed
 from sweeper.train.runtime import release_keras_state
 
-__all__ = ["TrialResult", "FitRecord", "run_trial", "mean_hook", "EpochHook", "CURRENT_TRIAL"]
+__all__ = ["TrialResult", "FitRecord", "TrainedModel", "save_temp", "run_trial", "mean_hook", "EpochHook", "CURRENT_TRIAL"]
+
+
+@dataclass
+class TrainedModel:
+    """One fit's trained model on its way to the artifact store (``artifacts: {keep: K}``): a
+    temporary .keras file written right after the fit, or (a fused fit whose pack trained on past
+    the weights it was scored with) how to make that model, called only when the trial is kept."""
+
+    split: int
+    repeat: int
+    path: str | None = None
+    make: Callable[[], Any] | None = None  # -> the keras.Model
+
+    def file(self) -> str:
+        """The .keras file, written now if it was not yet."""
+        if self.path is None:
+            if self.make is None:
+                raise RuntimeError("this trained model was discarded")
+            self.path, self.make = save_temp(self.make(), self.split, self.repeat).path, None
+        return self.path
+
+    def discard(self) -> None:
+        """Delete the temporary file (and forget how to make it)."""
+        self.make = None
+        if self.path is not None:
+            shutil.rmtree(os.path.dirname(self.path), ignore_errors=True)
+            self.path = None
+
+
+def save_temp(model: Any, split: int, repeat: int) -> TrainedModel:
+    """``model`` written to a .keras file in a temporary folder of its own."""
+    folder = tempfile.mkdtemp(prefix="sweeper-model-")
+    path = os.path.join(folder, f"split{split}-repeat{repeat}.keras")
+    try:
+        model.save(path)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return TrainedModel(split, repeat, path)
 
 
 @dataclass
@@ -36,9 +78,13 @@ class TrialResult:
     model: dict[str, Any] = field(default_factory=dict)  # facts read off the trained model (fit.model_facts)
     latency_ms: float | None = None  # mean over fits of ms per validation image (when measured)
     stats: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> mean, std over fits
+    # Each fit's trained model when the sweep keeps models (never stored in the metrics).
+    models: list[TrainedModel] = field(default_factory=list, repr=False, compare=False)
 
     def as_attrs(self) -> dict[str, Any]:
-        return asdict(self)
+        attrs = asdict(replace(self, models=[]))
+        del attrs["models"]
+        return attrs
 
     @classmethod
     def from_fits(cls, fits: list["FitRecord"]) -> "TrialResult":
@@ -107,18 +153,26 @@ def run_trial(
     folds = splits(spec, ds)
     runs = [(i, r, tr, va) for i, (tr, va) in enumerate(folds) for r in range(spec.repeats)]
     tag = tag or CURRENT_TRIAL.get() or f"seed-{seed}"
-    fits = []
+    fits, models = [], []
     try:
         for n, (i, r, tr, va) in enumerate(runs):
             hook = mean_hook(on_epoch, list(fits)) if n == len(runs) - 1 else None  # the earlier fits train in full
             fitted = fit_config(spec, params, fit_seed(spec, seed, i, r), ds.x[tr], ds.y[tr], (ds.x[va], ds.y[va]),
                                 log_dir=tensorboard_dir(spec, tag, i, r), on_epoch=hook)
+            if spec.artifacts.active:  # the model goes to a file now, not along with the trial
+                models.append(save_temp(fitted.estimator.model_, i, r))
             fitted.estimator = None  # keep the numbers, not the model
             fits.append(fitted)
+    except BaseException:
+        for m in models:
+            m.discard()
+        raise
     finally:
         if not spec.compute.reuse_models:
             release_keras_state()
-    return TrialResult.from_fits([FitRecord.of(f) for f in fits])
+    result = TrialResult.from_fits([FitRecord.of(f) for f in fits])
+    result.models = models
+    return result
 
 
 def mean_hook(on_epoch: EpochHook | None, earlier: list[Any]) -> EpochHook | None:

@@ -13,6 +13,8 @@ import optuna
 from sweeper.config.spec import SweepSpec
 from sweeper.errors import SweeperError
 from sweeper.search.strategy import strategy_for
+from sweeper.store import artifacts
+from sweeper.store.keys import ARTIFACTS_ATTR
 from sweeper.store.progress import Progress
 from sweeper.store.storage import make_storage, study_lock
 from sweeper.store.studies import create_or_load, load, with_trials
@@ -27,12 +29,16 @@ from sweeper.worker import loop
 
 def open_run(spec: SweepSpec, url: str) -> optuna.Study:
     """``run``: the sweep's study, created (grid queued), continued or grown. A dataset that cannot
-    load stops here, before any study exists."""
+    load, or kept models with nowhere to go, stop here, before any study exists."""
+    folder = artifacts.folder_for(spec, url) if spec.artifacts.active else None
     if not spec.trial_function:
         from sweeper.train.data import check_data
 
         check_data(spec)
-    return create_or_load(spec, make_storage(url))
+    study = create_or_load(spec, make_storage(url))
+    if folder is not None:
+        artifacts.record_folder(study, folder)  # where every worker of the study keeps models
+    return study
 
 
 @dataclass
@@ -52,6 +58,8 @@ def open_resume(name: str, url: str, trials: int | None = None,
     points queued, and (``retry``) its failed points queued again."""
     storage = make_storage(url, must_exist=True)
     study, spec = load(name, storage)
+    if spec.artifacts.active and not study.user_attrs.get(ARTIFACTS_ATTR):  # else the folder run recorded
+        artifacts.record_folder(study, artifacts.folder_for(spec, url))
     with study_lock(storage, spec.name):
         if trials is not None:
             if trials < 1:

@@ -42,7 +42,7 @@ from sweeper.store.trials import (
     requeue_mine,
     tell_outcome,
 )
-from sweeper.worker import outcome
+from sweeper.worker import keep, outcome
 from sweeper.worker.evaluators import (
     Entry,
     Evaluator,
@@ -165,13 +165,13 @@ def run_batch(study: optuna.Study, spec: SweepSpec, ev: Evaluator, trials: list[
     trial, one evaluator call per pack key (``alone``: every trial by itself), one tell per trial.
     Ctrl-C re-queues every trial not yet told and propagates."""
     told: dict[int, TrialState] = {}
+    groups: dict[Any, list[_Claimed]] = {}
 
     def tell(trial: optuna.Trial, state: TrialState, value: Any = None, attrs: dict[str, Any] | None = None) -> None:
         told[oi.trial_id(trial)] = tell_outcome(study, trial, state, value, attrs)
 
     try:
         with Heartbeat(study, *[oi.trial_id(t) for t in trials]):
-            groups: dict[Any, list[_Claimed]] = {}
             for trial in trials:
                 try:
                     claimed = _prologue(study, spec, ev, trial, alone, tell)
@@ -194,6 +194,9 @@ def run_batch(study: optuna.Study, spec: SweepSpec, ev: Evaluator, trials: list[
         for trial in trials:
             if oi.trial_id(trial) not in told:
                 requeue_interrupted(study, trial)
+        for group in groups.values():
+            for c in group:
+                keep.discard(c.entry.outcome)  # trained models of trials not told: temporary files
         raise
     return [told.get(oi.trial_id(t)) for t in trials]
 
@@ -232,11 +235,15 @@ def _tell_result(study: optuna.Study, spec: SweepSpec, c: _Claimed, tell: Callab
             if hasattr(result, "curve"):
                 hook = c.entry.on_epoch if isinstance(c.entry.on_epoch, outcome.PruningHook) else None
                 outcome.report_curve(spec, c.trial, result.curve, hook)
-            tell(c.trial, TrialState.COMPLETE, *outcome.completed(study, c.trial, spec, result))
+            values, attrs = outcome.completed(study, c.trial, spec, result)
+            attrs.update(keep.kept_attrs(study, spec, c.trial, values, result))  # uploaded while it runs
+            tell(c.trial, TrialState.COMPLETE, values, attrs)
         except optuna.exceptions.UpdateFinishedTrialError:
             tell(c.trial, TrialState.FAIL)  # failed by another worker meanwhile: its verdict stands
         except Exception as exc:  # e.g. a metric an objective needs was not measured
             tell(c.trial, TrialState.FAIL, attrs={ERROR_ATTR: error_text(exc)})
+        finally:
+            keep.after_tell(study, spec, result)  # temporary files gone, models pushed out removed
 
 
 FAULT_ENV = "SWEEPER_TEST_EXIT_ON"  # tests only: JSON params; the worker process ends when such a trial trains
