@@ -85,6 +85,7 @@ def test_the_best_k_keep_models_that_score_as_stored_and_the_rest_are_removed(tm
     trials = study.get_trials()
     best = {t.number for t in ranked(trials, "maximize")[:2]}
     removed = {int(k.rsplit(":", 1)[1]): v for k, v in study.user_attrs.items() if k.startswith(REMOVED_PREFIX)}
+    assert removed, "no trial was pushed out: this grid no longer tests removal"
     assert {t.number for t in trials if kept_ids(t)} == best | set(removed) and not best & set(removed)
     # Only the best two trials' files are in the folder; the pushed-out trials' ids are marked removed.
     assert stored_files(tmp_path) == {i for t in trials if t.number in best for i in kept_ids(t)}
@@ -95,6 +96,9 @@ def test_the_best_k_keep_models_that_score_as_stored_and_the_rest_are_removed(tm
         assert optuna_ids == set(kept_ids(t))  # Optuna's own record of each upload
         if t.number in best:
             assert_scores_as_stored(tmp_path, sweep, t)
+    out = run_cli("show", "top", "--storage", f"sqlite:///{tmp_path / 'store.db'}", "--trial", str(min(removed)),
+                  cwd=tmp_path)
+    assert f"{KEPT_ATTR}: removed (pushed out" in out.stdout, out.stderr
     # The notebook API: a kept trial's model, or one line naming what is missing.
     assert sweep.model(min(best)).count_params() == trials[0].user_attrs["metrics"]["n_params"]
     for number, words in [(min(set(range(4)) - best), "not kept|removed"), (7, "has no trial 7")]:
@@ -150,8 +154,7 @@ def test_k_fold_keeps_every_fold_and_best_stored_needs_no_training_data(tmp_path
     ({"keep": "best"}, None, "artifacts.keep: 'best' is not a number; give K >= 1 or all"),
     ({"store": "models"}, None, "artifacts.keep: missing"),
     ({"keep": 2, "folder": "x"}, None, "artifacts.folder: unknown key (allowed: keep, store)"),
-    ({"keep": 2}, "postgresql://u@db/sweeps", "artifacts.store: needed: storage postgresql://u@db/sweeps is not a "
-                                              "SQLite file"),
+    ({"keep": 2}, "postgresql://u@db/sweeps", "artifacts.store: needed: storage postgresql://u@db/sweeps"),
 ])
 def test_a_bad_artifacts_value_is_one_line(tmp_path: Path, artifacts: Any, storage: str | None, words: str) -> None:
     extra = {"storage": storage} if storage else {}

@@ -13,7 +13,7 @@ from sweeper.cli.common import add_storage
 from sweeper.cli.pareto import infeasible_lines, pareto_lines
 from sweeper.errors import SweeperError
 from sweeper.store import results
-from sweeper.store.keys import REVISIONS_ATTR, SPEC_ATTR
+from sweeper.store.keys import KEPT_ATTR, REMOVED_PREFIX, REVISIONS_ATTR, SPEC_ATTR
 from sweeper.store.progress import Outcome, stored_tally, study_outcomes
 from sweeper.store.storage import make_storage
 from sweeper.store.studies import load
@@ -137,6 +137,8 @@ def _show_trial(study: Any, number: int) -> int:
     for key, value in sorted(t.user_attrs.items()):
         if key != "error":
             print(f"{key}: {json.dumps(value, default=str)}")
+    if REMOVED_PREFIX + str(t.number) in study.user_attrs:
+        print(f"{KEPT_ATTR}: removed (pushed out of the trials whose models are kept)")
     if "error" in t.user_attrs:
         print("error:")
         print(t.user_attrs["error"])
