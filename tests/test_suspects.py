@@ -100,6 +100,10 @@ def test_a_sweep_killed_three_times_loses_no_trial(tmp_path: Path, url: str) -> 
     assert any(t.user_attrs.get(SUSPECT_ATTR) for t in trials(url, "k"))
     shown = run_cli("show", "k", "--storage", url, cwd=tmp_path)
     assert "suspects (1: each runs alone next" in shown.stdout, shown.stdout
+    report = run_cli("report", "k", "--storage", url, "--out", str(tmp_path / "reports"), cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    page = (tmp_path / "reports" / "k" / "index.html").read_text()
+    assert "Suspects (each runs alone next) (1)" in page and "died while running this trial" in page
     done = run_cli("resume", "k", "--storage", url, "--quiet", "--no-report", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     prog = counts(url, "k")
