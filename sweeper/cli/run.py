@@ -95,7 +95,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     study, spec = load(args.study, make_storage(args.storage, must_exist=True))
     _install_sigint()
     if args.suspects:
-        supervise.run_suspects_here(study, spec, loop.for_spec(spec))
+        loop.run_suspects_here(study, spec, loop.for_spec(spec))
         return EXIT_OK
     say = None if args.quiet else _line_reporter(spec)
     prog = journeys.work_here(study, spec, args.storage, args.index, args.max_failures, on_trial=say)

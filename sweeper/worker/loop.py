@@ -42,7 +42,7 @@ from sweeper.store.trials import (
     requeue_mine,
     tell_outcome,
 )
-from sweeper.worker import keep, outcome
+from sweeper.worker import keep, outcome, supervise
 from sweeper.worker.evaluators import (
     Entry,
     Evaluator,
@@ -83,8 +83,6 @@ def work(study: optuna.Study, spec: SweepSpec, evaluator: Evaluator | TrialFunct
 
 def _work(study: optuna.Study, spec: SweepSpec, ev: Evaluator, opts: LoopOptions,
           on_trial: Callable[[Progress], None] | None) -> Progress:
-    from sweeper.worker.supervise import run_suspects
-
     strategy = strategy_for(spec)
     last_reap = -float("inf")
     ran = False
@@ -106,7 +104,10 @@ def _work(study: optuna.Study, spec: SweepSpec, ev: Evaluator, opts: LoopOptions
                 f"see 'sweeper show {spec.name}' for the reasons"
             )
         if prog.suspects:
-            run_suspects(study, spec, ev, opts.storage_url)
+            if opts.storage_url is None:
+                run_suspects_here(study, spec, ev)
+            else:
+                supervise.run_suspects(study, spec, opts.storage_url)
             ran = True
             continue
         batch, from_queue, alone = claim_batch(study, spec, ev, strategy, prog)
@@ -254,3 +255,16 @@ def _die_if_asked(entries: list[Entry]) -> None:
     raw = os.environ.get(FAULT_ENV)
     if raw and any(all(e.params.get(k) == v for k, v in json.loads(raw).items()) for e in entries):
         os._exit(137)
+
+
+def run_suspects_here(study: optuna.Study, spec: SweepSpec, ev: Evaluator) -> int:
+    """Claim queued suspects one at a time and train each alone; returns how many ran."""
+    n = 0
+    try:
+        while (trial := claim_waiting(study, suspects=True)) is not None:
+            run_batch(study, spec, ev, [trial], alone=True)
+            n += 1
+    except KeyboardInterrupt:  # also between the claim and the trial's own Ctrl-C block
+        requeue_mine(study)
+        raise
+    return n

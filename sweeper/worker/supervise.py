@@ -5,7 +5,8 @@ A trial that was running when its worker died (killed from outside, a lost host,
 own, a pack-mate's crash) is re-queued as a *suspect* and never failed for that death. A loop that
 finds queued suspects runs them here before anything else: it starts a worker process of its own
 (``sweeper worker NAME --suspects``), which claims the suspects one at a time and trains each
-alone (unfused), and it watches that process. Only a death this supervisor sees while the
+alone (unfused: loop.run_suspects_here), and it watches that process. A loop without a store URL
+(an in-memory study) runs them itself, unwatched: a death there is nobody's. Only a death this supervisor sees while the
 process runs a suspect alone counts against that suspect (``store.trials.fail_dead``); at
 ``max_worker_deaths`` it fails for good. If the supervisor itself is killed, its worker dies with
 it (``die_with_supervisor``) and the suspect stays a suspect, uncounted.
@@ -30,23 +31,17 @@ from sweeper.store.keys import OWNER_ATTR
 from sweeper.store.trials import (
     HOST,
     SUPERVISOR_ENV,
-    claim_waiting,
     fail_dead,
     owner_record,
     queued_suspects,
-    requeue_mine,
 )
-from sweeper.worker.evaluators import Evaluator
 
 EXIT_INTERRUPTED = 130  # the worker's Ctrl-C exit (cli/common.py says the same)
 
 
-def run_suspects(study: optuna.Study, spec: SweepSpec, ev: Evaluator, storage_url: str | None) -> None:
-    """Run every queued suspect alone: in a supervised worker process when the store is reachable
-    by URL, else in this process (a death here is then nobody's: the trial stays a suspect)."""
-    if storage_url is None:
-        run_suspects_here(study, spec, ev)
-        return
+def run_suspects(study: optuna.Study, spec: SweepSpec, storage_url: str) -> None:
+    """Run every queued suspect alone, in a supervised worker process (``sweeper worker NAME
+    --suspects``, which calls loop.run_suspects_here) that reaches the store by ``storage_url``."""
     cmd = [sys.executable, "-m", "sweeper", "worker", spec.name, "--storage", storage_url, "--suspects", "--quiet"]
     # The worker imports what this process can (a trial function or builder beside a notebook).
     path = os.pathsep.join([p or os.getcwd() for p in sys.path] + [os.environ.get("PYTHONPATH", "")])
@@ -67,21 +62,6 @@ def run_suspects(study: optuna.Study, spec: SweepSpec, ev: Evaluator, storage_ur
                       counted=killed)
         if not killed:
             raise SweeperError(f"the worker that runs suspect trials alone ended with {how}; see its output above")
-
-
-def run_suspects_here(study: optuna.Study, spec: SweepSpec, ev: Evaluator) -> int:
-    """Claim queued suspects one at a time and train each alone; returns how many ran."""
-    from sweeper.worker.loop import run_batch
-
-    n = 0
-    try:
-        while (trial := claim_waiting(study, suspects=True)) is not None:
-            run_batch(study, spec, ev, [trial], alone=True)
-            n += 1
-    except KeyboardInterrupt:  # also between the claim and the trial's own Ctrl-C block
-        requeue_mine(study)
-        raise
-    return n
 
 
 def die_with_supervisor() -> None:
