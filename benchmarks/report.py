@@ -21,12 +21,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # tests/support: synthetic studies
+
+from support import synthetic  # noqa: E402
 
 from benchmarks._common import print_table, quiet_optuna  # noqa: E402
 from sweeper.report import write_report  # noqa: E402
 from sweeper.store.storage import make_storage
 from sweeper.store.studies import load
-from sweeper.testing import synthetic  # noqa: E402
 
 PARAMS = {
     "batch_size": [32, 64, 128, 256],
@@ -55,8 +57,9 @@ def ensure_store(path: Path, n: int, fresh: bool, objectives: int = 1) -> tuple[
 
 
 def browser_times(page: Path, n: int) -> dict[str, float]:
+    from support.browser import Browser, find_chromium, is_blank
+
     from sweeper.report import hiplot_page as hp
-    from sweeper.testing.browser import Browser, find_chromium, is_blank
 
     if not find_chromium():
         print("chromium missing (scripts/install_browser.sh): no render times", file=sys.stderr)

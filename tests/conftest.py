@@ -57,13 +57,13 @@ def workdir(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def digits_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from sweeper.testing.images import digits_csv as write
+    from support.images import digits_csv as write
 
     return write(tmp_path_factory.mktemp("csv") / "digits.csv")
 
 
 @pytest.fixture(scope="session")
 def cifar_like_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from sweeper.testing.images import colour_csv
+    from support.images import colour_csv
 
     return colour_csv(tmp_path_factory.mktemp("csv") / "colour.csv")

@@ -120,7 +120,7 @@ def test_fused_members_keep_plain_keras_models_that_score_as_stored(tmp_path: Pa
 
 
 def test_k_fold_keeps_every_fold_and_best_stored_needs_no_training_data(tmp_path: Path) -> None:
-    from sweeper.testing.images import digits_csv, write_image_csv
+    from support.images import digits_csv, write_image_csv
 
     train = digits_csv(tmp_path / "train.csv", n=300)
     study, sweep = run(tmp_path, "folds", data={"dataset": "csv", "path": str(train)},

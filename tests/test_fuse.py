@@ -315,7 +315,7 @@ def test_a_fused_trials_refits_agree_with_it(tmp_path: Path) -> None:
     scores what the trial stored, and ``best`` saves a model of the trial's structure."""
     import html
 
-    from sweeper.testing.pages import best_page_scores
+    from support.pages import best_page_scores
 
     settings = {"params": {"optimizer__learning_rate": [0.003, 0.01], "model__dropout": [0.3]},
                 "callbacks": {"keep_best": True}}

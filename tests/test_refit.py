@@ -12,12 +12,12 @@ import optuna
 import pytest
 from conftest import write_sweep
 from optuna.trial import TrialState
+from support.pages import best_page_scores
 
 from sweeper.cli import main
 from sweeper.config.spec import load_spec
 from sweeper.deliver import refit_on_split
 from sweeper.search.space import full_params, trial_seed
-from sweeper.testing.pages import best_page_scores
 from sweeper.train.data import load_dataset, splits
 from sweeper.train.fit import fit_config, fit_seed
 
@@ -87,9 +87,9 @@ def test_a_study_made_before_the_seed_rule_refits_with_its_own_seeds(tmp_path: P
     refit scores what it stored."""
     import sqlite3
 
-    from sweeper.worker import loop
     from sweeper.store.storage import make_storage
     from sweeper.store.studies import create_or_load
+    from sweeper.worker import loop
 
     monkeypatch.chdir(tmp_path)
     path = write_sweep(tmp_path / "old.yaml", name="old", data={"dataset": "digits", "limit": 300}, model="mlp",

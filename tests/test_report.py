@@ -15,11 +15,11 @@ from typing import Any
 import optuna
 import pytest
 from conftest import run_cli
+from support import synthetic
 
 from sweeper.report import write_report
 from sweeper.report.escape import script_json, script_literal
 from sweeper.report.insights import insights
-from sweeper.testing import synthetic
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 optuna.logging.set_verbosity(optuna.logging.WARNING)

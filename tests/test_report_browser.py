@@ -20,16 +20,16 @@ from typing import Any, Iterator
 
 import optuna
 import pytest
+from support import synthetic
 
 from sweeper.report import hiplot_page as hp
 from sweeper.report import write_report
-from sweeper.testing import synthetic
 
 INJECTION = "<script>alert(1)</script>"
 
 
 def _browser_missing() -> str | None:
-    from sweeper.testing.browser import find_chromium
+    from support.browser import find_chromium
 
     if not find_chromium():
         return "no chromium binary (run scripts/install_browser.sh)"
@@ -47,7 +47,7 @@ def browser() -> Iterator[Any]:
         if os.environ.get("SWEEPER_REQUIRE_BROWSER") == "1":
             pytest.fail(f"SWEEPER_REQUIRE_BROWSER=1 but {missing}")
         pytest.skip(missing)
-    from sweeper.testing.browser import Browser
+    from support.browser import Browser
 
     with Browser(timeout_s=60) as b:
         yield b
@@ -63,7 +63,7 @@ def drawn(b: Any) -> dict[str, Any]:
 
 
 def assert_clean_render(b: Any, n_trials: int) -> dict[str, Any]:
-    from sweeper.testing.browser import is_blank
+    from support.browser import is_blank
 
     counts = drawn(b)
     assert counts["rows"] == n_trials, counts

@@ -16,12 +16,12 @@ from typing import Any, Iterator
 import optuna
 import pytest
 from conftest import cli_env
+from support import synthetic
 from test_report_browser import INJECTION, assert_clean_render, browser  # noqa: F401 (fixture)
 
 from sweeper.report import hiplot_page as hp
 from sweeper.search import space
 from sweeper.search.strategy import strategy_for
-from sweeper.testing import synthetic
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -104,7 +104,7 @@ def test_served_report_draws_every_trial(served: dict[str, Any], browser: Any) -
 
 
 def test_running_study_page_reloads_when_trials_finish(served: dict[str, Any], browser: Any) -> None:  # noqa: F811
-    from sweeper.testing.browser import BrowserError
+    from support.browser import BrowserError
 
     url = study_url(served["base"], "live")
     browser.open(url)

@@ -357,8 +357,9 @@ def test_postgres_scheme_is_postgresql(postgres_url: str) -> None:  # noqa: F811
 # --------------------------------------------------------------------------- 6. serve's bad paths
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
+    from support import synthetic
+
     from sweeper.serve import ReportServer, make_server
-    from sweeper.testing import synthetic
 
     url = f"sqlite:///{tmp_path / 'store.db'}"
     synthetic.make_study(synthetic.make_spec("s", params={"model__units": [1, 2]}), url, 2)

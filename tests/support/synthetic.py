@@ -55,7 +55,7 @@ def make_spec(name: str, params: dict[str, Any] | None = None, method: str | Non
         "model": "mlp",
         "params": params or NOTEBOOK_PARAMS,
         "training": {"epochs": 10},
-        "trial_function": "sweeper.testing.synthetic:no_trial",
+        "trial_function": "support.synthetic:no_trial",
         "seed": 0,
     }
     if method:
