@@ -131,7 +131,8 @@ def _work(study: optuna.Study, spec: SweepSpec, url: str, show_progress: bool, r
         if bar is not None:
             bar.close()
     sweep = Sweep(study, spec)
-    if report and sweep.progress().complete:
+    done = sweep.progress() if report else None
+    if done is not None and done.complete + done.warm:
         sweep.report()
     return sweep
 

@@ -12,7 +12,7 @@ from typing import Any
 from sweeper.cli.common import add_storage
 from sweeper.cli.pareto import infeasible_lines, pareto_lines
 from sweeper.errors import SweeperError
-from sweeper.store import results
+from sweeper.store import results, warm
 from sweeper.store.keys import KEPT_ATTR, REMOVED_PREFIX, REVISIONS_ATTR, SPEC_ATTR
 from sweeper.store.progress import Outcome, stored_tally, study_outcomes
 from sweeper.store.storage import make_storage
@@ -74,6 +74,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         return _show_trial(study, args.trial)
     prog, found = study_outcomes(study, spec)
     print(f"study {spec.name}: {spec.method} on {spec.data.dataset} with {spec.model}; {prog.text()}")
+    if warm.summary(study):
+        print(f"warm start: {warm.summary(study)}")
     rows = {r["number"]: r for r in results.rows(study)}
     # One row per configuration: a duplicate is listed under its twin.
     scored = [rows[o.number] for o in found if o.kind == "complete" and rows[o.number]["mean_test_score"] is not None]
@@ -82,6 +84,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if top:
         cols = ["number"] + [k for k in top[0] if k.startswith("param_")] + [
             "mean_test_score", "std_test_score", "mean_fit_time", "epochs_run"]
+        cols += ["warm_start"] if any("warm_start" in r for r in top) else []  # where an earlier trial came from
         _print_table([{c.removeprefix("param_"): _fmt(r.get(c)) for c in cols} for r in top])
     for line in pareto_lines(spec, list(rows.values())) + infeasible_lines(study, spec):  # several objectives
         print(line)

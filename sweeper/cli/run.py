@@ -72,11 +72,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     spec = load_spec(args.file, args.set)
     url = args.storage or spec.storage
-    return _execute(journeys.open_run(spec, url), spec, url, args)
+    return _execute(journeys.open_run(spec, url, _say), spec, url, args)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    study, spec, mended = journeys.open_resume(args.study, args.storage, args.trials, args.retry_failed)
+    study, spec, mended = journeys.open_resume(args.study, args.storage, args.trials, args.retry_failed, _say)
     if not args.quiet:
         print(mended.text(spec.name), file=sys.stderr)
     stopped = progress(study, spec).stopped
@@ -103,6 +103,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print(f"worker done: {prog.finished}/{prog.budget or '?'} finished"
               + (f"; {prog.stopped}" if prog.stopped else ""), file=sys.stderr)
     return EXIT_OK
+
+
+def _say(line: str) -> None:
+    """A one-time fact of the study (its warm start), said whatever --quiet."""
+    print(line, file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- execution
@@ -151,7 +156,7 @@ def _finish(study: Any, spec: SweepSpec, prog: Progress, args: argparse.Namespac
     """Summary line, the report, and the exit code (README: "Exit codes")."""
     best = "n/a" if prog.best is None else f"{prog.best:.4f}"
     print(f"{spec.name}: {prog.text()}; best {spec.metric} {best}")  # the words of show, ls, report, serve
-    if not args.no_report and prog.complete:
+    if not args.no_report and prog.complete + prog.warm:
         from sweeper.report import write_report
 
         path = write_report(study, spec, args.reports)
@@ -159,7 +164,7 @@ def _finish(study: Any, spec: SweepSpec, prog: Progress, args: argparse.Namespac
     if stopped:
         print(f"sweeper: {stopped}", file=sys.stderr)
         return EXIT_MAX_FAILURES
-    if not prog.complete:
+    if not prog.complete + prog.warm:
         print(f"sweeper: no trial completed; see the reasons with: sweeper show {spec.name}", file=sys.stderr)
         return EXIT_UNFINISHED
     if not prog.done and spec.timeout is None:

@@ -11,6 +11,7 @@ and is refused with the key and both values.
 
 from __future__ import annotations
 
+from dataclasses import is_dataclass
 from typing import Any
 
 from sweeper.config.params import ParamSpec
@@ -52,17 +53,33 @@ def _param_widens(key: str, old: ParamSpec, new: ParamSpec) -> None:
         raise Refused(f"{where}: range [{old.low}, {old.high}] -> [{new.low}, {new.high}] does not contain the old one")
 
 
-def check_growth(old: SweepSpec, new: SweepSpec) -> list[str]:
-    """What grows from ``old`` to ``new`` (one line each, empty when nothing changed); raises
-    ``Refused`` naming the first change that is not a widening."""
+def first_difference(old: SweepSpec, new: SweepSpec) -> tuple[str, str, str] | None:
+    """The first of the keys that decide what one trial computes on which ``old`` and ``new``
+    differ: (key, old value, new value) as shown (None: their results are comparable; a warm
+    start, store/warm.py, asks this too)."""
     for field, key in FIXED_FIELDS.items():
         a, b = getattr(old, field), getattr(new, field)
+        if is_dataclass(a) and type(a) is type(b) and a != b:  # data, callbacks, ...: name the setting
+            a, b = vars(a), vars(b)
         if isinstance(a, dict) and isinstance(b, dict) and a != b:  # training: name the setting
             inner = next(k for k in sorted(set(a) | set(b), key=str) if a.get(k) != b.get(k))
             key, a, b = f"{key}.{inner}", a.get(inner), b.get(inner)
         if a != b:
-            raise Refused(f"{key}: changed from {_show(a)} to {_show(b)}; stored results would not be comparable "
-                          "(give the sweep a new name)")
+            return key, _show(a), _show(b)
+    return None
+
+
+def check_growth(old: SweepSpec, new: SweepSpec) -> list[str]:
+    """What grows from ``old`` to ``new`` (one line each, empty when nothing changed); raises
+    ``Refused`` naming the first change that is not a widening."""
+    differs = first_difference(old, new)
+    if differs:
+        key, a, b = differs
+        raise Refused(f"{key}: changed from {a} to {b}; stored results would not be comparable "
+                      "(give the sweep a new name)")
+    if old.warm_start != new.warm_start:
+        raise Refused(f"warm_start: changed from {_show(old.warm_start)} to {_show(new.warm_start)}; a warm start "
+                      "is made once, with the study (give the sweep a new name)")
     if set(old.params) != set(new.params):
         added, removed = sorted(set(new.params) - set(old.params)), sorted(set(old.params) - set(new.params))
         raise Refused(f"params: {'added ' + ', '.join(added) if added else 'removed ' + ', '.join(removed)}; "

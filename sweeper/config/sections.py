@@ -322,3 +322,41 @@ def parse_artifacts(source: str, raw: Any, storage: str, stored: bool = False) -
         raise SpecError(source, "artifacts.store", f"needed: storage {storage} is not a SQLite file, so there is "
                         "no folder beside it for the kept models (give one: 'artifacts: {store: FOLDER}')")
     return Artifacts(keep, store.strip() if store else None)
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """``warm_start``: the completed trials a new study starts with (store/warm.py adds them once,
+    when the study is made): another study's (``study``, in ``storage``; None: the sweep's own
+    store) or the rows of a ``sweeper export --format csv`` file (``csv``)."""
+
+    study: str | None = None
+    storage: str | None = None
+    csv: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"study {self.study}" if self.study else f"{self.csv}"
+
+
+def parse_warm_start(source: str, raw: Any) -> WarmStart | None:
+    """``warm_start: {study: NAME, storage: URL}`` or ``warm_start: {csv: FILE}`` (the file and
+    the study are read when the study is made, not here)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise SpecError(source, "warm_start", f"{shown(raw)} is not a mapping (e.g. 'warm_start: {{study: NAME}}' "
+                        "or 'warm_start: {csv: FILE}')")
+    _check_keys(source, "warm_start", raw, {"study", "storage", "csv"})
+    if ("study" in raw) == ("csv" in raw):
+        raise SpecError(source, "warm_start", "give exactly one of 'study: NAME' or 'csv: FILE'")
+    for key, what in (("study", "study name"), ("storage", "storage URL"), ("csv", "file path")):
+        v = raw.get(key)
+        if key in raw and (not isinstance(v, str) or not v.strip()):
+            raise SpecError(source, f"warm_start.{key}", f"{shown(v)} is not a {what}")
+    if "storage" in raw:
+        if "csv" in raw:
+            raise SpecError(source, "warm_start.storage", "a csv file is read as it is: 'storage' goes with 'study'")
+        if "://" not in raw["storage"]:
+            raise SpecError(source, "warm_start.storage", f"{shown(raw['storage'])} is not a storage URL (e.g. sqlite:///sweeper.db)")
+    return WarmStart(*(raw[k].strip() if k in raw else None for k in ("study", "storage", "csv")))

@@ -44,12 +44,14 @@ from sweeper.config.sections import (
     Compute,
     Pruner,
     Stop,
+    WarmStart,
     parse_artifacts,
     parse_augmentation,
     parse_callbacks,
     parse_compute,
     parse_pruner,
     parse_stop,
+    parse_warm_start,
 )
 from sweeper.config.values import (
     FRACTION,
@@ -76,7 +78,7 @@ TOP_KEYS = {
     "name", "description", "data", "model", "params", "method", "trials", "timeout",
     "objective", "validation", "training", "seed", "storage", "trial_function",
     "callbacks", "augmentation", "pruner", "compute", "sampler", "max_worker_deaths",
-    "constraints", "latency", "seeding", "stop", "artifacts",
+    "constraints", "latency", "seeding", "stop", "artifacts", "warm_start",
 }
 VALIDATION_KEYS = {"holdout", "kfold", "repeats"}
 MAX_NAME = 100
@@ -128,6 +130,7 @@ class SweepSpec:
     compute: Compute = field(default_factory=Compute)
     stop: Stop | None = None  # the stop rule (None: run to the budget)
     artifacts: Artifacts = field(default_factory=Artifacts)  # which trials' trained models are kept
+    warm_start: WarmStart | None = None  # earlier completed trials the study starts with (store/warm.py)
     description: str = ""
     trial_function: str | None = None  # advanced: module:function replacing the Keras trial
     max_worker_deaths: int = 2  # a trial whose worker died this often fails instead of running again
@@ -328,6 +331,7 @@ def _spec_from_dict(raw: Any, source: str, stored: bool) -> SweepSpec:
         compute=parse_compute(source, raw.get("compute")),
         stop=parse_stop(source, raw.get("stop")),
         artifacts=parse_artifacts(source, raw.get("artifacts"), storage, stored),
+        warm_start=parse_warm_start(source, raw.get("warm_start")),
         trial_function=trial_function, max_worker_deaths=max_worker_deaths, source=source,
         raw=normalised,
     )

@@ -16,8 +16,8 @@ from optuna.trial import FrozenTrial
 
 from sweeper.config.spec import SweepSpec
 from sweeper.report import pareto
-from sweeper.store import results
-from sweeper.store.keys import METRICS_ATTR, REVISIONS_ATTR
+from sweeper.store import results, warm
+from sweeper.store.keys import METRICS_ATTR, REVISIONS_ATTR, WARM_ATTR
 from sweeper.store.progress import requeued_numbers, revision_of, study_outcomes
 
 # Parameters a person reads on a log scale even when the sweep lists values (not a log range).
@@ -52,6 +52,7 @@ class StudyData:
     directions: list[str] = field(default_factory=list)
     constraints: list[str] = field(default_factory=list)  # their labels, e.g. 'n_params <= 200000'
     packing: str | None = None  # how trials were packed (compute.fuse), train/pack_trial.py words
+    warm_start: str | None = None  # what the study started with (warm_start:), e.g. '12 trials from study X'
 
     @property
     def maximize(self) -> bool:
@@ -100,7 +101,18 @@ def trial_dict(t: FrozenTrial, requeued: set[int]) -> dict[str, Any]:
         "error": flat["error"],
         "retried": flat["retried"],
         "duplicate_of": flat["duplicate_of"],
+        "warm_start": warm_label(t.user_attrs.get(WARM_ATTR)),
     }
+
+
+def warm_label(attr: Any) -> str | None:
+    """Where a warm-started trial came from: 'study X #N' or 'FILE row I' (None: trained here)."""
+    if not isinstance(attr, dict):
+        return None
+    if "study" in attr:
+        return f"study {attr['study']} #{attr.get('number')}"
+    return f"{attr.get('csv')} row {attr.get('row')}"
+
 
 
 def packing_text(setting: str | int, packs: Sequence[dict[str, Any] | None]) -> str | None:
@@ -172,6 +184,7 @@ def collect(study: optuna.Study, spec: SweepSpec) -> StudyData:
         constraints=[c.label() for c in spec.constraints],
         packing=packing_text(spec.compute.fuse, [((t.user_attrs.get(METRICS_ATTR) or {}).get("model") or {}).get("fused")
                                                  for t in trials if t.user_attrs.get(METRICS_ATTR)]),
+        warm_start=warm.summary(study),
     )
 
 
@@ -191,6 +204,8 @@ def plot_rows(data: StudyData, study_column: str | None = None) -> list[dict[str
         row.update({k: _shown(v) if isinstance(v, float) else v for k, v in t["params"].items()})
         row["state"] = t.get("outcome", t["state"])
         row["trial"] = t["number"]
+        if data.warm_start:
+            row["warm_start"] = t.get("warm_start") or ""  # where an earlier trial came from
         if data.revisions:
             row["revision"] = t["revision"]  # which definition of a grown study it ran under
         row[data.metric] = _shown(t["value"])

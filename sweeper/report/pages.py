@@ -63,6 +63,8 @@ def summary_html(data: StudyData) -> str:
     ]
     if data.packing:
         facts.append(("fused training", esc(data.packing)))
+    if data.warm_start:
+        facts.append(("warm start", esc(data.warm_start) + "; marked in the trials' warm_start column"))
     if best is not None:
         extra = f" ± {fmt(best['std'])}" if best.get("std") else ""
         facts.append(("best trial", f"#{best['number']}: {esc(data.metric)} <b>{esc(fmt(best['value']))}</b>{esc(extra)}"

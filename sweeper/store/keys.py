@@ -5,6 +5,8 @@ from __future__ import annotations
 SPEC_ATTR = "sweeper:spec"  # study user attr: the validated sweep definition (the latest revision)
 SEED_RULE_ATTR = "sweeper:seed_rule"  # study user attr: its SweepSpec.seed_rule (absent: 1, older studies)
 REVISIONS_ATTR = "sweeper:revisions"  # study user attr: earlier definitions, where each next one starts
+WARM_DONE_ATTR = "sweeper:warm_start"  # study user attr: its warm start was added ({source, trials, outside})
+WARM_ATTR = "warm_start"  # trial user attr of a warm-started trial: {"study", "number"} or {"csv", "row"}
 OWNER_ATTR = "sweeper:owner"  # trial system attr: host, pid, start time of the worker running it
 RETRY_OF_ATTR = "retry_of"  # on a queued re-run: the number of the failed trial it replaces
 RETRY_REASON_ATTR = "retry_reason"

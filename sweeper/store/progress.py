@@ -22,6 +22,7 @@ from sweeper.store.keys import (
     RETRY_REASON_ATTR,
     REVISIONS_ATTR,
     SUSPECT_ATTR,
+    WARM_ATTR,
     WORKER_DIED_ATTR,
 )
 from sweeper.store.pareto import first_value, is_feasible
@@ -140,8 +141,10 @@ def outcomes(trials: Sequence[FrozenTrial], counts_points: bool, searched: set[s
 @dataclass
 class Progress:
     """Trial counts by outcome. ``finished`` (toward the budget) = complete + pruned + failed,
-    + duplicate when ``duplicates_count`` (samplers: every trial asked counts); every trial row
-    is in exactly one count."""
+    + duplicate when ``duplicates_count`` (samplers: every trial asked counts), + warm when it does
+    not (a grid's warm-started points are done; a sampler's budget counts only trials it asked);
+    every trial row is in exactly one count (``complete``: trained here, ``warm``: completed trials
+    added by the study's warm start, store/warm.py)."""
 
     finished: int
     complete: int
@@ -156,6 +159,7 @@ class Progress:
     duplicates_count: bool = False
     suspects: int = 0  # of the queued ones: suspects, which run alone next
     stopped: str | None = None  # why the stop rule ended the study ("stopped: ..."), None: it did not
+    warm: int = 0  # completed trials of an earlier study or file the study started with
 
     @property
     def done(self) -> bool:
@@ -165,7 +169,7 @@ class Progress:
     @property
     def trials(self) -> int:
         """Every trial row of the study."""
-        return (self.complete + self.duplicate + self.pruned + self.failed + self.interrupted
+        return (self.complete + self.warm + self.duplicate + self.pruned + self.failed + self.interrupted
                 + self.running + self.waiting)
 
     def counts(self) -> str:
@@ -174,12 +178,16 @@ class Progress:
         head = [f"{self.complete} complete", f"{self.pruned} pruned", f"{self.failed} failed"]
         if self.duplicate and self.duplicates_count:
             head.insert(1, f"{self.duplicate} duplicate")
+        if self.warm and not self.duplicates_count:
+            head.insert(1, f"{self.warm} warm-started")
         live = ", ".join(f"{n} {word}" for n, word in ((self.running, "running"), (self.waiting, "queued")) if n)
         tail = [live] if live else []
         if self.suspects:
             tail.append(f"{self.suspects} suspect (its worker died while it ran; it runs alone next)")
         if self.duplicate and not self.duplicates_count:
             tail.append(f"{self.duplicate} duplicate (a point that ended before, counted once)")
+        if self.warm and self.duplicates_count:
+            tail.append(f"{self.warm} warm-started (earlier trials, not counted)")
         if self.interrupted:
             tail.append(f"{self.interrupted} interrupted and re-run (not counted)")
         return ", ".join(head) + "".join("; " + t for t in tail)
@@ -198,17 +206,22 @@ def tally(trials: Sequence[FrozenTrial], counts_points: bool, searched: set[str]
     ``stop``: the study's stop rule, judged on the trials counted as finished."""
     found = outcomes(trials, counts_points, searched)
     by = {k: 0 for k in OUTCOMES}
-    for o in found:
+    warm = 0
+    for t, o in zip(trials, found):
         by[o.kind] += 1
-    finished = by["complete"] + by["pruned"] + by["failed"] + (0 if counts_points else by["duplicate"])
+        warm += o.kind == "complete" and WARM_ATTR in t.user_attrs
+    complete = by["complete"] - warm
+    finished = complete + by["pruned"] + by["failed"] + (warm if counts_points else by["duplicate"])
     top = ranked(trials, direction)
-    prog = Progress(finished, by["complete"], by["pruned"], by["failed"], by["running"], by["queued"], budget,
+    prog = Progress(finished, complete, by["pruned"], by["failed"], by["running"], by["queued"], budget,
                     first_value(top[0]) if top else None, duplicate=by["duplicate"], interrupted=by["interrupted"],
-                    duplicates_count=not counts_points,
+                    duplicates_count=not counts_points, warm=warm,
                     suspects=sum(1 for o in found if o.kind == "queued" and o.reason))
     if stop is not None:
         counted = {"complete", "pruned", "failed"} | (set() if counts_points else {"duplicate"})
-        prog.stopped = verdict([t for t, o in zip(trials, found) if o.kind in counted], stop)
+        # As toward the budget: a sampler's warm-started trials are not counted, a grid's are.
+        prog.stopped = verdict([t for t, o in zip(trials, found) if o.kind in counted
+                                and (counts_points or WARM_ATTR not in t.user_attrs)], stop)
     return prog, found
 
 

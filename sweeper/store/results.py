@@ -4,6 +4,7 @@ Every reader (show, export, report) goes through here."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Sequence
 
 import optuna
@@ -14,6 +15,7 @@ from sweeper.store.keys import (
     ERROR_ATTR,
     METRICS_ATTR,
     RETRY_OF_ATTR,
+    WARM_ATTR,
 )
 from sweeper.store.pareto import first_value, is_feasible, pareto_ranks
 from sweeper.store.progress import requeued_numbers
@@ -54,6 +56,8 @@ def trial_row(t: FrozenTrial, requeued: set[int] = frozenset(), objectives: Sequ
     row["retried"] = t.number in requeued
     row["retry_of"] = t.user_attrs.get(RETRY_OF_ATTR)
     row["duplicate_of"] = t.user_attrs.get(DUPLICATE_OF_ATTR)
+    if WARM_ATTR in t.user_attrs:  # an earlier study's or file's trial the study started with
+        row["warm_start"] = json.dumps(t.user_attrs[WARM_ATTR], sort_keys=True)
     return row
 
 

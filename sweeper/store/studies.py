@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, Callable
 
 import optuna
 from optuna.storages import BaseStorage
@@ -15,27 +15,34 @@ from sweeper.errors import StudyError
 from sweeper.search.strategy import make_pruner, strategy_for
 from sweeper.store.keys import REVISIONS_ATTR, SEED_RULE_ATTR, SPEC_ATTR
 from sweeper.store.stopping import LAST_COMPLETE
+from sweeper.store import warm
 from sweeper.store.storage import study_lock
 from sweeper.store.trials import queue_points
 
 
-def create_or_load(spec: SweepSpec, storage: BaseStorage) -> optuna.Study:
-    """Create the study for a sweep (grid points queued once), or load it when the same sweep
-    already exists. A different sweep under the same name is refused, nothing changed."""
+def create_or_load(spec: SweepSpec, storage: BaseStorage, say: Callable[[str], None] | None = None) -> optuna.Study:
+    """Create the study for a sweep (its warm start added, then grid points queued once), or load
+    it when the same sweep already exists. A different sweep under the same name is refused,
+    nothing changed. ``say``: where the warm start's one line goes."""
     with study_lock(storage, spec.name):
-        return _create_or_load(spec, storage)
+        return _create_or_load(spec, storage, say)
 
 
-def _create_or_load(spec: SweepSpec, storage: BaseStorage) -> optuna.Study:
+def _create_or_load(spec: SweepSpec, storage: BaseStorage, say: Callable[[str], None] | None) -> optuna.Study:
     sampler, pruner = strategy_for(spec).sampler(), make_pruner(spec.pruner)
     try:
         study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner)
     except KeyError:
+        found = warm.gather(spec, storage) if spec.warm_start else None  # checked before anything is made
         study = optuna.create_study(study_name=spec.name, storage=storage, directions=spec.directions,
                                     sampler=sampler, pruner=pruner)
         study.set_user_attr(SEED_RULE_ATTR, spec.seed_rule)  # before the definition: see seed_rule()
         study.set_user_attr(SPEC_ATTR, spec.raw)
         _name_objective(study, spec)
+        if found is not None:
+            warm.add(study, found)
+            if say is not None:
+                say(found.text())
     else:
         stored = study.user_attrs.get(SPEC_ATTR)
         if stored is None:
@@ -49,6 +56,7 @@ def _create_or_load(spec: SweepSpec, storage: BaseStorage) -> optuna.Study:
             stored = spec.raw
         if _canonical(stored) != _canonical(spec.raw):
             grow(study, from_stored(stored, spec.name), spec)
+        warm.finish(study, spec, storage, say)  # its creator stopped before the warm start was marked
     spec.seed_rule = seed_rule(study)
     queue_points(study, spec)
     return study

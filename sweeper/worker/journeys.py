@@ -13,7 +13,7 @@ import optuna
 from sweeper.config.spec import SweepSpec
 from sweeper.errors import SweeperError
 from sweeper.search.strategy import strategy_for
-from sweeper.store import artifacts
+from sweeper.store import artifacts, warm
 from sweeper.store.keys import ARTIFACTS_ATTR
 from sweeper.store.progress import Progress
 from sweeper.store.storage import make_storage, study_lock
@@ -27,15 +27,16 @@ from sweeper.store.trials import (
 from sweeper.worker import loop
 
 
-def open_run(spec: SweepSpec, url: str) -> optuna.Study:
-    """``run``: the sweep's study, created (grid queued), continued or grown. A dataset that cannot
-    load, or kept models with nowhere to go, stop here, before any study exists."""
+def open_run(spec: SweepSpec, url: str, say: Callable[[str], None] | None = None) -> optuna.Study:
+    """``run``: the sweep's study, created (warm start added, grid queued), continued or grown. A
+    dataset that cannot load, kept models with nowhere to go, or a warm start that cannot be
+    made, stop here, before any study exists. ``say``: where the warm start's line goes."""
     folder = artifacts.folder_for(spec, url) if spec.artifacts.active else None
     if not spec.trial_function:
         from sweeper.train.data import check_data
 
         check_data(spec)
-    study = create_or_load(spec, make_storage(url))
+    study = create_or_load(spec, make_storage(url), say)
     if folder is not None:
         artifacts.record_folder(study, folder)  # where every worker of the study keeps models
     return study
@@ -53,9 +54,10 @@ class Mended:
 
 
 def open_resume(name: str, url: str, trials: int | None = None,
-                retry: bool = False) -> tuple[optuna.Study, SweepSpec, Mended]:
-    """``resume``: the stored study, its budget raised to ``trials``, dead trials re-queued, grid
-    points queued, and (``retry``) its failed points queued again."""
+                retry: bool = False, say: Callable[[str], None] | None = None) -> tuple[optuna.Study, SweepSpec, Mended]:
+    """``resume``: the stored study, its budget raised to ``trials``, an unfinished warm start
+    mended, dead trials re-queued, grid points queued, and (``retry``) its failed points queued
+    again."""
     storage = make_storage(url, must_exist=True)
     study, spec = load(name, storage)
     if spec.artifacts.active and not study.user_attrs.get(ARTIFACTS_ATTR):  # else the folder run recorded
@@ -65,6 +67,7 @@ def open_resume(name: str, url: str, trials: int | None = None,
             if trials < 1:
                 raise SweeperError(f"--trials: {trials} must be >= 1")
             spec = with_trials(study, spec, trials)
+        warm.finish(study, spec, storage, say)
         mended = Mended(reap_dead_trials(study), queue_points(study, spec), retry_failed(study) if retry else 0)
     return study, spec, mended
 
