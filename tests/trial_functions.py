@@ -91,3 +91,12 @@ def pareto_plateau(spec: Any, params: dict[str, Any], seed: int, on_epoch: Any) 
     trials to complete, a Pareto front of three; then (0.2, 3), which leaves the front unchanged."""
     n = _completed(spec)
     return [0.1 * (n + 1), float(n + 1)] if n < 3 else [0.2, 3.0]
+
+
+def recorded(spec: Any, params: dict[str, Any], seed: int, on_epoch: Any) -> float:
+    """Appends each trained point (its params as JSON, one line) to $SWEEPER_TEST_CALLS, then scores."""
+    import json
+
+    with open(os.environ["SWEEPER_TEST_CALLS"], "a") as f:
+        f.write(json.dumps(params, sort_keys=True) + "\n")
+    return score(params)
