@@ -151,8 +151,9 @@ def test_a_csv_export_warm_starts_a_grid(tmp_path: Path, calls: Path, capsys: py
     assert "badcsv" not in names(tmp_path)
 
 
+@pytest.mark.parametrize("command", ["run", "resume"])
 def test_a_warm_start_cut_short_is_mended_by_the_next_run(tmp_path: Path, calls: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+                                                          monkeypatch: pytest.MonkeyPatch, command: str) -> None:
     from sweeper.config.spec import load_spec
     from sweeper.store import warm
     from sweeper.store.storage import make_storage
@@ -173,7 +174,8 @@ def test_a_warm_start_cut_short_is_mended_by_the_next_run(tmp_path: Path, calls:
     assert len(study(tmp_path, "mended").get_trials()) == 2
     assert WARM_DONE_ATTR not in study(tmp_path, "mended").user_attrs
     monkeypatch.setattr(warm, "add", real_add)
-    assert main(["run", str(path), "--quiet", "--no-report"]) == 0
+    again = [str(path)] if command == "run" else ["mended", "--storage", f"sqlite:///{tmp_path / 'store.db'}"]
+    assert main([command, *again, "--quiet", "--no-report"]) == 0
     trials = study(tmp_path, "mended").get_trials()
     assert sum(WARM_ATTR in t.user_attrs for t in trials) == 4 and len(trials) == 9
     assert len(trained(calls)) == 5
@@ -198,8 +200,24 @@ def test_tpe_learns_from_the_warm_trials(tmp_path: Path, monkeypatch: pytest.Mon
     warm = first_asked(tmp_path, "warm", {"study": "earlier"})
     assert len(cold) == len(warm) == 3  # the 12 warm trials do not count toward trials: 3
     assert cold != warm
+    # The worker's sampler seed is salted with the trials already in the study (12 warm ones), so
+    # a difference could be the salt alone: the same sampler, same salt, blind to the warm trials,
+    # proposes what a cold study with that salt would, and the warm study did not.
+    assert blind_first(tmp_path, "cold", 0) == cold[0]  # the control: this is what a run asks first
+    assert blind_first(tmp_path, "warm", 12 * 1009) != warm[0]
     assert "3/3 finished (3 complete, 0 pruned, 0 failed); 12 warm-started (earlier trials, not counted)" in \
         _show(tmp_path, "warm")
+
+
+def blind_first(tmp_path: Path, name: str, salt: int) -> tuple[Any, ...]:
+    """The first point the study's own sampler (salted as its worker salts it) proposes in an
+    empty study, asked in the order the loop asks its params."""
+    from sweeper.config.spec import load_spec
+    from sweeper.search.strategy import strategy_for
+
+    strategy = strategy_for(load_spec(tmp_path / f"{name}.yaml"))
+    blind = optuna.create_study(sampler=strategy.sampler(salt), direction="maximize")
+    return point(blind.ask(strategy.distributions()).params)
 
 
 def _show(tmp_path: Path, name: str) -> str:
