@@ -13,9 +13,9 @@ from sweeper.config.growth import Refused, check_growth
 from sweeper.config.spec import SweepSpec, from_stored
 from sweeper.errors import StudyError
 from sweeper.search.strategy import make_pruner, strategy_for
+from sweeper.store import warm
 from sweeper.store.keys import REVISIONS_ATTR, SEED_RULE_ATTR, SPEC_ATTR
 from sweeper.store.stopping import LAST_COMPLETE
-from sweeper.store import warm
 from sweeper.store.storage import study_lock
 from sweeper.store.trials import queue_points
 

@@ -29,7 +29,13 @@ from sweeper.config.spec import SweepSpec
 from sweeper.errors import StudyError
 from sweeper.search.strategy import strategy_for
 from sweeper.store import optuna_internals as oi
-from sweeper.store.keys import DUPLICATE_OF_ATTR, METRICS_ATTR, SCALAR_METRICS, WARM_ATTR, WARM_DONE_ATTR
+from sweeper.store.keys import (
+    DUPLICATE_OF_ATTR,
+    METRICS_ATTR,
+    SCALAR_METRICS,
+    WARM_ATTR,
+    WARM_DONE_ATTR,
+)
 
 
 @dataclass
