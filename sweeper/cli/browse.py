@@ -13,7 +13,8 @@ from sweeper.cli.common import add_storage
 from sweeper.cli.pareto import infeasible_lines, pareto_lines
 from sweeper.errors import SweeperError
 from sweeper.store import results, warm
-from sweeper.store.keys import KEPT_ATTR, REMOVED_PREFIX, REVISIONS_ATTR, SPEC_ATTR
+from sweeper.store.keys import KEPT_ATTR, PLACEMENT_ATTR, REMOVED_PREFIX, REVISIONS_ATTR, SPEC_ATTR
+from sweeper.store.placement import placement_text
 from sweeper.store.progress import Outcome, stored_tally, study_outcomes
 from sweeper.store.storage import make_storage
 from sweeper.store.studies import load
@@ -138,7 +139,9 @@ def _show_trial(study: Any, number: int) -> int:
     print(f"trial {t.number}: {t.state.name.lower()}, value{'s' if len(t.values or ()) > 1 else ''} {values}")
     print(f"params: {json.dumps(t.params, default=str)}")
     for key, value in sorted(t.user_attrs.items()):
-        if key != "error":
+        if key == PLACEMENT_ATTR and isinstance(value, dict):
+            print(f"{key}: {placement_text(value)}")
+        elif key != "error":
             print(f"{key}: {json.dumps(value, default=str)}")
     if REMOVED_PREFIX + str(t.number) in study.user_attrs:
         print(f"{KEPT_ATTR}: removed (pushed out of the trials whose models are kept)")

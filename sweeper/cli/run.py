@@ -21,6 +21,7 @@ from sweeper.cli.common import (
 )
 from sweeper.config.spec import DEFAULT_STORAGE, SweepSpec, load_spec
 from sweeper.errors import MaxFailuresReached, SweeperError
+from sweeper.store.placement import ENGINE_ENV, engine, worker_index
 from sweeper.store.progress import Progress, progress
 from sweeper.store.storage import make_storage
 from sweeper.store.studies import load
@@ -48,7 +49,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser("worker", help="join a running study (from another shell or machine)")
     p.add_argument("study")
     add_storage(p)
-    p.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--index", type=int, default=None,
+                   help="this worker's index (default: $SLURM_ARRAY_TASK_ID or $JOB_COMPLETION_INDEX, else 0)")
     p.add_argument("--gpu", type=int, default=None, help="pin this worker to one GPU (sets CUDA_VISIBLE_DEVICES)")
     p.add_argument("--max-failures", type=int, default=None)
     p.add_argument("--quiet", action="store_true")
@@ -88,6 +90,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    if args.index is not None and args.index < 0:
+        raise SweeperError(f"--index: {args.index} must be >= 0")
+    os.environ.setdefault(ENGINE_ENV, "worker")  # a launcher (run --workers, slurm, k8s) said which
+    index = worker_index(args.index)
     if args.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(args.gpu)  # before TensorFlow starts
     if args.suspects:
@@ -98,7 +104,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         loop.run_suspects_here(study, spec, loop.for_spec(spec))
         return EXIT_OK
     say = None if args.quiet else _line_reporter(spec)
-    prog = journeys.work_here(study, spec, args.storage, args.index, args.max_failures, on_trial=say)
+    prog = journeys.work_here(study, spec, args.storage, index, args.max_failures, on_trial=say)
     if not args.quiet:
         print(f"worker done: {prog.finished}/{prog.budget or '?'} finished"
               + (f"; {prog.stopped}" if prog.stopped else ""), file=sys.stderr)
@@ -194,7 +200,8 @@ def _run_workers(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace
     if args.max_failures is not None:
         cmd += ["--max-failures", str(args.max_failures)]
     def start(slot: int, index: int) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(cmd + ["--index", str(index)], env={**os.environ, **placements[slot].env()})
+        env = {**os.environ, **placements[slot].env(), ENGINE_ENV: engine()}  # placement: local, unless told
+        return subprocess.Popen(cmd + ["--index", str(index)], env=env)
 
     procs = [start(i, i) for i in range(len(placements))]
     restarts, stopping = 0, False

@@ -8,6 +8,7 @@ REVISIONS_ATTR = "sweeper:revisions"  # study user attr: earlier definitions, wh
 WARM_DONE_ATTR = "sweeper:warm_start"  # study user attr: its warm start was added ({source, trials, outside})
 WARM_ATTR = "warm_start"  # trial user attr of a warm-started trial: {"study", "number"} or {"csv", "row"}
 OWNER_ATTR = "sweeper:owner"  # trial system attr: host, pid, start time of the worker running it
+PLACEMENT_ATTR = "placement"  # trial user attr: where it ran (host, engine, worker index, pid, GPUs; store/placement.py)
 RETRY_OF_ATTR = "retry_of"  # on a queued re-run: the number of the failed trial it replaces
 RETRY_REASON_ATTR = "retry_reason"
 ERROR_ATTR = "error"  # a failed trial's error text

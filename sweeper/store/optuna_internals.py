@@ -55,9 +55,10 @@ def tell(study: optuna.Study, trial: optuna.Trial, value: float | Sequence[float
     return _tell_with_warning(study, trial, value, state, skip_if_finished=True)[0]
 
 
-def new_running_trial(study: optuna.Study, system_attrs: dict[str, Any]) -> optuna.Trial:
-    """``study.ask()`` minus its queue lookup, with ``system_attrs`` in the same insert."""
-    template = optuna.trial.create_trial(state=TrialState.RUNNING, system_attrs=system_attrs)
+def new_running_trial(study: optuna.Study, system_attrs: dict[str, Any],
+                      user_attrs: dict[str, Any] | None = None) -> optuna.Trial:
+    """``study.ask()`` minus its queue lookup, with ``system_attrs`` and ``user_attrs`` in the same insert."""
+    template = optuna.trial.create_trial(state=TrialState.RUNNING, system_attrs=system_attrs, user_attrs=user_attrs)
     return optuna.Trial(study, study._storage.create_new_trial(study._study_id, template_trial=template))
 
 

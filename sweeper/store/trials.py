@@ -27,6 +27,7 @@ from sweeper.store.keys import (
     DUPLICATE_OF_ATTR,
     ERROR_ATTR,
     OWNER_ATTR,
+    PLACEMENT_ATTR,
     RETRY_OF_ATTR,
     RETRY_REASON_ATTR,
     SPEC_ATTR,
@@ -34,6 +35,7 @@ from sweeper.store.keys import (
     WORKER_DEATHS_ATTR,
     WORKER_DIED_ATTR,
 )
+from sweeper.store.placement import placement_record
 from sweeper.store.progress import is_finished, requeued_numbers, trial_point
 
 HOST = socket.gethostname()
@@ -217,7 +219,7 @@ def completed_twin(study: optuna.Study, searched: dict[str, Any], number: int) -
 def claim_waiting(study: optuna.Study, suspects: bool = False) -> optuna.Trial | None:
     """Atomically take a queued trial (``suspects``: only a suspect, else only a trial that is not
     one): the storage's WAITING->RUNNING update succeeds for one worker only, so no queued grid
-    point runs twice (optuna#2039, #4627, #5489). Its owner record is stored at once."""
+    point runs twice (optuna#2039, #4627, #5489). Its owner record and placement are stored at once."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         if bool(t.user_attrs.get(SUSPECT_ATTR)) == suspects:
             trial = claim(study, t)
@@ -232,6 +234,7 @@ def claim(study: optuna.Study, queued: FrozenTrial) -> optuna.Trial | None:
     try:
         if storage.set_trial_state_values(oi.trial_id(queued), state=TrialState.RUNNING):
             storage.set_trial_system_attr(oi.trial_id(queued), OWNER_ATTR, owner_record())
+            storage.set_trial_user_attr(oi.trial_id(queued), PLACEMENT_ATTR, placement_record())
             return oi.trial_handle(study, oi.trial_id(queued))
     except optuna.exceptions.UpdateFinishedTrialError:
         pass
@@ -276,8 +279,8 @@ def queued_suspects(study: optuna.Study) -> int:
 
 
 def ask_new(study: optuna.Study) -> optuna.Trial:
-    """A new RUNNING trial with this worker's owner record in the same insert."""
-    return oi.new_running_trial(study, {OWNER_ATTR: owner_record()})
+    """A new RUNNING trial with this worker's owner record and placement in the same insert."""
+    return oi.new_running_trial(study, {OWNER_ATTR: owner_record()}, {PLACEMENT_ATTR: placement_record()})
 
 
 def tell_outcome(study: optuna.Study, trial: optuna.Trial, state: TrialState, value: float | None = None,
