@@ -13,7 +13,13 @@ from sweeper.cli.common import add_storage
 from sweeper.cli.pareto import infeasible_lines, pareto_lines
 from sweeper.errors import SweeperError
 from sweeper.store import results, warm
-from sweeper.store.keys import KEPT_ATTR, PLACEMENT_ATTR, REMOVED_PREFIX, REVISIONS_ATTR, SPEC_ATTR
+from sweeper.store.keys import (
+    KEPT_ATTR,
+    PLACEMENT_ATTR,
+    REMOVED_PREFIX,
+    REVISIONS_ATTR,
+    SPEC_ATTR,
+)
 from sweeper.store.placement import placement_text
 from sweeper.store.progress import Outcome, stored_tally, study_outcomes
 from sweeper.store.storage import make_storage
