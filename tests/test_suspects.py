@@ -138,6 +138,10 @@ def test_a_trial_that_kills_its_worker_fails_alone(tmp_path: Path, url: str) -> 
     assert [t.params["model__units"] for t in failed] == [3]
     assert "ended with exit code 137 while running this trial alone" in failed[0].user_attrs["error"]
     assert "1 failed" in again.stdout
+    # The worker a supervisor starts for suspects says where it runs as its supervisor does.
+    places = [t.user_attrs["placement"] for t in ts]
+    assert {(p["engine"], p["worker"]) for p in places} == {("local", 0)}
+    assert len({p["pid"] for p in places}) >= 3  # run, resume, and the supervised workers of the suspect
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ from sweeper.errors import SweeperError
 from sweeper.search.strategy import strategy_for
 from sweeper.store import artifacts, warm
 from sweeper.store.keys import ARTIFACTS_ATTR
-from sweeper.store.placement import INDEX_ENV
+from sweeper.store.placement import ENGINE_ENV, INDEX_ENV, engine
 from sweeper.store.progress import Progress
 from sweeper.store.storage import make_storage, study_lock
 from sweeper.store.studies import create_or_load, load, with_trials
@@ -79,8 +79,10 @@ def work_here(study: optuna.Study, spec: SweepSpec, url: str | None, index: int 
               on_trial: Callable[[Progress], None] | None = None, stop: threading.Event | None = None) -> Progress:
     """Work the study in this process as worker ``index`` (its sampler salt) until the budget is
     met; ``url`` lets it start a supervised worker for suspects. The index goes into every claimed
-    trial's placement (and to the worker it starts for suspects) through $SWEEPER_WORKER_INDEX."""
+    trial's placement, and with the engine to the worker it starts for suspects, through the
+    environment."""
     os.environ[INDEX_ENV] = str(index)
+    os.environ[ENGINE_ENV] = engine()
     study.sampler = strategy_for(spec).sampler(worker_salt(study, index))
     options = loop.LoopOptions(max_failures=max_failures, deadline=deadline, storage_url=url, stop=stop)
     return loop.work(study, spec, loop.for_spec(spec), options, on_trial)
