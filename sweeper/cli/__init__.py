@@ -27,11 +27,11 @@ def _quiet_libraries() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from sweeper.cli import best, browse, report, run, serve, transfer, validate
+    from sweeper.cli import best, browse, launch, report, run, serve, transfer, validate
 
     parser = argparse.ArgumentParser(prog="sweeper", description="Hyperparameter sweeps for Keras image classifiers.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (run, validate, browse, report, best, serve, transfer):
+    for module in (run, launch, validate, browse, report, best, serve, transfer):
         module.register(sub)
     return parser
 
