@@ -262,3 +262,41 @@ def test_a_missing_scheduler_tool_is_one_line(tmp_path: Path, postgres_url: str,
     assert done.stderr.strip() == f"sweeper: error: {tool} not found on PATH; --dry-run writes the file " \
                                   "without submitting it"
     assert studies(postgres_url) == []
+
+
+# --------------------------------------------------------------------------- a real SLURM
+def slurm_up() -> bool:
+    import shutil
+
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        return False
+    return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=30).returncode == 0
+
+
+@pytest.mark.slow
+def test_slurm_runs_the_array_job_for_real(tmp_path: Path, postgres_url: str) -> None:
+    """Submitted with sbatch to a running SLURM (e.g. a one-node cluster); skipped without one."""
+    import time
+
+    if not slurm_up():
+        pytest.skip("no SLURM cluster here (sbatch/sinfo missing or no controller)")
+    env = {"SWEEPER_TEST_STORE": postgres_url, "SWEEPER_TEST_SLEEP": "2.0"}
+    done = cli(*slurm_args(tmp_path, "sqlite:///unused.db", "--storage-env", "SWEEPER_TEST_STORE",
+                           "--cpus-per-worker", "1"), cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Submitted batch job "), done.stdout
+    job = done.stdout.split()[-1]
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        queue = subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True, timeout=30)
+        if queue.returncode == 0 and not queue.stdout.strip():
+            break  # the array job left the queue
+        time.sleep(1)
+    else:
+        pytest.fail(f"SLURM job {job} still queued or running after 300 s")
+    logs = sorted(tmp_path.glob(f"sweeper-lx-{job}_*.out"))
+    assert len(logs) == 2, list(tmp_path.iterdir())
+    places = placements(postgres_url, "lx")
+    assert len(places) == 4, "\n".join(p.read_text() for p in logs)
+    assert {p["engine"] for p in places} == {"slurm"}
+    assert {p["worker"] for p in places} == {0, 1}
