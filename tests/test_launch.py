@@ -32,8 +32,16 @@ def sweep(tmp_path: Path, storage: str, fn: str = "trial_functions:quick", name:
                        trial_function=fn)
 
 
+PLACEMENT_ENVS = ("SWEEPER_ENGINE", "SWEEPER_WORKER_INDEX", "SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX")
+
+
+def clean_env(**more: str) -> dict[str, str]:
+    """The CLI's environment without any placement this test process may have inherited."""
+    return {**{k: v for k, v in cli_env().items() if k not in PLACEMENT_ENVS}, **more}
+
+
 def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sweeper", *args], cwd=cwd, env={**cli_env(), **(env or {})},
+    return subprocess.run([sys.executable, "-m", "sweeper", *args], cwd=cwd, env=clean_env(**(env or {})),
                           capture_output=True, text=True, timeout=300)
 
 
@@ -69,7 +77,7 @@ def studies(url: str) -> list[str]:
 # --------------------------------------------------------------------------- placement through run
 def test_run_in_process_places_every_trial_local_worker_0(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'store.db'}"
-    done = run_cli("run", str(sweep(tmp_path, url)), "--no-report", "--quiet", cwd=tmp_path)
+    done = cli("run", str(sweep(tmp_path, url)), "--no-report", "--quiet", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     places = placements(url, "lx")
     assert len(places) == 4
@@ -135,8 +143,8 @@ def test_slurm_script_runs_two_array_tasks_to_the_end(tmp_path: Path, postgres_u
     (shims / "srun").chmod(0o755)
     path = f"{shims}{os.pathsep}{os.environ['PATH']}"
     tasks = [subprocess.Popen(["bash", str(script)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, env={**cli_env(), **env, "PATH": path, "SLURM_ARRAY_TASK_ID": str(i),
-                                              "SWEEPER_TEST_SLEEP": "1.0"})
+                              text=True, env=clean_env(**env, PATH=path, SLURM_ARRAY_TASK_ID=str(i),
+                                                            SWEEPER_TEST_SLEEP="1.0"))
              for i in (0, 1)]
     for task in tasks:
         out, _ = task.communicate(timeout=300)
@@ -146,7 +154,7 @@ def test_slurm_script_runs_two_array_tasks_to_the_end(tmp_path: Path, postgres_u
     assert {p["engine"] for p in places} == {"slurm"}
     assert {p["worker"] for p in places} == {0, 1}
     # Without --storage-env's variable the script stops at once, naming it.
-    bare = {k: v for k, v in cli_env().items() if k != "SWEEPER_TEST_STORE"}
+    bare = {k: v for k, v in clean_env().items() if k != "SWEEPER_TEST_STORE"}
     fail = subprocess.run(["bash", str(script)], env={**bare, "PATH": path, "SLURM_ARRAY_TASK_ID": "0"},
                           capture_output=True, text=True, timeout=60)
     assert fail.returncode != 0 and "SWEEPER_TEST_STORE" in fail.stderr
@@ -181,7 +189,7 @@ def test_k8s_dry_run_writes_an_indexed_job_the_schema_accepts(tmp_path: Path, po
     argv = [postgres_url if a == "$(SWEEPER_STORAGE)" else a for a in container["command"]]
     assert argv[:3] == ["python", "-m", "sweeper"]
     ran = subprocess.run([sys.executable, *argv[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                         env={**cli_env(), "SWEEPER_ENGINE": "k8s", "JOB_COMPLETION_INDEX": "2"})
+                         env=clean_env(SWEEPER_ENGINE="k8s", JOB_COMPLETION_INDEX="2"))
     assert ran.returncode == 0, ran.stderr
     assert {(p["engine"], p["worker"]) for p in placements(postgres_url, "lx")} == {("k8s", 2)}
 
@@ -197,6 +205,17 @@ def test_k8s_without_gpus_asks_for_none(tmp_path: Path, postgres_url: str) -> No
     for broken in ({"completionsPerIndex": 1}, {"parallelism": "all"}):
         with pytest.raises(kubernetes_validate.ValidationError):
             kubernetes_validate.validate({**job, "spec": {**job["spec"], **broken}}, "1.33", strict=True)
+
+
+def test_a_worker_started_by_hand_says_worker_and_its_index(tmp_path: Path, postgres_url: str) -> None:
+    done = cli(*slurm_args(tmp_path, postgres_url, "--storage", postgres_url, "--dry-run"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    ran = cli("worker", "lx", "--storage", postgres_url, "--index", "5", "--quiet", cwd=tmp_path,
+              env={"SWEEPER_TEST_SLEEP": "0"})
+    assert ran.returncode == 0, ran.stderr
+    assert {(p["engine"], p["worker"]) for p in placements(postgres_url, "lx")} == {("worker", 5)}
+    bad = cli("worker", "lx", "--storage", postgres_url, "--index", "-1", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.strip() == "sweeper: error: --index: -1 must be >= 0"
 
 
 # --------------------------------------------------------------------------- bad input

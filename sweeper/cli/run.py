@@ -21,7 +21,7 @@ from sweeper.cli.common import (
 )
 from sweeper.config.spec import DEFAULT_STORAGE, SweepSpec, load_spec
 from sweeper.errors import MaxFailuresReached, SweeperError
-from sweeper.store.placement import ENGINE_ENV, engine, worker_index
+from sweeper.store.placement import ENGINE_ENV, engine, set_default_engine, worker_index
 from sweeper.store.progress import Progress, progress
 from sweeper.store.storage import make_storage
 from sweeper.store.studies import load
@@ -92,7 +92,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     if args.index is not None and args.index < 0:
         raise SweeperError(f"--index: {args.index} must be >= 0")
-    os.environ.setdefault(ENGINE_ENV, "worker")  # a launcher (run --workers, slurm, k8s) said which
+    set_default_engine("worker")  # unless a launcher (run --workers, slurm, k8s) said which in $SWEEPER_ENGINE
     index = worker_index(args.index)
     if args.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(args.gpu)  # before TensorFlow starts

@@ -14,13 +14,19 @@ import socket
 from typing import Any
 
 ENGINE_ENV = "SWEEPER_ENGINE"
-INDEX_ENV = "SWEEPER_WORKER_INDEX"  # set by the worker loop for the trials it claims (and its suspects' worker)
-ENGINES = ("local", "worker", "slurm", "k8s")
+INDEX_ENV = "SWEEPER_WORKER_INDEX"  # given to the worker a supervisor starts for suspects (worker_env)
 ARRAY_INDEX_ENVS = ("SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX")  # the schedulers' own worker index
+
+_current: dict[str, Any] = {}  # this process's worker index and default engine (set_worker_index, set_default_engine)
+
+
+def set_default_engine(name: str) -> None:
+    """The engine when no launcher said one: ``worker`` for ``sweeper worker``, else ``local``."""
+    _current["engine"] = name
 
 
 def engine() -> str:
-    return os.environ.get(ENGINE_ENV) or "local"
+    return os.environ.get(ENGINE_ENV) or _current.get("engine", "local")
 
 
 def _int_env(name: str) -> int | None:
@@ -29,7 +35,8 @@ def _int_env(name: str) -> int | None:
 
 
 def worker_index(given: int | None = None) -> int:
-    """``given`` (``--index``), else the scheduler's array index, else the loop's, else 0."""
+    """``given`` (``--index``), else the scheduler's array index, else the one a supervisor passed
+    on ($SWEEPER_WORKER_INDEX), else 0."""
     if given is not None:
         return given
     for name in (*ARRAY_INDEX_ENVS, INDEX_ENV):
@@ -37,6 +44,19 @@ def worker_index(given: int | None = None) -> int:
         if value is not None:
             return value
     return 0
+
+
+def set_worker_index(index: int) -> None:
+    _current["worker"] = index
+
+
+def current_index() -> int:
+    return _current["worker"] if "worker" in _current else worker_index()
+
+
+def worker_env() -> dict[str, str]:
+    """What a worker this process starts (for suspects) needs to say it runs as this one."""
+    return {ENGINE_ENV: engine(), INDEX_ENV: str(current_index())}
 
 
 def gpu_ids() -> list[str] | None:
@@ -47,9 +67,8 @@ def gpu_ids() -> list[str] | None:
 
 
 def placement_record() -> dict[str, Any]:
-    index = _int_env(INDEX_ENV)
-    return {"host": socket.gethostname(), "engine": engine(),
-            "worker": worker_index() if index is None else index, "pid": os.getpid(), "gpus": gpu_ids()}
+    return {"host": socket.gethostname(), "engine": engine(), "worker": current_index(), "pid": os.getpid(),
+            "gpus": gpu_ids()}
 
 
 def placement_text(record: dict[str, Any]) -> str:

@@ -4,7 +4,6 @@ and work it in this process with this worker's sampler salt."""
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from typing import Callable
@@ -16,7 +15,7 @@ from sweeper.errors import SweeperError
 from sweeper.search.strategy import strategy_for
 from sweeper.store import artifacts, warm
 from sweeper.store.keys import ARTIFACTS_ATTR
-from sweeper.store.placement import ENGINE_ENV, INDEX_ENV, engine
+from sweeper.store.placement import set_worker_index
 from sweeper.store.progress import Progress
 from sweeper.store.storage import make_storage, study_lock
 from sweeper.store.studies import create_or_load, load, with_trials
@@ -79,10 +78,8 @@ def work_here(study: optuna.Study, spec: SweepSpec, url: str | None, index: int 
               on_trial: Callable[[Progress], None] | None = None, stop: threading.Event | None = None) -> Progress:
     """Work the study in this process as worker ``index`` (its sampler salt) until the budget is
     met; ``url`` lets it start a supervised worker for suspects. The index goes into every claimed
-    trial's placement, and with the engine to the worker it starts for suspects, through the
-    environment."""
-    os.environ[INDEX_ENV] = str(index)
-    os.environ[ENGINE_ENV] = engine()
+    trial's placement."""
+    set_worker_index(index)
     study.sampler = strategy_for(spec).sampler(worker_salt(study, index))
     options = loop.LoopOptions(max_failures=max_failures, deadline=deadline, storage_url=url, stop=stop)
     return loop.work(study, spec, loop.for_spec(spec), options, on_trial)

@@ -28,6 +28,7 @@ from optuna.trial import TrialState
 from sweeper.config.spec import SweepSpec
 from sweeper.errors import SweeperError
 from sweeper.store.keys import OWNER_ATTR
+from sweeper.store.placement import worker_env
 from sweeper.store.trials import (
     HOST,
     SUPERVISOR_ENV,
@@ -45,7 +46,7 @@ def run_suspects(study: optuna.Study, spec: SweepSpec, storage_url: str) -> None
     cmd = [sys.executable, "-m", "sweeper", "worker", spec.name, "--storage", storage_url, "--suspects", "--quiet"]
     # The worker imports what this process can (a trial function or builder beside a notebook).
     path = os.pathsep.join([p or os.getcwd() for p in sys.path] + [os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, SUPERVISOR_ENV: json.dumps(owner_record()), "PYTHONPATH": path}
+    env = {**os.environ, SUPERVISOR_ENV: json.dumps(owner_record()), "PYTHONPATH": path, **worker_env()}
     while queued_suspects(study):
         proc = subprocess.Popen(cmd, env=env)
         try:
