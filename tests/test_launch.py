@@ -162,7 +162,7 @@ def test_slurm_script_runs_two_array_tasks_to_the_end(tmp_path: Path, postgres_u
 
 # --------------------------------------------------------------------------- launch k8s
 def k8s_args(tmp_path: Path, url: str, *more: str) -> list[str]:
-    return ["launch", "k8s", str(sweep(tmp_path, url)), "--workers", "3", "--image", "registry.example/sweeper:1",
+    return ["launch", "k8s", str(sweep(tmp_path, url, "trial_functions:slow")), "--workers", "3", "--image", "registry.example/sweeper:1",
             "--storage-secret", "sweeper-store", "--storage", url, "--out", str(tmp_path / "job.yaml"), *more]
 
 
@@ -189,7 +189,7 @@ def test_k8s_dry_run_writes_an_indexed_job_the_schema_accepts(tmp_path: Path, po
     argv = [postgres_url if a == "$(SWEEPER_STORAGE)" else a for a in container["command"]]
     assert argv[:3] == ["python", "-m", "sweeper"]
     ran = subprocess.run([sys.executable, *argv[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                         env=clean_env(SWEEPER_ENGINE="k8s", JOB_COMPLETION_INDEX="2"))
+                         env=clean_env(SWEEPER_ENGINE="k8s", JOB_COMPLETION_INDEX="2", SWEEPER_TEST_SLEEP="0"))
     assert ran.returncode == 0, ran.stderr
     assert {(p["engine"], p["worker"]) for p in placements(postgres_url, "lx")} == {("k8s", 2)}
 
@@ -281,6 +281,32 @@ def test_a_missing_scheduler_tool_is_one_line(tmp_path: Path, postgres_url: str,
     assert done.stderr.strip() == f"sweeper: error: {tool} not found on PATH; --dry-run writes the file " \
                                   "without submitting it"
     assert studies(postgres_url) == []
+
+
+def shim(folder: Path, name: str, body: str) -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text(f"#!/bin/sh\n{body}\n")
+    (folder / name).chmod(0o755)
+
+
+def test_submission_goes_through_sbatch_and_kubectl_and_their_failure_is_one_line(tmp_path: Path,
+                                                                                   postgres_url: str) -> None:
+    """Stand-ins for sbatch and kubectl record their arguments: the written file is what they get."""
+    bin_ = tmp_path / "bin"
+    calls = tmp_path / "calls"
+    shim(bin_, "sbatch", f'echo "sbatch $*" >> {calls}; echo "Submitted batch job 42"')
+    shim(bin_, "kubectl", f'echo "kubectl $*" >> {calls}; echo "error: the server could not be reached" >&2; exit 1')
+    path = {"PATH": f"{bin_}{os.pathsep}{os.environ['PATH']}"}
+    done = cli(*slurm_args(tmp_path, postgres_url, "--storage", postgres_url), cwd=tmp_path, env=path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Submitted batch job 42"
+    failed = cli(*k8s_args(tmp_path, postgres_url), cwd=tmp_path, env=path)
+    assert failed.returncode == 2
+    assert failed.stderr.strip() == (
+        "sweeper: error: kubectl failed: error: the server could not be reached (the study is created; "
+        f"submit again with: kubectl apply -f {tmp_path / 'job.yaml'})")
+    assert calls.read_text().splitlines() == [f"sbatch {tmp_path / 'job.sbatch'}",
+                                              f"kubectl apply -f {tmp_path / 'job.yaml'}"]
 
 
 # --------------------------------------------------------------------------- a real SLURM
