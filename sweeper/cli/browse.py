@@ -38,13 +38,17 @@ def register(sub: Any) -> None:
     p.add_argument("--trial", type=int, metavar="N", help="everything stored about trial N (whole error text)")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("export", help="write a study's trials as JSON or CSV")
+    p = sub.add_parser("export", help="write a study's trials as JSON or CSV, or into TensorBoard or MLflow")
     p.add_argument("study")
     add_storage(p)
-    p.add_argument("--format", choices=("json", "csv"), default="json")
+    p.add_argument("--format", choices=("json", "csv", "tensorboard", "mlflow"), default="json",
+                   help="json, csv (a file), tensorboard (HParams runs in --out DIR), mlflow (runs at --tracking-uri)")
     p.add_argument("--all", action="store_true",
                    help="also trials without a score (failed, pruned, running, queued), with a state column")
     p.add_argument("-o", "--output", help="file to write (default: standard output)")
+    p.add_argument("--out", metavar="DIR", help="tensorboard: the log folder (one run per trial; replaced on re-export)")
+    p.add_argument("--tracking-uri", metavar="URI", help="mlflow: the tracking URI (file:///DIR, http://HOST:PORT, ...)")
+    p.add_argument("--experiment", metavar="NAME", default="sweeper", help="mlflow: the experiment (default: sweeper)")
     p.set_defaults(func=cmd_export)
 
 
@@ -158,8 +162,18 @@ def _show_trial(study: Any, number: int) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.format == "tensorboard" and not args.out:
+        raise SweeperError("--format tensorboard needs --out DIR")
+    if args.format == "mlflow" and not args.tracking_uri:
+        raise SweeperError("--format mlflow needs --tracking-uri URI")
+    if args.format == "mlflow":
+        from sweeper.report import mlflow_export
+
+        mlflow_export.connect(args.tracking_uri, args.experiment)  # MLflow installed, URI usable: before reading
     storage = make_storage(args.storage, must_exist=True, readonly=True)
-    study, _ = load(args.study, storage)
+    study, spec = load(args.study, storage)
+    if args.format in ("tensorboard", "mlflow"):
+        return _export_tracker(args, study, spec)
     scored = None if args.all else ("complete",)  # the notebook's own code expects a score in every row
     if args.format == "json":
         records = [r for r in results.export_records(study) if scored is None or r["state"] in scored]
@@ -183,6 +197,21 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def _export_tracker(args: argparse.Namespace, study: Any, spec: Any) -> int:
+    if args.format == "tensorboard":
+        from sweeper.report import tensorboard_export
+
+        n = tensorboard_export.export(study, spec, args.out)
+        print(f"wrote {n} HParams run(s) of {spec.name} to {args.out} (tensorboard --logdir {args.out})")
+        return 0
+    from sweeper.report import mlflow_export
+
+    parent, n = mlflow_export.export(study, spec, args.tracking_uri, args.experiment)
+    print(f"exported {spec.name} to MLflow experiment {args.experiment!r} at {args.tracking_uri}: "
+          f"parent run {parent}, {n} trial run(s)")
     return 0
 
 

@@ -1,0 +1,83 @@
+"""A study -> one plain record per trial for the experiment trackers (TensorBoard's HParams
+dashboard, MLflow): its params, what became of it, its final metrics by name and its per-epoch
+validation curve. The exporters (``tensorboard_export.py``, ``mlflow_export.py``) take these."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from sweeper.config.spec import SweepSpec
+from sweeper.report.collect import collect
+from sweeper.store.keys import KEPT_ATTR, METRICS_ATTR, REMOVED_PREFIX, SCALAR_METRICS, scalar_attrs
+
+# Optuna's state of a trial -> the tracker's word for how its run ended (MLflow's run statuses).
+RUN_STATUS = {"complete": "FINISHED", "pruned": "KILLED", "fail": "FAILED", "running": "RUNNING", "waiting": "SCHEDULED"}
+
+
+@dataclass
+class TrialRecord:
+    number: int
+    state: str  # Optuna's state, lower case: complete, pruned, fail, running, waiting
+    outcome: str  # what became of it, in store/progress.py's words (complete, duplicate, failed, ...)
+    params: dict[str, Any]
+    metrics: dict[str, float]  # every objective and stored metric by name (finite numbers only)
+    curve: list[float]  # the per-epoch validation curve (the first objective's, epoch 0 first)
+    start_s: float | None = None  # when it started, seconds since the epoch
+    end_s: float | None = None
+    kept: bool = False  # its trained models are in the study's artifact store
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return RUN_STATUS.get(self.state, "FAILED")
+
+
+def metric_names(spec: SweepSpec) -> list[str]:
+    """Every name a record's metrics may carry: the objectives first, then the stored metrics."""
+    names = list(spec.objective_names)
+    for name in ("accuracy", *SCALAR_METRICS, "latency_ms"):
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def records(study: optuna.Study, spec: SweepSpec) -> list[TrialRecord]:
+    """One record per trial of the study, in trial order."""
+    data = collect(study, spec)
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    removed = study.user_attrs
+    out = []
+    for row in data.trials:
+        t = trials[row["number"]]
+        stored = t.user_attrs.get(METRICS_ATTR) or {}
+        metrics: dict[str, float] = {}
+        values = row.get("values") or {}
+        if not values and row["state"] == "complete" and _finite(row["value"]):
+            values = {spec.metric: row["value"]}
+        for name, v in values.items():
+            if _finite(v):
+                metrics[name] = float(v)
+        for name, v in scalar_attrs(stored).items():
+            metrics.setdefault(name, float(v))
+        if _finite(stored.get("latency_ms")):
+            metrics.setdefault("latency_ms", float(stored["latency_ms"]))
+        if "accuracy" not in metrics and row["state"] == "complete" and spec.metric == "accuracy" \
+                and _finite(row["value"]):
+            metrics["accuracy"] = float(row["value"])
+        kept = bool((t.user_attrs.get(KEPT_ATTR) or {}).get("fits")) and REMOVED_PREFIX + str(t.number) not in removed
+        out.append(TrialRecord(
+            number=t.number, state=t.state.name.lower(), outcome=row.get("outcome", row["state"]),
+            params=dict(t.params), metrics=metrics, curve=[float(v) for v in row["curve"]],
+            start_s=t.datetime_start.timestamp() if t.datetime_start else None,
+            end_s=t.datetime_complete.timestamp() if t.datetime_complete else None,
+            kept=kept,
+        ))
+    return out
