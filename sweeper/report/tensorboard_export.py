@@ -6,7 +6,9 @@ protos: no TensorFlow. Re-exporting replaces the folder's runs."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,9 @@ from sweeper.report.tracking import TrialRecord, metric_names, records
 
 RUN_PREFIX = "trial-"
 CURVE_PREFIX = "epoch/"  # the curve's tag: epoch/val_<first objective>, one step per epoch
-# How a trial ended -> the hparams plugin's session status.
-SESSION_STATUS = {"complete": "STATUS_SUCCESS", "pruned": "STATUS_ABORTED", "fail": "STATUS_FAILURE",
+# How a trial ended -> the hparams plugin's session status (it has no word for pruned: the run's
+# `state` hparam says it).
+SESSION_STATUS = {"complete": "STATUS_SUCCESS", "pruned": "STATUS_UNKNOWN", "fail": "STATUS_FAILURE",
                   "running": "STATUS_RUNNING", "waiting": "STATUS_UNKNOWN"}
 
 
@@ -43,7 +46,9 @@ def _kind(values: list[Any]) -> type:
 
 
 def _as(kind: type, v: Any) -> Any:
-    return float(v) if kind is float else bool(v) if kind is bool else str(v)
+    if kind in (float, int, bool):
+        return kind(v)
+    return str(v)
 
 
 def _hparams(spec: SweepSpec, recs: list[TrialRecord]) -> tuple[list[Any], dict[str, type]]:
@@ -59,13 +64,11 @@ def _hparams(spec: SweepSpec, recs: list[TrialRecord]) -> tuple[list[Any], dict[
             kinds[name] = _kind(list(p.values) + seen)
             domain = hp.Discrete(sorted({_as(kinds[name], v) for v in (*p.values, *seen)}, key=str))
         elif p is not None and p.is_int:
-            kinds[name], domain = float, hp.IntInterval(int(p.low), int(p.high))
+            kinds[name], domain = int, hp.IntInterval(int(p.low), int(p.high))
         elif p is not None:
             kinds[name], domain = float, hp.RealInterval(float(p.low), float(p.high))
         else:  # a parameter of an earlier revision of a grown study
             kinds[name], domain = _kind(seen), None
-        if p is not None and p.is_int and p.values is None:
-            kinds[name] = int
         out.append(hp.HParam(name, domain))
     kinds["state"] = str
     out.append(hp.HParam("state", hp.Discrete(sorted({r.outcome for r in recs}) or ["complete"])))
@@ -95,17 +98,25 @@ def _session_end(r: TrialRecord) -> Any:
 
 
 class _Writer:
-    """TensorBoard's event file writer (no TensorFlow) for one run folder."""
+    """One event file of one run folder, written with TensorBoard's record writer (its
+    ``EventFileWriter`` would import TensorFlow, when installed, only to make the folder)."""
 
     def __init__(self, folder: Path) -> None:
-        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+        from tensorboard.summary.writer.record_writer import RecordWriter
 
-        self._w = EventFileWriter(str(folder))
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.sweeper"
+        self._file = open(folder / name, "wb")
+        self._w = RecordWriter(self._file)
+        self._event(file_version="brain.Event:2")
 
-    def summary(self, summary: Any, step: int = 0, wall: float | None = None) -> None:
+    def _event(self, wall: float | None = None, **fields: Any) -> None:
         from tensorboard.compat.proto import event_pb2
 
-        self._w.add_event(event_pb2.Event(wall_time=wall or time.time(), step=step, summary=summary))
+        self._w.write(event_pb2.Event(wall_time=wall or time.time(), **fields).SerializeToString())
+
+    def summary(self, summary: Any, step: int = 0, wall: float | None = None) -> None:
+        self._event(wall, step=step, summary=summary)
 
     def scalar(self, tag: str, value: float, step: int, wall: float | None = None) -> None:
         from tensorboard.compat.proto import summary_pb2
@@ -114,7 +125,7 @@ class _Writer:
 
     def close(self) -> None:
         self._w.flush()
-        self._w.close()
+        self._file.close()
 
 
 def export(study: optuna.Study, spec: SweepSpec, out: str | Path) -> int:

@@ -12,7 +12,7 @@ import optuna
 
 from sweeper.config.spec import SweepSpec
 from sweeper.report.collect import collect
-from sweeper.store.keys import KEPT_ATTR, METRICS_ATTR, REMOVED_PREFIX, SCALAR_METRICS, scalar_attrs
+from sweeper.store.keys import KEPT_ATTR, METRICS_ATTR, REMOVED_PREFIX, SCALAR_METRICS
 
 # Optuna's state of a trial -> the tracker's word for how its run ended (MLflow's run statuses).
 RUN_STATUS = {"complete": "FINISHED", "pruned": "KILLED", "fail": "FAILED", "running": "RUNNING", "waiting": "SCHEDULED"}
@@ -65,10 +65,9 @@ def records(study: optuna.Study, spec: SweepSpec) -> list[TrialRecord]:
         for name, v in values.items():
             if _finite(v):
                 metrics[name] = float(v)
-        for name, v in scalar_attrs(stored).items():
-            metrics.setdefault(name, float(v))
-        if _finite(stored.get("latency_ms")):
-            metrics.setdefault("latency_ms", float(stored["latency_ms"]))
+        for name in (*SCALAR_METRICS, "latency_ms"):  # as stored (not rounded as the dashboard's attrs)
+            if _finite(stored.get(name)):
+                metrics.setdefault(name, float(stored[name]))
         if "accuracy" not in metrics and row["state"] == "complete" and spec.metric == "accuracy" \
                 and _finite(row["value"]):
             metrics["accuracy"] = float(row["value"])
