@@ -180,6 +180,7 @@ def test_bad_export_input_is_one_line_exit_2(made: Path, monkeypatch: pytest.Mon
 
     cases = {
         ("nosuch", "--format", "tensorboard", "--out", str(made / "x")): "no study named 'nosuch'",
+        ("nosuch", "--format", "mlflow", "--tracking-uri", (made / "y").as_uri()): "no study named 'nosuch'",
         ("cur", "--format", "tensorboard"): "--format tensorboard needs --out DIR",
         ("cur", "--format", "mlflow"): "--format mlflow needs --tracking-uri URI",
         ("cur", "--format", "mlflow", "--tracking-uri", "http://127.0.0.1:9"): "--tracking-uri http://127.0.0.1:9: cannot",
@@ -189,7 +190,7 @@ def test_bad_export_input_is_one_line_exit_2(made: Path, monkeypatch: pytest.Mon
         assert res.returncode == 2 and words in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
     res = export(made, "cur", "--format", "parquet")
     assert res.returncode == 2 and "invalid choice: 'parquet'" in res.stderr
-    assert not (made / "x").exists()
+    assert not (made / "x").exists() and not (made / "y").exists()
     monkeypatch.setitem(sys.modules, "mlflow", None)  # as if MLflow were not installed
     code = main(["export", "cur", "--storage", url(made), "--format", "mlflow", "--tracking-uri", "file:///nowhere"])
     err = capsys.readouterr().err.strip()

@@ -166,10 +166,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise SweeperError("--format tensorboard needs --out DIR")
     if args.format == "mlflow" and not args.tracking_uri:
         raise SweeperError("--format mlflow needs --tracking-uri URI")
-    if args.format == "mlflow":
-        from sweeper.report import mlflow_export
-
-        mlflow_export.connect(args.tracking_uri, args.experiment)  # MLflow installed, URI usable: before reading
     storage = make_storage(args.storage, must_exist=True, readonly=True)
     study, spec = load(args.study, storage)
     if args.format in ("tensorboard", "mlflow"):
