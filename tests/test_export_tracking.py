@@ -27,6 +27,8 @@ STUDIES = {
     # Two objectives.
     "two": dict(trial_function="objective_functions:two_numbers", objective=["accuracy", "fit_time"],
                 params={"model__units": [8, 16], "model__dropout": [0.0, 0.3]}),
+    # units=1 fails (one failed and one complete trial).
+    "bad": dict(trial_function="trial_functions:flaky", params={"model__units": [1, 2]}),
     # A tiny real Keras sweep (stored metrics, a kept model).
     "keras": dict(params={"model__batchnorm": [True, False]}, artifacts={"keep": 1}),
 }
@@ -78,7 +80,7 @@ def read_tensorboard(folder: Path) -> dict[str, Any]:
     mux.Reload()
     runs: dict[str, Any] = {}
     for run, tags in mux.PluginRunToTagToContent(metadata.PLUGIN_NAME).items():
-        info: dict[str, Any] = {}
+        info: dict[str, Any] = {"scalars": {}}
         for tag, content in tags.items():
             if tag == metadata.EXPERIMENT_TAG:
                 info["config"] = metadata.parse_experiment_plugin_data(content)
@@ -98,7 +100,7 @@ def test_tensorboard_hparams_runs_equal_the_store(made: Path) -> None:
     from tensorboard.plugins.hparams import api_pb2
 
     for name, objectives in (("cur", ["accuracy"]), ("rng", ["accuracy"]), ("two", ["accuracy", "fit_time"]),
-                             ("keras", ["accuracy"])):
+                             ("bad", ["accuracy"]), ("keras", ["accuracy"])):
         out = made / f"tb-{name}"
         for _ in range(2):  # exporting again replaces the runs: no duplicates
             res = export(made, name, "--format", "tensorboard", "--out", str(out))
@@ -121,11 +123,14 @@ def test_tensorboard_hparams_runs_equal_the_store(made: Path) -> None:
             curve = [v for _, v in sorted(t.intermediate_values.items())]
             assert [v for _, v in run["scalars"].get("epoch/val_accuracy", [])] == pytest.approx(curve)
             assert [s for s, _ in run["scalars"].get("epoch/val_accuracy", [])] == list(range(len(curve)))
-            want = {"COMPLETE": api_pb2.STATUS_SUCCESS, "PRUNED": api_pb2.STATUS_UNKNOWN}[t.state.name]
+            want = {"COMPLETE": api_pb2.STATUS_SUCCESS, "PRUNED": api_pb2.STATUS_UNKNOWN,
+                    "FAIL": api_pb2.STATUS_FAILURE}[t.state.name]
             assert run["status"] == want
         if name == "cur":
             assert runs["trial-0001"]["hparams"]["state"] == "complete"
             assert sum(run["hparams"]["state"] == "pruned" for run in runs.values()) == 2  # units=2 twice
+        if name == "bad":
+            assert [run["hparams"]["state"] for run in runs.values()] == ["failed", "complete"]
         if name == "rng":
             assert domains["model__dropout"].domain_interval.max_value == 0.5
             assert domains["model__units"].type == api_pb2.DATA_TYPE_FLOAT64
@@ -137,7 +142,7 @@ def test_mlflow_runs_equal_the_store(made: Path, monkeypatch: pytest.MonkeyPatch
     from mlflow.tracking import MlflowClient
 
     uri = (made / "mlruns").as_uri()
-    for name in ("cur", "two", "keras"):
+    for name in ("cur", "two", "bad", "keras"):
         for _ in range(2):  # exporting again updates the runs, never duplicates them
             res = export(made, name, "--format", "mlflow", "--tracking-uri", uri, "--experiment", "sweeps")
             assert res.returncode == 0, res.stderr
@@ -145,8 +150,9 @@ def test_mlflow_runs_equal_the_store(made: Path, monkeypatch: pytest.MonkeyPatch
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     runs = mlflow.search_runs(experiment_names=["sweeps"])
-    assert len(runs) == sum(len(trials(made, n)) + 1 for n in ("cur", "two", "keras"))
-    for name, objectives in (("cur", ["accuracy"]), ("two", ["accuracy", "fit_time"]), ("keras", ["accuracy"])):
+    assert len(runs) == sum(len(trials(made, n)) + 1 for n in ("cur", "two", "bad", "keras"))
+    for name, objectives in (("cur", ["accuracy"]), ("two", ["accuracy", "fit_time"]), ("bad", ["accuracy"]),
+                             ("keras", ["accuracy"])):
         mine = runs[runs["tags.sweeper.study"] == name]
         parent = mine[mine["tags.sweeper.trial"].isna()]
         assert len(parent) == 1
@@ -166,8 +172,11 @@ def test_mlflow_runs_equal_the_store(made: Path, monkeypatch: pytest.MonkeyPatch
             history = client.get_metric_history(row["run_id"], "val_curve")
             assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == \
                 [(e, pytest.approx(v)) for e, v in sorted(t.intermediate_values.items())]
-            state = {"COMPLETE": ("complete", "FINISHED"), "PRUNED": ("pruned", "KILLED")}[t.state.name]
+            state = {"COMPLETE": ("complete", "FINISHED"), "PRUNED": ("pruned", "KILLED"),
+                     "FAIL": ("failed", "FAILED")}[t.state.name]
             assert (row["tags.sweeper.state"], row["status"]) == state
+            if t.state.name == "FAIL":
+                assert row["tags.sweeper.reason"] == "RuntimeError: simulated build failure for units=1"
             models = [a.path for a in client.list_artifacts(row["run_id"], "model")]
             assert models == ([f"model/trial-{t.number}.keras"] if t.user_attrs.get(KEPT_ATTR) else [])
     assert (runs["tags.sweeper.study"] == "keras").sum() == 3

@@ -100,7 +100,9 @@ def _trial_run(client: Any, exp_id: str, parent_id: str, spec: SweepSpec, r: Tri
                                 tags={STUDY_TAG: spec.name, TRIAL_TAG: str(r.number), "mlflow.parentRunId": parent_id})
         run = client.get_run(run.info.run_id)
     wall_ms = int((r.end_s or r.start_s or 0) * 1000)
-    tags = {STATE_TAG: r.outcome, "sweeper.trial_state": r.state, "sweeper.number": str(r.number)}
+    tags = {STATE_TAG: r.outcome, "sweeper.trial_state": r.state}
+    if r.reason:
+        tags["sweeper.reason"] = r.reason[:5000]
     _log_missing(client, run, r.params, r.metrics, r.curve, tags, wall_ms)
     if r.status in ("FINISHED", "FAILED", "KILLED"):
         client.set_terminated(run.info.run_id, status=r.status, end_time=int((r.end_s or 0) * 1000) or None)

@@ -29,6 +29,7 @@ class TrialRecord:
     start_s: float | None = None  # when it started, seconds since the epoch
     end_s: float | None = None
     kept: bool = False  # its trained models are in the study's artifact store
+    reason: str | None = None  # why it failed or was interrupted, its first line
     tags: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -77,6 +78,6 @@ def records(study: optuna.Study, spec: SweepSpec) -> list[TrialRecord]:
             params=dict(t.params), metrics=metrics, curve=[float(v) for v in row["curve"]],
             start_s=t.datetime_start.timestamp() if t.datetime_start else None,
             end_s=t.datetime_complete.timestamp() if t.datetime_complete else None,
-            kept=kept,
+            kept=kept, reason=(str(row.get("reason") or "").splitlines() or [None])[0],
         ))
     return out
