@@ -72,29 +72,31 @@ def _value(v: Any) -> str:
     return str(v)[:6000]
 
 
-def _log_missing(client: Any, run: Any, params: dict[str, Any], metrics: dict[str, float],
+def _log_missing(client: Any, run: Any, fresh: bool, params: dict[str, Any], metrics: dict[str, float],
                  curve: list[float], tags: dict[str, str], wall_ms: int) -> None:
     """Log what ``run`` lacks: params it has not, metric steps it has not (or whose value
-    differs), every tag (tags may change)."""
+    differs), every tag (tags may change). A ``fresh`` run (made now) lacks everything."""
     from mlflow.entities import Metric, Param, RunTag
 
-    have_params = run.data.params if run is not None else {}
-    new_params = [Param(k, _value(v)) for k, v in params.items() if k not in have_params]
+    def history(key: str) -> dict[int, float]:
+        return {} if fresh else {m.step: m.value for m in client.get_metric_history(run.info.run_id, key)}
+
+    new_params = [Param(k, _value(v)) for k, v in params.items() if k not in run.data.params]
     new_metrics = []
     last = max(len(curve) - 1, 0)
     for name, value in metrics.items():
-        history = {m.step: m.value for m in client.get_metric_history(run.info.run_id, name)}
-        if history.get(last) != value:
+        if history(name).get(last) != value:
             new_metrics.append(Metric(name, value, wall_ms, last))
     if curve:
-        history = {m.step: m.value for m in client.get_metric_history(run.info.run_id, CURVE_METRIC)}
-        new_metrics += [Metric(CURVE_METRIC, v, wall_ms, e) for e, v in enumerate(curve) if history.get(e) != v]
+        have = history(CURVE_METRIC)
+        new_metrics += [Metric(CURVE_METRIC, v, wall_ms, e) for e, v in enumerate(curve) if have.get(e) != v]
     client.log_batch(run.info.run_id, metrics=new_metrics, params=new_params,
                      tags=[RunTag(k, v) for k, v in tags.items()])
 
 
 def _trial_run(client: Any, exp_id: str, parent_id: str, spec: SweepSpec, r: TrialRecord, run: Any) -> Any:
-    if run is None:
+    fresh = run is None
+    if fresh:
         run = client.create_run(exp_id, start_time=int((r.start_s or 0) * 1000) or None,
                                 run_name=f"{spec.name}-trial-{r.number}",
                                 tags={STUDY_TAG: spec.name, TRIAL_TAG: str(r.number), "mlflow.parentRunId": parent_id})
@@ -103,7 +105,7 @@ def _trial_run(client: Any, exp_id: str, parent_id: str, spec: SweepSpec, r: Tri
     tags = {STATE_TAG: r.outcome, "sweeper.trial_state": r.state}
     if r.reason:
         tags["sweeper.reason"] = r.reason[:5000]
-    _log_missing(client, run, r.params, r.metrics, r.curve, tags, wall_ms)
+    _log_missing(client, run, fresh, r.params, r.metrics, r.curve, tags, wall_ms)
     if r.status in ("FINISHED", "FAILED", "KILLED"):
         client.set_terminated(run.info.run_id, status=r.status, end_time=int((r.end_s or 0) * 1000) or None)
     else:

@@ -5,7 +5,7 @@ validation curve. The exporters (``tensorboard_export.py``, ``mlflow_export.py``
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -30,7 +30,6 @@ class TrialRecord:
     end_s: float | None = None
     kept: bool = False  # its trained models are in the study's artifact store
     reason: str | None = None  # why it failed or was interrupted, its first line
-    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
