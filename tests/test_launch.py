@@ -345,3 +345,42 @@ def test_slurm_runs_the_array_job_for_real(tmp_path: Path, postgres_url: str) ->
     assert len(places) == 4, "\n".join(p.read_text() for p in logs)
     assert {p["engine"] for p in places} == {"slurm"}
     assert {p["worker"] for p in places} == {0, 1}
+
+
+@pytest.mark.slow
+def test_scancel_of_one_array_task_mid_trial_loses_no_point(tmp_path: Path, postgres_url: str) -> None:
+    """One of the two array tasks is cancelled while its trial trains; the other finishes what it
+    can, and `resume` runs the cancelled task's trial again: every point once, none failed."""
+    import time
+
+    from sweeper.store.progress import progress
+    from sweeper.store.studies import load
+
+    if not slurm_up():
+        pytest.skip("no SLURM cluster here (sbatch/sinfo missing or no controller)")
+    env = {"SWEEPER_TEST_STORE": postgres_url, "SWEEPER_TEST_SLEEP": "6.0"}
+    done = cli(*slurm_args(tmp_path, "sqlite:///unused.db", "--storage-env", "SWEEPER_TEST_STORE",
+                           "--cpus-per-worker", "1"), cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    job = done.stdout.split()[-1]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # a trial of array task 1 is training
+        study = optuna.load_study(study_name="lx", storage=store(postgres_url))
+        if any(t.user_attrs.get(PLACEMENT_ATTR, {}).get("worker") == 1
+               for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))):
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("array task 1 never ran a trial")
+    assert subprocess.run(["scancel", f"{job}_1"], timeout=30).returncode == 0
+    deadline = time.monotonic() + 300
+    while subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True,
+                         timeout=30).stdout.strip() and time.monotonic() < deadline:
+        time.sleep(1)
+    resumed = cli("resume", "lx", "--storage", postgres_url, "--no-report", "--quiet", cwd=tmp_path,
+                  env={"SWEEPER_TEST_SLEEP": "0.1"})
+    assert resumed.returncode == 0, resumed.stderr
+    study, spec = load("lx", store(postgres_url))
+    prog = progress(study, spec)
+    assert (prog.complete, prog.failed, prog.running, prog.waiting) == (4, 0, 0, 0), prog.text()
+    assert prog.interrupted >= 1, prog.text()  # the cancel landed inside a trial, which ran again
