@@ -101,6 +101,12 @@ def test_run_with_two_workers_places_trials_on_workers_0_and_1(tmp_path: Path) -
         pids[p["worker"]].add(p["pid"])
         assert p["gpus"] is None  # CPU workers are given no GPU
     assert not pids[0] & pids[1]  # two processes
+    report = run_cli("report", "lx", "--storage", url, "--out", str(tmp_path / "reports"), cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    page = (tmp_path / "reports" / "lx" / "index.html").read_text()
+    assert f'\\"placement\\": \\"local 1 @ {places[0]["host"]}' in page  # the plot's column (JSON in a script)
+    exported = run_cli("export", "lx", "--storage", url, "--format", "csv", cwd=tmp_path)
+    assert "placement" in exported.stdout.splitlines()[0] and "local 0 @ " in exported.stdout
 
 
 # --------------------------------------------------------------------------- launch slurm

@@ -17,7 +17,8 @@ from optuna.trial import FrozenTrial
 from sweeper.config.spec import SweepSpec
 from sweeper.report import pareto
 from sweeper.store import results, warm
-from sweeper.store.keys import METRICS_ATTR, REVISIONS_ATTR, WARM_ATTR
+from sweeper.store.keys import METRICS_ATTR, PLACEMENT_ATTR, REVISIONS_ATTR, WARM_ATTR
+from sweeper.store.placement import placement_label
 from sweeper.store.progress import requeued_numbers, revision_of, study_outcomes
 
 # Parameters a person reads on a log scale even when the sweep lists values (not a log range).
@@ -102,6 +103,7 @@ def trial_dict(t: FrozenTrial, requeued: set[int]) -> dict[str, Any]:
         "retried": flat["retried"],
         "duplicate_of": flat["duplicate_of"],
         "warm_start": warm_label(t.user_attrs.get(WARM_ATTR)),
+        "placement": placement_label(t.user_attrs.get(PLACEMENT_ATTR)),
     }
 
 
@@ -197,6 +199,7 @@ def plot_rows(data: StudyData, study_column: str | None = None) -> list[dict[str
     """One row per trial for the parallel plot: params by their routed names, the state, the
     objective (empty for failed/pruned trials), and a few metrics for the table."""
     out = []
+    placed = len({t.get("placement") for t in data.trials}) > 1  # a column only where trials ran apart
     for t in data.trials:
         row: dict[str, Any] = {}
         if study_column is not None:
@@ -206,6 +209,8 @@ def plot_rows(data: StudyData, study_column: str | None = None) -> list[dict[str
         row["trial"] = t["number"]
         if data.warm_start:
             row["warm_start"] = t.get("warm_start") or ""  # where an earlier trial came from
+        if placed:
+            row["placement"] = t.get("placement") or ""  # which engine, worker and host ran it
         if data.revisions:
             row["revision"] = t["revision"]  # which definition of a grown study it ran under
         row[data.metric] = _shown(t["value"])

@@ -76,3 +76,10 @@ def placement_text(record: dict[str, Any]) -> str:
     gpus = ",".join(str(g) for g in record.get("gpus") or ()) or "none"
     return (f"{record.get('engine', '?')} worker {record.get('worker', '?')} on {record.get('host', '?')} "
             f"(pid {record.get('pid', '?')}, GPUs {gpus})")
+
+
+def placement_label(record: Any) -> str | None:
+    """A short label for tables and the report's plot: 'slurm 3 @ node017' (None: not recorded)."""
+    if not isinstance(record, dict):
+        return None
+    return f"{record.get('engine', '?')} {record.get('worker', '?')} @ {record.get('host', '?')}"

@@ -14,10 +14,12 @@ from sweeper.store.keys import (
     DUPLICATE_OF_ATTR,
     ERROR_ATTR,
     METRICS_ATTR,
+    PLACEMENT_ATTR,
     RETRY_OF_ATTR,
     WARM_ATTR,
 )
 from sweeper.store.pareto import first_value, is_feasible, pareto_ranks
+from sweeper.store.placement import placement_label
 from sweeper.store.progress import requeued_numbers
 
 METRIC_COLUMNS = ("std_test_score", "val_loss", "train_accuracy", "fit_time", "epochs_run", "n_params")
@@ -56,6 +58,8 @@ def trial_row(t: FrozenTrial, requeued: set[int] = frozenset(), objectives: Sequ
     row["retried"] = t.number in requeued
     row["retry_of"] = t.user_attrs.get(RETRY_OF_ATTR)
     row["duplicate_of"] = t.user_attrs.get(DUPLICATE_OF_ATTR)
+    if PLACEMENT_ATTR in t.user_attrs:  # where it ran
+        row["placement"] = placement_label(t.user_attrs[PLACEMENT_ATTR])
     if WARM_ATTR in t.user_attrs:  # an earlier study's or file's trial the study started with
         row["warm_start"] = json.dumps(t.user_attrs[WARM_ATTR], sort_keys=True)
     return row
