@@ -1,4 +1,5 @@
-"""Imports point one way: cli / api / serve -> worker -> train, store, search, report -> config.
+"""Imports point one way: cli / api / serve -> worker -> train, store, search, report -> config;
+tracking (the experiment trackers' runs) sits under worker and report, above store and config.
 Read from the source (no import runs), so a module that reaches up a layer fails here by name."""
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "sweeper"
 # What each folder may not import (a lower layer never imports a higher one).
 FORBIDDEN = {
-    "config": ("search", "store", "train", "worker", "report", "cli", "api", "serve", "deliver"),
-    "search": ("train", "worker", "report", "cli", "api", "serve", "deliver"),
-    "store": ("train", "worker", "report", "cli", "api", "serve", "deliver"),
-    "train": ("worker", "report", "cli", "api", "serve", "deliver"),
+    "config": ("search", "store", "train", "worker", "report", "tracking", "cli", "api", "serve", "deliver"),
+    "search": ("train", "worker", "report", "tracking", "cli", "api", "serve", "deliver"),
+    "store": ("train", "worker", "report", "tracking", "cli", "api", "serve", "deliver"),
+    "train": ("worker", "report", "tracking", "cli", "api", "serve", "deliver"),
+    "tracking": ("train", "worker", "report", "cli", "api", "serve", "deliver"),
     "report": ("train", "worker", "cli", "api", "serve"),
     "worker": ("cli", "api", "serve", "report"),
 }
