@@ -3,10 +3,10 @@
 A study may be run again with a definition that only widens the search: new values in a grid
 list, a wider range, a larger budget, another timeout, another sampler (between sampling
 methods), sampler options, pruner or stop rule (``stop`` decides when the search ends, never
-what a trial computes); it may also keep other trained models (``artifacts``). Anything that
-changes how a trial trains or is scored (data, model, fixed settings, validation, objective,
-seed, seeding, callbacks, augmentation, compute) would make old and new results incomparable,
-and is refused with the key and both values.
+what a trial computes); it may also keep other trained models (``artifacts``) or log its trials
+elsewhere (``tracking``). Anything that changes how a trial trains or is scored (data, model,
+fixed settings, validation, objective, seed, seeding, callbacks, augmentation, compute) would make
+old and new results incomparable, and is refused with the key and both values.
 """
 
 from __future__ import annotations
@@ -95,7 +95,8 @@ def check_growth(old: SweepSpec, new: SweepSpec) -> list[str]:
         changes.append(f"budget {old.budget} -> {new.budget or 'unbounded'}")
     elif new.budget is not None and old.budget is not None and new.budget < old.budget:
         raise Refused(f"trials: {new.budget} is below the study's budget {old.budget} (a study may only grow)")
-    for field in ("method", "timeout", "sampler", "pruner", "stop", "max_worker_deaths", "description", "artifacts"):
+    for field in ("method", "timeout", "sampler", "pruner", "stop", "max_worker_deaths", "description", "artifacts",
+                  "tracking"):
         if getattr(old, field) != getattr(new, field):
             changes.append(f"{field} {_show(getattr(old, field))} -> {_show(getattr(new, field))}")
     return changes

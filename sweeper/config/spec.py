@@ -53,6 +53,7 @@ from sweeper.config.sections import (
     parse_stop,
     parse_warm_start,
 )
+from sweeper.config.tracking import Tracking, parse_tracking
 from sweeper.config.values import (
     FRACTION,
     MAX_FOLDS,
@@ -78,7 +79,7 @@ TOP_KEYS = {
     "name", "description", "data", "model", "params", "method", "trials", "timeout",
     "objective", "validation", "training", "seed", "storage", "trial_function",
     "callbacks", "augmentation", "pruner", "compute", "sampler", "max_worker_deaths",
-    "constraints", "latency", "seeding", "stop", "artifacts", "warm_start",
+    "constraints", "latency", "seeding", "stop", "artifacts", "warm_start", "tracking",
 }
 VALIDATION_KEYS = {"holdout", "kfold", "repeats"}
 MAX_NAME = 100
@@ -131,6 +132,7 @@ class SweepSpec:
     stop: Stop | None = None  # the stop rule (None: run to the budget)
     artifacts: Artifacts = field(default_factory=Artifacts)  # which trials' trained models are kept
     warm_start: WarmStart | None = None  # earlier completed trials the study starts with (store/warm.py)
+    tracking: Tracking = field(default_factory=Tracking)  # where each trial is logged live (tracking/live.py)
     description: str = ""
     trial_function: str | None = None  # advanced: module:function replacing the Keras trial
     max_worker_deaths: int = 2  # a trial whose worker died this often fails instead of running again
@@ -332,6 +334,7 @@ def _spec_from_dict(raw: Any, source: str, stored: bool) -> SweepSpec:
         stop=parse_stop(source, raw.get("stop")),
         artifacts=parse_artifacts(source, raw.get("artifacts"), storage, stored),
         warm_start=parse_warm_start(source, raw.get("warm_start")),
+        tracking=parse_tracking(source, raw.get("tracking")),
         trial_function=trial_function, max_worker_deaths=max_worker_deaths, source=source,
         raw=normalised,
     )
