@@ -47,6 +47,13 @@ def curve(spec: Any, params: dict[str, Any], seed: int, on_epoch: Any) -> float:
     return level
 
 
+def curve_or_fail(spec: Any, params: dict[str, Any], seed: int, on_epoch: Any) -> float:
+    """``curve``, but units=3 with dropout 0.2 fails (complete, pruned and failed trials)."""
+    if params.get("model__units") == 3 and params.get("model__dropout") == 0.2:
+        raise RuntimeError("simulated failure for units=3, dropout=0.2")
+    return curve(spec, params, seed, on_epoch)
+
+
 def failed_elsewhere(spec: Any, params: dict[str, Any], seed: int, on_epoch: Any) -> float:
     """While this trial runs, 'another worker' fails it (as a false stale heartbeat would)."""
     import optuna

@@ -25,21 +25,25 @@ from sweeper.store.trials import (
     retry_failed,
     worker_salt,
 )
+from sweeper.tracking import live
 from sweeper.worker import loop
 
 
 def open_run(spec: SweepSpec, url: str, say: Callable[[str], None] | None = None) -> optuna.Study:
     """``run``: the sweep's study, created (warm start added, grid queued), continued or grown. A
-    dataset that cannot load, kept models with nowhere to go, or a warm start that cannot be
-    made, stop here, before any study exists. ``say``: where the warm start's line goes."""
+    dataset that cannot load, kept models with nowhere to go, an MLflow tracking URI that cannot
+    be reached, or a warm start that cannot be made, stop here, before any study exists.
+    ``say``: where the warm start's line goes."""
     folder = artifacts.folder_for(spec, url) if spec.artifacts.active else None
     if not spec.trial_function:
         from sweeper.train.data import check_data
 
         check_data(spec)
+    live.check(spec)  # an MLflow tracking URI that cannot be reached: refused before any study exists
     study = create_or_load(spec, make_storage(url), say)
     if folder is not None:
         artifacts.record_folder(study, folder)  # where every worker of the study keeps models
+    live.start(study, spec)  # the study's MLflow parent run, TensorBoard's hparams config
     return study
 
 

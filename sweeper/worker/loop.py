@@ -42,6 +42,7 @@ from sweeper.store.trials import (
     requeue_mine,
     tell_outcome,
 )
+from sweeper.tracking import live
 from sweeper.worker import keep, outcome, supervise
 from sweeper.worker.evaluators import (
     Entry,
@@ -170,6 +171,7 @@ def run_batch(study: optuna.Study, spec: SweepSpec, ev: Evaluator, trials: list[
 
     def tell(trial: optuna.Trial, state: TrialState, value: Any = None, attrs: dict[str, Any] | None = None) -> None:
         told[oi.trial_id(trial)] = tell_outcome(study, trial, state, value, attrs)
+        live.after_tell(study, spec, trial.number)  # the sweep's trackers (never raises)
 
     try:
         with Heartbeat(study, *[oi.trial_id(t) for t in trials]):
