@@ -58,7 +58,9 @@ def test_live_sweep_logs_every_trial_once(tmp_path: Path, monkeypatch: pytest.Mo
             if t.state.name == "COMPLETE":
                 assert run.data.metrics["accuracy"] == pytest.approx(t.value)
         board = read_tensorboard(tb)
-        assert "config" in board.pop(".")
+        config = board.pop(".")["config"]
+        state = next(h for h in config.hparam_infos if h.name == "state")
+        assert {"complete", "pruned", "failed"} <= {v.string_value for v in state.domain_discrete.values}
         assert sorted(board) == [f"trial-{t.number:04d}" for t in stored]
         for t in stored:
             run = board[f"trial-{t.number:04d}"]

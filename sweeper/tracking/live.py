@@ -72,10 +72,12 @@ def _warn(sink: str, where: str, what: str, exc: BaseException) -> None:
 
 
 def _config(study: optuna.Study, spec: SweepSpec) -> None:
+    from sweeper.store.progress import OUTCOMES
     from sweeper.tracking.records import records
     from sweeper.tracking.tb_runs import write_config
 
-    write_config(Path(spec.tracking.tensorboard or "."), spec, records(study, spec))
+    # Every outcome a trial may come to: the trials to come are not known yet.
+    write_config(Path(spec.tracking.tensorboard or "."), spec, records(study, spec), OUTCOMES)
 
 
 def _tensorboard(study: optuna.Study, spec: SweepSpec, r: Any) -> None:

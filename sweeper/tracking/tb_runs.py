@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,10 @@ def _as(kind: type, v: Any) -> Any:
     return str(v)
 
 
-def hparams(spec: SweepSpec, recs: list[TrialRecord]) -> tuple[list[Any], dict[str, type]]:
-    """An ``hp.HParam`` per searched parameter (domains from the sweep's space), and ``state``."""
+def hparams(spec: SweepSpec, recs: list[TrialRecord],
+            states: Sequence[str] = ()) -> tuple[list[Any], dict[str, type]]:
+    """An ``hp.HParam`` per searched parameter (domains from the sweep's space), and ``state``
+    (the records' outcomes and ``states``)."""
     from tensorboard.plugins.hparams import summary_v2 as hp
 
     out, kinds = [], {}
@@ -69,7 +72,7 @@ def hparams(spec: SweepSpec, recs: list[TrialRecord]) -> tuple[list[Any], dict[s
             kinds[name], domain = _kind(seen), None
         out.append(hp.HParam(name, domain))
     kinds["state"] = str
-    out.append(hp.HParam("state", hp.Discrete(sorted({r.outcome for r in recs}) or ["complete"])))
+    out.append(hp.HParam("state", hp.Discrete(sorted({r.outcome for r in recs} | set(states)) or ["complete"])))
     return out, kinds
 
 
@@ -131,12 +134,14 @@ class Writer:
         self._file.close()
 
 
-def write_config(folder: Path, spec: SweepSpec, recs: list[TrialRecord]) -> dict[str, type]:
-    """The folder's top-level ``hparams_config`` (replacing one written before); returns each
-    hparam's value type, for ``write_trial``."""
+def write_config(folder: Path, spec: SweepSpec, recs: list[TrialRecord],
+                 states: Sequence[str] = ()) -> dict[str, type]:
+    """The folder's top-level ``hparams_config`` (replacing one written before; ``states``: the
+    outcomes ``state`` may take besides the records'); returns each hparam's value type, for
+    ``write_trial``."""
     from tensorboard.plugins.hparams import summary_v2 as hp
 
-    params, kinds = hparams(spec, recs)
+    params, kinds = hparams(spec, recs, states)
     metrics = [hp.Metric(name, display_name=name) for name in metric_names(spec)]
     metrics.append(hp.Metric(curve_tag(spec), display_name=f"val_{spec.metric} per epoch"))
     folder.mkdir(parents=True, exist_ok=True)
