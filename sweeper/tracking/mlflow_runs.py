@@ -119,7 +119,6 @@ def parent_run(client: Any, exp_id: str, spec: SweepSpec, found: dict[str | None
 
 
 def find_parent(client: Any, exp_id: str, spec: SweepSpec) -> Any:
-    """The study's parent run, found by its tags (the one without a trial tag), else made now."""
-    page = client.search_runs([exp_id], filter_string=f"tags.`{STUDY_TAG}` = '{spec.name}'", max_results=1000)
-    parent = next((run for run in page if TRIAL_TAG not in run.data.tags), None)
-    return parent_run(client, exp_id, spec, {None: parent} if parent is not None else {})
+    """The study's parent run, found by its tags (the one without a trial tag; every page of the
+    study's runs read), else made now."""
+    return parent_run(client, exp_id, spec, runs(client, exp_id, spec.name))
