@@ -66,6 +66,7 @@ class LoopOptions:
     storage_url: str | None = None  # how a supervised worker reaches the store (None: suspects run here)
 
 
+SUSPECT_RETRY_S = 5.0  # after a supervised worker took no suspect, before starting another
 REAP_EVERY_S = 10.0  # dead-trial checks cost SQL per call: not every trial (a claim-less worker checks each poll)
 
 
@@ -86,6 +87,7 @@ def _work(study: optuna.Study, spec: SweepSpec, ev: Evaluator, opts: LoopOptions
           on_trial: Callable[[Progress], None] | None) -> Progress:
     strategy = strategy_for(spec)
     last_reap = -float("inf")
+    suspects_after = 0.0
     ran = False
     while True:
         if time.monotonic() - last_reap >= REAP_EVERY_S:
@@ -104,11 +106,11 @@ def _work(study: optuna.Study, spec: SweepSpec, ev: Evaluator, opts: LoopOptions
                 f"stopped: {prog.failed} trials failed (--max-failures {opts.max_failures}); "
                 f"see 'sweeper show {spec.name}' for the reasons"
             )
-        if prog.suspects:
+        if prog.suspects and time.monotonic() >= suspects_after:
             if opts.storage_url is None:
                 run_suspects_here(study, spec, ev)
-            else:
-                supervise.run_suspects(study, spec, opts.storage_url)
+            elif not supervise.run_suspects(study, spec, opts.storage_url):
+                suspects_after = time.monotonic() + SUSPECT_RETRY_S  # none taken: claim others, poll
             ran = True
             continue
         batch, from_queue, alone = claim_batch(study, spec, ev, strategy, prog)

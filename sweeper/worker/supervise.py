@@ -40,14 +40,16 @@ from sweeper.store.trials import (
 EXIT_INTERRUPTED = 130  # the worker's Ctrl-C exit (cli/common.py says the same)
 
 
-def run_suspects(study: optuna.Study, spec: SweepSpec, storage_url: str) -> None:
+def run_suspects(study: optuna.Study, spec: SweepSpec, storage_url: str) -> bool:
     """Run every queued suspect alone, in a supervised worker process (``sweeper worker NAME
-    --suspects``, which calls loop.run_suspects_here) that reaches the store by ``storage_url``."""
+    --suspects``, which calls loop.run_suspects_here) that reaches the store by ``storage_url``.
+    False when a worker ended without taking any (another worker took them, or it could not run):
+    the caller then waits before trying again, rather than starting workers in a tight loop."""
     cmd = [sys.executable, "-m", "sweeper", "worker", spec.name, "--storage", storage_url, "--suspects", "--quiet"]
     # The worker imports what this process can (a trial function or builder beside a notebook).
     path = os.pathsep.join([p or os.getcwd() for p in sys.path] + [os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, SUPERVISOR_ENV: json.dumps(owner_record()), "PYTHONPATH": path, **worker_env()}
-    while queued_suspects(study):
+    while (queued := queued_suspects(study)):
         proc = subprocess.Popen(cmd, env=env)
         try:
             code = proc.wait()
@@ -55,6 +57,8 @@ def run_suspects(study: optuna.Study, spec: SweepSpec, storage_url: str) -> None
             _stop(proc)
             raise
         if code in (0, EXIT_INTERRUPTED):
+            if queued_suspects(study) >= queued and not _owned_by(study, proc.pid):
+                return False  # it took none
             continue
         killed = code < 0 or code > 128  # a signal (the OOM killer's SIGKILL, a crash) or os._exit(137)
         how = _ending(code)
@@ -63,6 +67,7 @@ def run_suspects(study: optuna.Study, spec: SweepSpec, storage_url: str) -> None
                       counted=killed)
         if not killed:
             raise SweeperError(f"the worker that runs suspect trials alone ended with {how}; see its output above")
+    return True
 
 
 def die_with_supervisor() -> None:
