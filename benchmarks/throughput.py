@@ -135,7 +135,7 @@ def sweeper_one(url: str, n: int) -> Row:
     study.sampler = strategy_for(spec).sampler(worker_salt(study, 0))
     sql = count_sql(study._storage)
     t0 = time.perf_counter()
-    loop.work(study, spec, loop.resolve_evaluate(spec))
+    loop.work(study, spec, loop.for_spec(spec))
     wall = time.perf_counter() - t0
     return Row("sweeper, sqlite (make_storage)", 1, *finished(study), wall, *sql(), "sqlite-1")
 

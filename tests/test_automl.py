@@ -85,7 +85,7 @@ def test_shims_are_applied_once_and_skip_tensorboard(monkeypatch: pytest.MonkeyP
 def test_missing_extra_is_one_clear_message(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "autokeras", None)  # import autokeras -> ImportError
     spec = spec_from_dict(_raw())  # validation needs no autokeras: a stored study still loads
-    for call in (automl.import_autokeras, automl.evaluator, lambda: loop.resolve_evaluate(spec)):
+    for call in (automl.import_autokeras, automl.evaluator, lambda: loop.for_spec(spec)):
         with pytest.raises(SweeperError) as info:
             call()
         assert str(info.value) == automl.MISSING

@@ -89,6 +89,6 @@ def test_worker_survives_a_trial_failed_by_another_worker(tmp_path: Path) -> Non
     spec = load_spec(write_sweep(tmp_path / "e.yaml", name="elsewhere", trial_function="trial_functions:failed_elsewhere",
                                  params={"model__units": [1, 2]}))
     study = create_or_load(spec, make_storage(spec.storage))
-    prog = loop.work(study, spec, loop.resolve_evaluate(spec))  # no exception: the worker carries on
+    prog = loop.work(study, spec, loop.for_spec(spec))  # no exception: the worker carries on
     assert prog.done
     assert [t.state.name for t in study.get_trials()] == ["FAIL", "FAIL"]  # the other verdict stands

@@ -71,7 +71,7 @@ def test_pruned_trial_is_recorded_as_pruned(tmp_path: Path) -> None:
                                  params={"model__units": [1, 2, 3]}, trial_function="trial_functions:curve",
                                  pruner={"type": "median", "n_startup_trials": 1, "n_warmup_steps": 0}))
     study = create_or_load(spec, make_storage(spec.storage))
-    loop.work(study, spec, loop.resolve_evaluate(spec))
+    loop.work(study, spec, loop.for_spec(spec))
     by_units = {t.params["model__units"]: t for t in study.get_trials()}
     assert by_units[1].state.name == "COMPLETE"
     assert by_units[2].state.name == "PRUNED"  # its curve is far below the median from epoch 0

@@ -9,7 +9,7 @@ Needs the extra: ``pip install 'sweeper[automl]'`` (autokeras 3.0.0). Nothing he
 Keras or AutoKeras at import time: validating a sweep file stays instant.
 
 ``autokeras_search`` is only a signature: it makes ``model: autokeras`` a registered model whose
-``model__<name>`` keys the spec can check. The trial itself is ``evaluate`` (loop.resolve_evaluate).
+``model__<name>`` keys the spec can check. The trial itself is ``evaluate`` (worker/evaluators.py: for_spec).
 """
 
 from __future__ import annotations

@@ -52,9 +52,7 @@ from sweeper.worker.evaluators import (
     for_spec,
 )
 
-__all__ = ["LoopOptions", "work", "run_batch", "run_one", "for_spec", "resolve_evaluate"]
-
-resolve_evaluate = for_spec  # the name the CLI and the notebook API have used
+__all__ = ["LoopOptions", "work", "run_batch", "run_one", "for_spec"]
 
 
 @dataclass
