@@ -17,6 +17,7 @@ import optuna
 import pytest
 from conftest import cli_env
 from support import synthetic
+from support.browser import stop_process
 from test_report_browser import INJECTION, assert_clean_render, browser  # noqa: F401 (fixture)
 
 from sweeper.report import hiplot_page as hp
@@ -57,12 +58,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         base = line.split(" at ", 1)[1].split(" ", 1)[0].rstrip("/")
         yield {"base": base, "workdir": workdir, "live": live, "running": running}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def study_url(base: str, name: str) -> str:

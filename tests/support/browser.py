@@ -100,12 +100,7 @@ class Browser:
                 pass
         proc = getattr(self, "_proc", None)
         if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
         shutil.rmtree(getattr(self, "_profile", ""), ignore_errors=True)
 
     def _devtools_port(self) -> int:
@@ -232,3 +227,13 @@ def is_blank(png: bytes, min_colours: int = 8, min_ink: float = 0.01) -> bool:
     total = img.width * img.height
     background = max(colours)[0]
     return (total - background) / total < min_ink
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Terminate a child process, and kill it if it has not ended within 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
