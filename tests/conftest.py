@@ -13,6 +13,11 @@ import yaml
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 TESTS = Path(__file__).parent
+# How long a test waits for worker processes before calling it a hang. Not a timing check: CI ran
+# the default set 1.6x slower than the 2-core dev machine, and under 8 busy processes here one
+# PostgreSQL worker-death test took 41 s where it takes 6 s idle (each worker start, claim and
+# tell is many SQL round trips); 60-90 s limits failed there twice.
+PATIENCE_S = 300.0
 
 
 def cli_env() -> dict[str, str]:

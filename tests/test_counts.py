@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import optuna
 import pytest
-from conftest import cli_env, run_cli, write_sweep
+from conftest import PATIENCE_S, cli_env, run_cli, write_sweep
 from test_resume import owned_running, states, wait_for
 
 from sweeper.cli import main
@@ -109,7 +109,7 @@ def test_ctrl_c_and_resume_count_the_interrupted_trial_once(workdir: Path, capsy
     # (with 2 s trials a loaded CI machine once saw the last one late and signalled a finished run).
     wait_for(lambda: owned_running(workdir, "ctrlc") == 1)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=PATIENCE_S)
     assert proc.returncode == 130, (out, err, states(workdir, "ctrlc"))
     resumed = run_cli("resume", "ctrlc", "--storage", store_url(workdir), "--quiet", "--no-report", cwd=workdir)
     assert resumed.returncode == 0, resumed.stderr

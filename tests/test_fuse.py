@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import optuna
 import pytest
-from conftest import cli_env, run_cli, write_sweep
+from conftest import PATIENCE_S, cli_env, run_cli, write_sweep
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.cli import main
@@ -262,7 +262,7 @@ def test_what_cannot_be_fused_says_why_once_and_trains_alone(tmp_path: Path) -> 
     assert "compute.fuse: 65 is not off, auto or a pack size from 1 to 64" in out.stderr
 
 
-def _wait_running(db: Path, n: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+def _wait_running(db: Path, n: int, proc: subprocess.Popen[bytes], timeout: float = PATIENCE_S) -> None:
     """Until ``n`` trials are RUNNING, read through a read-only SQLite connection (an Optuna load
     would give a half-created store its own schema, racing the run that creates it)."""
     import sqlite3
@@ -293,7 +293,7 @@ def test_a_stopped_pack_loses_nothing(tmp_path: Path, sig: signal.Signals) -> No
         _wait_running(tmp_path / "store.db", 4, proc)
         time.sleep(0.5)  # inside the pack's training
         os.kill(proc.pid, sig)
-        proc.communicate(timeout=60)
+        proc.communicate(timeout=PATIENCE_S)
     finally:
         proc.kill()
     study = optuna.load_study(study_name="kill", storage=f"sqlite:///{tmp_path / 'store.db'}")

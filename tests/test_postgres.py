@@ -17,7 +17,7 @@ from typing import Any
 
 import optuna
 import pytest
-from conftest import cli_env, run_cli, write_sweep
+from conftest import PATIENCE_S, cli_env, run_cli, write_sweep
 from optuna.trial import TrialState
 from storages import postgres_url  # noqa: F401 - fixture
 
@@ -72,7 +72,7 @@ def trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=name, storage=make_storage(url, heartbeat=None)).get_trials()
 
 
-def wait_for(predicate: Any, timeout: float = 60.0) -> Any:
+def wait_for(predicate: Any, timeout: float = PATIENCE_S) -> Any:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         value = predicate()
@@ -91,7 +91,7 @@ def running_owned_by(url: str, name: str, pids: set[int], host: str = HOST) -> t
     return None
 
 
-def finish(procs: list[subprocess.Popen], timeout: float = 90) -> None:
+def finish(procs: list[subprocess.Popen], timeout: float = PATIENCE_S) -> None:
     for p in procs:
         try:
             _, err = p.communicate(timeout=timeout)

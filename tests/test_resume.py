@@ -12,7 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import cli_env, run_cli, write_sweep
+from conftest import PATIENCE_S, cli_env, run_cli, write_sweep
 
 from sweeper.store.keys import OWNER_ATTR
 
@@ -43,7 +43,7 @@ def owned_running(workdir: Path, name: str) -> int:
     return sum(t.state.name == "RUNNING" and OWNER_ATTR in t.system_attrs for t in trials)
 
 
-def wait_for(predicate, timeout: float = 60.0) -> None:
+def wait_for(predicate, timeout: float = PATIENCE_S) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if predicate():
@@ -118,7 +118,7 @@ def test_ctrl_c_requeues_running_trial_and_store_stays_readable(workdir: Path) -
     # resume then re-queues it as a dead worker's trial: nothing is lost either way.)
     wait_for(lambda: owned_running(workdir, "ctrlc") == 1)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=PATIENCE_S)
     assert proc.returncode == 130, err
     assert "sweeper resume ctrlc" in err and "Traceback" not in err
     interrupted = [t for t in load(workdir, "ctrlc").get_trials() if t.state.name == "FAIL"]
@@ -160,7 +160,7 @@ def test_killed_worker_trial_is_rerun_by_another(workdir: Path) -> None:
     import os
 
     os.kill(victim, signal.SIGKILL)
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=PATIENCE_S)
     study = load(workdir, "wkill")
     assert_exactly_once(study, GRID)
     dead = [t for t in study.get_trials() if t.state.name == "FAIL"]

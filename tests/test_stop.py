@@ -14,7 +14,7 @@ from typing import Any
 
 import optuna
 import pytest
-from conftest import run_cli, write_sweep
+from conftest import PATIENCE_S, run_cli, write_sweep
 from optuna.trial import FrozenTrial, TrialState
 from storages import store_url
 
@@ -71,7 +71,7 @@ def test_a_sampler_sweep_stops_on_its_plateau_and_resume_runs_nothing(workdir: P
 def test_two_workers_on_postgresql_both_stop_within_patience_of_the_plateau(workdir: Path) -> None:
     with store_url("postgresql", workdir) as url:
         path = write_sweep(workdir / "s.yaml", name="pg-plateau", storage=url, **PLATEAU)
-        run = run_cli("run", str(path), "--workers", "2", "--no-report", "--quiet", cwd=workdir, timeout=120)
+        run = run_cli("run", str(path), "--workers", "2", "--no-report", "--quiet", cwd=workdir, timeout=PATIENCE_S)
         assert run.returncode == 0, run.stderr
         assert NO_GAIN in run.stdout and "exited with errors" not in run.stderr
         trials = trials_of("pg-plateau", url)

@@ -19,7 +19,7 @@ from typing import Any
 
 import optuna
 import pytest
-from conftest import cli_env, run_cli, write_sweep
+from conftest import PATIENCE_S, cli_env, run_cli, write_sweep
 from optuna.trial import TrialState
 from storages import postgres_url  # noqa: F401 - fixture
 
@@ -300,7 +300,7 @@ def race(tmp_path: Path, url: str, name: str) -> None:
     sweep = quick_sweep(tmp_path, name, (1, 2, 3), storage=url)
     cmd = [sys.executable, "-m", "sweeper", "run", str(sweep), "--quiet", "--no-report"]
     procs = [subprocess.Popen(cmd, cwd=tmp_path, env=cli_env(), stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    codes = [p.wait(timeout=120) for p in procs]
+    codes = [p.wait(timeout=PATIENCE_S) for p in procs]
     assert codes == [0, 0], [p.stderr.read() for p in procs if p.stderr]
 
 
@@ -323,7 +323,7 @@ def test_two_processes_opening_a_new_sqlite_store_at_once_both_succeed(tmp_path:
         url = f"sqlite:///{tmp_path / f'open{i}.db'}"
         procs = [subprocess.Popen([sys.executable, "-c", code, url], env=cli_env(), stderr=subprocess.PIPE, text=True)
                  for _ in range(2)]
-        assert [p.wait(timeout=60) for p in procs] == [0, 0], [p.stderr.read() for p in procs if p.stderr]
+        assert [p.wait(timeout=PATIENCE_S) for p in procs] == [0, 0], [p.stderr.read() for p in procs if p.stderr]
         assert make_storage(url, heartbeat=None, must_exist=True, readonly=True).get_all_studies() == []
 
 
