@@ -390,3 +390,23 @@ def test_scancel_of_one_array_task_mid_trial_loses_no_point(tmp_path: Path, post
     prog = progress(study, spec)
     assert (prog.complete, prog.failed, prog.running, prog.waiting) == (4, 0, 0, 0), prog.text()
     assert prog.interrupted >= 1, prog.text()  # the cancel landed inside a trial, which ran again
+
+
+def test_gres_gpus_reads_what_sinfo_prints() -> None:
+    from sweeper.cli.launch_files import gres_gpus
+
+    cases = {"(null)": 0, "gpu:4": 4, "gpu:a100:2(S:0,1),mps:400": 2, "mps:400,gpu:1": 1, "gpus:3": 0}
+    assert {g: gres_gpus(g) for g in cases} == cases
+
+
+@pytest.mark.slow
+def test_slurm_gpus_on_a_cluster_without_gpus_is_one_line_and_creates_nothing(tmp_path: Path,
+                                                                               postgres_url: str) -> None:
+    """The one-node cluster has no GPU gres: an array asking for one would wait forever."""
+    if not slurm_up():
+        pytest.skip("no SLURM cluster here (sbatch/sinfo missing or no controller)")
+    done = cli(*slurm_args(tmp_path, postgres_url, "--storage", postgres_url, "--gpus-per-worker", "1"), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "--gpus-per-worker: 1, but no node of this SLURM cluster has more than 0 GPU(s)" in done.stderr
+    assert studies(postgres_url) == [] and not (tmp_path / "job.sbatch").exists()

@@ -83,6 +83,7 @@ def cmd_slurm(args: argparse.Namespace) -> int:
     spec = load_spec(args.file, args.set)
     url = _store_url(args, spec, args.storage_env)
     _tool("sbatch", args.dry_run)
+    _slurm_has_gpus(args.gpus_per_worker, args.partition, args.dry_run)
     job = lf.SlurmJob(spec.name, args.workers, args.time, args.python, "" if args.storage_env else url,
                       args.storage_env, args.gpus_per_worker, args.cpus_per_worker, args.partition,
                       args.account, tuple(args.setup))
@@ -90,6 +91,26 @@ def cmd_slurm(args: argparse.Namespace) -> int:
     journeys.open_run(spec, url)
     path = _write(args.out or f"{lf.job_name(spec.name)}.sbatch", text)
     return _submit(["sbatch", str(path)], path, text, args.dry_run)
+
+
+def _slurm_has_gpus(gpus: int, partition: str | None, dry_run: bool) -> None:
+    """An array task asking for more GPUs than any node has would wait in the queue forever (or
+    be refused after the study is made): ask sinfo first. --dry-run, or no sinfo answer: sbatch decides."""
+    if dry_run or gpus == 0 or shutil.which("sinfo") is None:
+        return
+    try:
+        done = subprocess.run(["sinfo", "-h", "-o", "%G", *(["-p", partition] if partition else [])],
+                              capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return
+    if done.returncode != 0 or not done.stdout.strip():
+        return
+    most = max(lf.gres_gpus(g) for g in done.stdout.split())
+    if most < gpus:
+        where = f" in partition {partition}" if partition else ""
+        raise SweeperError(f"--gpus-per-worker: {gpus}, but no node of this SLURM cluster{where} has more than "
+                           f"{most} GPU(s) (sinfo's gres: {', '.join(sorted(set(done.stdout.split())))}); "
+                           "nothing was created")
 
 
 def cmd_k8s(args: argparse.Namespace) -> int:

@@ -20,9 +20,18 @@ SECRET_KEY = "url"  # the key of the store URL in the Secret --storage-secret na
 BACKOFF_PER_INDEX = 3  # a worker's pod that fails is started again this often before its index fails
 
 
+GRES_GPU = re.compile(r"(?:^|,)gpu(?::[^:,(]+)?:(\d+)")
+
+
 def positive(option: str, value: int | None, least: int = 1) -> None:
     if value is not None and value < least:
         raise SweeperError(f"{option}: {value} must be >= {least}")
+
+
+def gres_gpus(gres: str) -> int:
+    """GPUs in one node's generic resources as sinfo's %G prints them: '(null)', 'gpu:4',
+    'gpu:a100:2(S:0,1),mps:400' (the count is the last field of each gpu entry)."""
+    return sum(int(n) for n in GRES_GPU.findall(gres))
 
 
 def check_time(value: str) -> str:
