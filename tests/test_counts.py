@@ -76,7 +76,7 @@ def adds_up(text: str, trials: list[Any], sampler: bool) -> dict[str, int]:
 @pytest.fixture
 def serve(workdir: Path) -> Iterator[Any]:
     """`sweeper serve`'s server on the test's store, in a thread; returns a function fetching its index."""
-    from sweeper.serve import ReportServer, make_server
+    from sweeper.cli.server import ReportServer, make_server
 
     servers = []
 

@@ -359,7 +359,7 @@ def test_postgres_scheme_is_postgresql(postgres_url: str) -> None:  # noqa: F811
 def server(tmp_path: Path) -> Iterator[str]:
     from support import synthetic
 
-    from sweeper.serve import ReportServer, make_server
+    from sweeper.cli.server import ReportServer, make_server
 
     url = f"sqlite:///{tmp_path / 'store.db'}"
     synthetic.make_study(synthetic.make_spec("s", params={"model__units": [1, 2]}), url, 2)

@@ -26,7 +26,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from sweeper.serve import ReportServer, make_server
+    from sweeper.cli.server import ReportServer, make_server
 
     if args.refresh <= 0:
         raise SweeperError("--refresh must be > 0 seconds")

@@ -1,4 +1,4 @@
-"""Imports point one way: cli / api / serve -> worker -> train, store, search, report -> config;
+"""Imports point one way: cli / api -> worker -> train, store, search, report -> config;
 tracking (the experiment trackers' runs) sits under worker and report, above store and config.
 Read from the source (no import runs), so a module that reaches up a layer fails here by name."""
 
@@ -10,13 +10,13 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "sweeper"
 # What each folder may not import (a lower layer never imports a higher one).
 FORBIDDEN = {
-    "config": ("search", "store", "train", "worker", "report", "tracking", "cli", "api", "serve", "deliver"),
-    "search": ("train", "worker", "report", "tracking", "cli", "api", "serve", "deliver"),
-    "store": ("train", "worker", "report", "tracking", "cli", "api", "serve", "deliver"),
-    "train": ("worker", "report", "tracking", "cli", "api", "serve", "deliver"),
-    "tracking": ("train", "worker", "report", "cli", "api", "serve", "deliver"),
-    "report": ("train", "worker", "cli", "api", "serve"),
-    "worker": ("cli", "api", "serve", "report"),
+    "config": ("search", "store", "train", "worker", "report", "tracking", "cli", "api", "deliver"),
+    "search": ("train", "worker", "report", "tracking", "cli", "api", "deliver"),
+    "store": ("train", "worker", "report", "tracking", "cli", "api", "deliver"),
+    "train": ("worker", "report", "tracking", "cli", "api", "deliver"),
+    "tracking": ("train", "worker", "report", "cli", "api", "deliver"),
+    "report": ("train", "worker", "cli", "api"),
+    "worker": ("cli", "api", "report"),
 }
 
 
