@@ -93,10 +93,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     scored.sort(key=lambda r: r["mean_test_score"], reverse=spec.direction == "maximize")
     top = scored[:args.top]
     if top:
-        cols = ["number"] + [k for k in top[0] if k.startswith("param_")] + [
+        cols = ["number"] + [f"param_{p}" for p in spec.params] + [
             "mean_test_score", "std_test_score", "mean_fit_time", "epochs_run"]
         cols += ["warm_start"] if any("warm_start" in r for r in top) else []  # where an earlier trial came from
-        _print_table([{c.removeprefix("param_"): _fmt(r.get(c)) for c in cols} for r in top])
+        # A parameter absent from a trial (its condition failed) shows as '-', never as a value.
+        _print_table([{c.removeprefix("param_"): _fmt(r.get(c)) if c in r or not c.startswith("param_") else "-"
+                       for c in cols} for r in top])
     for line in pareto_lines(spec, list(rows.values())) + infeasible_lines(study, spec):  # several objectives
         print(line)
     _print_outcomes(spec.name, found)
@@ -180,6 +182,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         fields: list[str] = []
         for r in rows:
             fields += [k for k in r if k not in fields]
+        # The param_ columns together, in the sweep's order; a parameter absent from a trial (its
+        # condition failed) leaves its cell empty.
+        names = [f"param_{p}" for p in spec.params if f"param_{p}" in fields]
+        fields = [f for f in fields if not f.startswith("param_")]
+        fields[2:2] = names + [f for r in rows for f in r if f.startswith("param_") and f not in names]
+        fields = list(dict.fromkeys(fields))
         writer = csv.DictWriter(buf, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)

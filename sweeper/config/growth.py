@@ -38,6 +38,10 @@ def _show(value: Any) -> str:
 
 def _param_widens(key: str, old: ParamSpec, new: ParamSpec) -> None:
     where = f"params.{key}"
+    if old.when != new.when:  # which trials have the parameter would change under the stored ones
+        shown = [_show({k: list(v) for k, v in p.when}) if p.when else "none" for p in (old, new)]
+        raise Refused(f"{where}.when: the condition changed from {shown[0]} to {shown[1]}; stored results would "
+                      "not be comparable (give the sweep a new name)")
     if old.is_grid != new.is_grid:
         raise Refused(f"{where}: changed from a {'list' if old.is_grid else 'range'} to a "
                       f"{'list' if new.is_grid else 'range'}")

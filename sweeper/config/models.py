@@ -12,6 +12,7 @@ import importlib
 import inspect
 from typing import Any, Callable
 
+from sweeper.config.values import MAX_LAYERS
 from sweeper.errors import SweeperError
 
 BUILTIN: dict[str, str] = {
@@ -56,3 +57,16 @@ def builder_params(builder: Builder) -> dict[str, Any]:
             continue
         out[p.name] = None if p.default is inspect.Parameter.empty else p.default
     return out
+
+
+def numbered_params(builder: Builder) -> list[str]:
+    """The per-layer widths a family takes besides its signature (``units_1`` ... ``units_8``
+    for mlp, ``filters_1`` ... for cnn), named by its builder's ``numbered`` attribute: absent
+    ones take the family's default widths, and one past ``layers`` fails the trial."""
+    name = getattr(builder, "numbered", None)
+    return [f"{name}_{k}" for k in range(1, MAX_LAYERS + 1)] if name else []
+
+
+def model_keys(builder: Builder) -> set[str]:
+    """Every name ``model__<name>`` may set for this builder."""
+    return set(builder_params(builder)) | set(numbered_params(builder))

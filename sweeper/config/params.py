@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import contextvars
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from sweeper.config import names
+from sweeper.config import conditions, names
 from sweeper.config.values import (
     BATCH_SIZE,
     EPOCHS,
@@ -15,6 +16,7 @@ from sweeper.config.values import (
     LEARNING_RATE,
     MAX_CLIP,
     MAX_EPSILON,
+    MAX_LAYERS,
     MAX_PENALTY,
     MAX_TRIALS,
     UNITS,
@@ -41,12 +43,13 @@ class ParamSpec:
     log: bool = False
     step: float | None = None
     is_int: bool = False
+    # ``when:``: the parameter exists only where each parent holds one of its values
+    # (config/conditions.py); parents sorted by name, values in a stable order.
+    when: tuple[tuple[str, tuple[Any, ...]], ...] = ()
 
     @property
     def is_grid(self) -> bool:
         return self.values is not None
-
-
 
 
 PENALTY = check_float(0.0, limit=MAX_PENALTY)
@@ -87,13 +90,18 @@ BUILDER_RULES: dict[str, Callable[[Any], Any]] = {
     "model__inner_dropout": FRACTION,
     "model__conv512": check_bool,
     "model__max_trials": check_int(1, MAX_TRIALS, "trials"),  # model: autokeras
+    "model__layers": check_int(1, MAX_LAYERS, "layers"),  # mlp, cnn: hidden layers / conv blocks
 }
+# One width per layer (mlp: units_1 ..., cnn: filters_1 ...; config/models.py).
+NUMBERED_WIDTH = re.compile(r"model__(units|filters)_[1-9][0-9]*")
 # A range of these is an integer range unless it says ``type: float``.
-INT_PARAMS = {k for k, rule in RULES.items() if getattr(rule, "integer", False)}
+INT_PARAMS = {k for k, rule in RULES.items() if getattr(rule, "integer", False)} | {"model__layers"}
 
 
 def rule_for(key: str) -> Callable[[Any], Any]:
     """The one rule for a parameter's value, the same in params: and training:."""
+    if NUMBERED_WIDTH.fullmatch(key):
+        return UNITS
     return RULES.get(key) or OPTIMIZER_RULES.get(key) or BUILDER_RULES.get(key) or check_scalar
 
 
@@ -134,6 +142,23 @@ def value(source: str, path: str, key: str, v: Any) -> Any:
         raise
 
 
+def parse_params(source: str, raw: dict[Any, Any], builder_keys: set[str] | None) -> dict[str, ParamSpec]:
+    """The ``params:`` section: each key's routed name and value rule, then their conditions."""
+    params: dict[str, ParamSpec] = {}
+    written: dict[str, str] = {}
+    for key, spec in raw.items():
+        canon = check_key(source, f"params.{key}", str(key), builder_keys)
+        if canon in params:
+            raise err(source, f"params.{key}", f"{canon!r} is given twice")
+        params[canon], written[canon] = parse_param(source, f"params.{key}", canon, spec), str(key)
+    conditions.check(source, params, written)
+    return params
+
+
+# A parameter written as a mapping: a range, or a list as ``values`` (or ``choices``), with ``when``.
+PARAM_KEYS = {"low", "high", "log", "step", "type", "values", "choices", "when"}
+
+
 def parse_param(source: str, path: str, key: str, raw: Any) -> ParamSpec:
     if isinstance(raw, list):
         if not raw:
@@ -143,13 +168,19 @@ def parse_param(source: str, path: str, key: str, raw: Any) -> ParamSpec:
             raise err(source, path, f"{raw!r} has duplicate values")
         return ParamSpec(key, values=values)
     if isinstance(raw, dict):
-        if "choices" in raw:
-            if set(raw) != {"choices"}:
-                raise err(source, path, "a 'choices' parameter takes no other keys")
-            return parse_param(source, f"{path}.choices", key, raw["choices"])
-        extra = set(raw) - {"low", "high", "log", "step", "type"}
+        extra = set(raw) - PARAM_KEYS
         if extra:
-            raise err(source, f"{path}.{sorted(extra)[0]}", "unknown key (a range takes low, high, log, step, type)")
+            raise err(source, f"{path}.{sorted(extra, key=str)[0]}", f"unknown key (allowed: {', '.join(sorted(PARAM_KEYS))})")
+        if "when" in raw:
+            when = parse_when(source, f"{path}.when", raw["when"])
+            return replace(parse_param(source, path, key, {k: v for k, v in raw.items() if k != "when"}), when=when)
+        listed = next((k for k in ("values", "choices") if k in raw), None)
+        if listed is not None:
+            if set(raw) != {listed}:
+                raise err(source, path, f"a '{listed}' parameter takes no other keys (but 'when')")
+            if isinstance(raw[listed], dict):
+                raise err(source, f"{path}.{listed}", f"{raw[listed]!r} is not a list of values")
+            return parse_param(source, f"{path}.{listed}", key, raw[listed])
         for bound in ("low", "high"):
             if bound not in raw:
                 raise err(source, path, f"a range needs '{bound}' (or give a list of values)")
@@ -162,7 +193,7 @@ def parse_param(source: str, path: str, key: str, raw: Any) -> ParamSpec:
         log = checked(source, f"{path}.log", check_bool, raw.get("log", False))
         if log and low <= 0:
             raise err(source, f"{path}.low", f"{low!r} must be > 0 on a log scale")
-        kind = raw.get("type", "int" if key in INT_PARAMS else "float")
+        kind = raw.get("type", "int" if key in INT_PARAMS or NUMBERED_WIDTH.fullmatch(key) else "float")
         if kind not in ("int", "float"):
             raise err(source, f"{path}.type", f"{kind!r} is not int or float")
         step = raw.get("step")
@@ -189,3 +220,23 @@ def _step_rule(low: float, high: float) -> Callable[[Any], Any]:
         return v
 
     return check
+
+
+def parse_when(source: str, path: str, raw: Any) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """``when: {PARENT: VALUE or [VALUES]}``: routed parent names, each value by the parent's
+    rule; whether the parents are searched and can take the values is checked with every
+    parameter at hand (conditions.check)."""
+    if not isinstance(raw, dict) or not raw:
+        raise err(source, path, f"{raw!r} is not a mapping of parameters to their values "
+                  "(e.g. 'when: {optimizer: sgd}')")
+    out: dict[str, tuple[Any, ...]] = {}
+    for key, given in raw.items():
+        parent = canonical_key(str(key))
+        if parent in out:
+            raise err(source, f"{path}.{key}", f"{parent!r} is given twice")
+        items = given if isinstance(given, list) else [given]
+        if not items:
+            raise err(source, f"{path}.{key}", "empty list: give at least one value")
+        values = [value(source, f"{path}.{key}", parent, v) for v in items]
+        out[parent] = tuple(sorted({repr(v): v for v in values}.values(), key=repr))
+    return tuple(sorted(out.items()))

@@ -34,12 +34,18 @@ SAMPLER_RULES = {
 SAMPLER_NUMBER = check_float(0.0, limit=MAX_SAMPLER_NUMBER)
 
 
-def parse_sampler(source: str, method: str, raw: Any) -> dict[str, Any]:
+def parse_sampler(source: str, method: str, raw: Any, conditional: bool = False) -> dict[str, Any]:
     """``sampler:`` options, passed to the method's Optuna sampler as keyword arguments (e.g.
-    ``n_startup_trials: 5`` for tpe). Checked by building the sampler once here."""
-    if raw is None:
+    ``n_startup_trials: 5`` for tpe). Checked by building the sampler once here. A TPE sweep
+    with conditional parameters (``conditional``) gets ``multivariate`` and ``group`` on unless
+    it says otherwise: TPE then models the parameters that exist together, one group per set of
+    parameters seen together, instead of each alone over the trials that happen to have it."""
+    if raw is None and not (conditional and method == "tpe"):
         return {}
-    options = mapping(source, "sampler", raw)
+    options = dict(mapping(source, "sampler", raw))
+    if conditional and method == "tpe":
+        options.setdefault("multivariate", True)
+        options.setdefault("group", options["multivariate"])  # group needs multivariate
     if method not in names.SAMPLERS:
         raise err(source, "sampler", f"method {method!r} uses no sampler (its points are queued)")
     import inspect

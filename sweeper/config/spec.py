@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import yaml
 
+from sweeper.config import conditions
 from sweeper.config.dataset import DataSpec, parse_data
 from sweeper.config.objectives import (
     DEFAULT_OBJECTIVES,
@@ -32,7 +33,7 @@ from sweeper.config.params import (
     ParamSpec,
     canonical_key,
     check_key,
-    parse_param,
+    parse_params,
 )
 from sweeper.config.params import value as param_value
 from sweeper.config.sampler import parse_sampler
@@ -147,6 +148,8 @@ class SweepSpec:
         """Number of grid points, or None when some parameter is a continuous range."""
         if not all(p.is_grid for p in self.params.values()):
             return None
+        if conditions.has_conditions(self.params):
+            return conditions.grid_size(self.params)  # the product over the parameters that exist
         return math.prod(len(p.values or ()) for p in self.params.values())
 
     @property
@@ -231,7 +234,7 @@ def _spec_from_dict(raw: Any, source: str, stored: bool) -> SweepSpec:
         raise err(source, "data", "missing: which dataset to use (e.g. 'data: {dataset: mnist5k}')")
     data = parse_data(source, raw["data"], stored)
 
-    from sweeper.config.models import builder_params, resolve_builder
+    from sweeper.config.models import model_keys, resolve_builder
 
     model = raw.get("model", "mlp")
     if not isinstance(model, str):
@@ -239,17 +242,11 @@ def _spec_from_dict(raw: Any, source: str, stored: bool) -> SweepSpec:
     builder_keys: set[str] | None = None  # None: any model__ key (a stored study's, checked when made)
     if not stored:
         try:
-            builder_keys = set(builder_params(resolve_builder(model)))
+            builder_keys = model_keys(resolve_builder(model))
         except SweeperError as exc:
             raise err(source, "model", str(exc)) from None
 
-    params_raw = mapping(source, "params", raw.get("params"))
-    params: dict[str, ParamSpec] = {}
-    for key, value in params_raw.items():
-        canon = check_key(source, f"params.{key}", str(key), builder_keys)
-        if canon in params:
-            raise err(source, f"params.{key}", f"{canon!r} is given twice")
-        params[canon] = parse_param(source, f"params.{key}", canon, value)
+    params = parse_params(source, mapping(source, "params", raw.get("params")), builder_keys)
 
     fixed: dict[str, Any] = dict(TRAINING_DEFAULTS)
     for key, value in mapping(source, "training", raw.get("training")).items():
@@ -316,7 +313,7 @@ def _spec_from_dict(raw: Any, source: str, stored: bool) -> SweepSpec:
     if trial_function is not None and (not isinstance(trial_function, str) or ":" not in trial_function):
         raise err(source, "trial_function", f"{trial_function!r} is not a module:function reference")
 
-    sampler = parse_sampler(source, method, raw.get("sampler"))
+    sampler = parse_sampler(source, method, raw.get("sampler"), conditions.has_conditions(params))
     max_worker_deaths = checked(source, "max_worker_deaths", WORKER_DEATHS, raw.get("max_worker_deaths", 2))
 
     normalised = dict(raw)

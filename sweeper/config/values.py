@@ -26,6 +26,7 @@ from sweeper.errors import SpecError
 MAX_EPOCHS = 100_000  # training epochs; also patience and a pruner's steps and resources (epochs)
 MAX_BATCH_SIZE = 1_000_000  # training and latency batch sizes
 MAX_UNITS = 1_000_000  # units, fc_units, filters of a layer
+MAX_LAYERS = 8  # mlp and cnn: hidden layers or conv blocks (units_1 ... units_8)
 MAX_LEARNING_RATE = 1e9  # learning_rate and reduce_lr.min_lr (a huge one is how a NaN loss is tested)
 MAX_PENALTY = 1_000.0  # l2 and weight_decay coefficients
 MAX_EPSILON = 10.0  # an optimizer's epsilon (Keras suggests up to 1.0)

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import optuna
 
 from sweeper.config.spec import SweepSpec
-from sweeper.report.collect import LOG_PARAMS, StudyData, collect
+from sweeper.report.collect import ABSENT, LOG_PARAMS, StudyData, collect
 from sweeper.report.pareto import objective_axes
 
 __all__ = ["LOG_PARAMS", "plot_html", "plot_rows", "report_dir", "write_compare", "write_report"]
@@ -55,6 +55,7 @@ def _plot(data: StudyData) -> str:
         categorical=["state"],
         ranked=data.params,  # a parameter's text values in order of their mean objective
         maximize=data.maximize,
+        absent=ABSENT,  # a conditional parameter a trial does not have
     )
     return plot_fragment(options)
 
@@ -109,7 +110,7 @@ def write_compare(studies: Sequence[tuple[optuna.Study, SweepSpec]], out_dir: st
     logs = list(dict.fromkeys(p for d in datas for p in d.log_params))
     options = experiment_options(
         rows, order=["study", "state"] + params + metrics, color_by=metrics[0],
-        log_columns=logs, hidden=HIDDEN, categorical=["study", "state"],
+        log_columns=logs, hidden=HIDDEN, categorical=["study", "state"], absent=ABSENT,
     )
     names = [d.name for d in datas]
     label = "-".join(_safe_dirname(n) for n in names)

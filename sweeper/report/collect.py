@@ -14,6 +14,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
+from sweeper.config import conditions
 from sweeper.config.spec import SweepSpec
 from sweeper.report import pareto
 from sweeper.store import results, warm
@@ -21,6 +22,8 @@ from sweeper.store.keys import METRICS_ATTR, PLACEMENT_ATTR, REVISIONS_ATTR, WAR
 from sweeper.store.placement import placement_label
 from sweeper.store.progress import requeued_numbers, revision_of, study_outcomes
 
+# What the plot and its table show for a parameter that does not exist in a trial (``when:``).
+ABSENT = "(absent)"
 # Parameters a person reads on a log scale even when the sweep lists values (not a log range).
 LOG_PARAMS = ("optimizer__learning_rate", "model__l2", "optimizer__weight_decay")
 
@@ -53,6 +56,7 @@ class StudyData:
     directions: list[str] = field(default_factory=list)
     constraints: list[str] = field(default_factory=list)  # their labels, e.g. 'n_params <= 200000'
     packing: str | None = None  # how trials were packed (compute.fuse), train/pack_trial.py words
+    when: dict[str, Any] = field(default_factory=dict)  # conditional parameters: their conditions
     warm_start: str | None = None  # what the study started with (warm_start:), e.g. '12 trials from study X'
 
     @property
@@ -187,6 +191,7 @@ def collect(study: optuna.Study, spec: SweepSpec) -> StudyData:
         packing=packing_text(spec.compute.fuse, [((t.user_attrs.get(METRICS_ATTR) or {}).get("model") or {}).get("fused")
                                                  for t in trials if t.user_attrs.get(METRICS_ATTR)]),
         warm_start=warm.summary(study),
+        when={n: p.when for n, p in spec.params.items() if p.when},
     )
 
 
@@ -205,6 +210,9 @@ def plot_rows(data: StudyData, study_column: str | None = None) -> list[dict[str
         if study_column is not None:
             row[study_column] = data.name
         row.update({k: _shown(v) if isinstance(v, float) else v for k, v in t["params"].items()})
+        for name, when in data.when.items():  # a conditional parameter whose condition failed here
+            if t["params"] and name not in t["params"] and not conditions.holds(when, t["params"]):
+                row[name] = ABSENT
         row["state"] = t.get("outcome", t["state"])
         row["trial"] = t["number"]
         if data.warm_start:

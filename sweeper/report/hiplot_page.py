@@ -96,23 +96,31 @@ def experiment_options(
     categorical: Sequence[str] = (),
     ranked: Sequence[str] = (),
     maximize: bool = True,
+    absent: str | None = None,
 ) -> dict[str, Any]:
     """HiPlot's render options for ``rows``: parallel plot columns in ``order`` (left to right),
     lines coloured by ``color_by``, ``log_columns`` on log axes, the table below. Columns of
     numbers are numeric axes (sorted as numbers in the table too), padded so that no trial lies
     on an axis's end; ``ranked`` columns holding text or booleans are numbered and ordered by
-    the mean of ``color_by`` (best on top)."""
+    the mean of ``color_by`` (best on top). ``absent``: the value of a parameter a trial does
+    not have: the table shows it; a numeric axis stays numeric and the trial's line breaks
+    there; a text axis shows it as a value of its own, unnumbered."""
     import hiplot as hip
 
+    def text(v: Any) -> bool:
+        return v is not None and v != absent and not _number(v)
+
     present = {k for r in rows for k in r}
-    labels = {c: ranked_labels(rows, c, color_by, maximize) for c in ranked
-              if c in present and c not in categorical
-              and any(r.get(c) is not None and not _number(r.get(c)) for r in rows)}
+    labels = {c: ranked_labels([r for r in rows if absent is None or r.get(c) != absent], c, color_by, maximize)
+              for c in ranked if c in present and c not in categorical and any(text(r.get(c)) for r in rows)}
+    if absent is not None:
+        for found in labels.values():
+            found[absent] = absent
     shown = [{k: _table_safe(labels[k][v] if k in labels else v) for k, v in r.items()} for r in rows]
     exp = hip.Experiment.from_iterable(shown)
     for col in sorted(present - set(categorical) - set(labels)):
         values = [float(r[col]) for r in rows if _number(r.get(col))]
-        if not values or any(r.get(col) is not None and not _number(r.get(col)) for r in rows):
+        if not values or any(text(r.get(col)) for r in rows):
             continue  # text: HiPlot's own (categorical) axis
         log = col in log_columns and min(values) > 0  # a log axis needs positive values
         pd = exp.parameters_definition[col]

@@ -51,6 +51,8 @@ class Importances:
     by_evaluator: dict[str, dict[str, float]] = field(default_factory=dict)
     n_trials: dict[str, int] = field(default_factory=dict)
     note: str = ""
+    # A conditional parameter's importance is its share among the trials that have it: how many.
+    within: dict[str, int] = field(default_factory=dict)
 
     def order(self) -> list[str]:
         """Parameters, most important first (by the evaluator that saw the most trials)."""
@@ -84,19 +86,35 @@ def _inputs(study: optuna.Study, params: list[str]) -> _Inputs | None:
     varying = [p for p in params if len({repr(t.params.get(p)) for t in done if p in t.params}) > 1]
     if len(done) < 3 or not varying:
         return None
-    done = [t for t in done if all(p in t.params for p in varying)]
     # Sorted: Optuna 5.0's mean-decrease-impurity evaluator pairs importances with the names in
     # sorted order whatever order it is given, so any other order mislabels them.
     varying = sorted(varying)
     sample = done if len(done) <= SAMPLE_MAX else random.Random(0).sample(done, SAMPLE_MAX)
-    rows = [{"params": {p: t.params[p] for p in varying},
-             "distributions": {p: distribution_to_json(t.distributions[p]) for p in varying},
+    # A conditional parameter is absent from some rows (``_evaluate`` groups them).
+    rows = [{"params": {p: t.params[p] for p in varying if p in t.params},
+             "distributions": {p: distribution_to_json(t.distributions[p]) for p in varying if p in t.params},
              "values": list(t.values)} for t in sample]
     return _Inputs([d.name.lower() for d in study.directions], varying, rows)
 
 
 def _first(t: FrozenTrial) -> float:
     return t.values[0]  # several objectives: importances for the first
+
+
+def _groups(inputs: _Inputs) -> list[tuple[list[dict[str, Any]], list[str], list[str]]]:
+    """What each evaluation sees: (rows, the params they all have, the params it scores). The
+    params every row has are scored over all rows; a conditional one over the rows that have it
+    (with every param those rows all have), so that it is compared only where it exists."""
+    def shared(rows: list[dict[str, Any]]) -> list[str]:
+        return [p for p in inputs.params if all(p in r["params"] for r in rows)]
+
+    base = shared(inputs.rows)
+    out = [(inputs.rows, base, base)] if base else []
+    for p in inputs.params:
+        rows = [r for r in inputs.rows if p in r["params"]]
+        if p not in base and len(rows) >= 3 and len({repr(r["params"][p]) for r in rows}) > 1:
+            out.append((rows, shared(rows), [p]))
+    return out
 
 
 def _evaluate(inputs: _Inputs) -> Importances:
@@ -110,25 +128,28 @@ def _evaluate(inputs: _Inputs) -> Importances:
         ("fANOVA", FanovaImportanceEvaluator(seed=0, n_trees=FANOVA_TREES, max_depth=FANOVA_DEPTH)),
         ("mean decrease impurity", MeanDecreaseImpurityImportanceEvaluator(seed=0, n_trees=MDI_TREES)),
     )
-    # A throwaway in-memory study holding only what the evaluators read (it deep-copies each
-    # trial it is given: a stored trial's curve and attributes would be most of the cost).
-    sub = optuna.create_study(directions=inputs.directions)
-    sub.add_trials([optuna.trial.create_trial(
-        params=r["params"], values=r["values"],
-        distributions={p: json_to_distribution(d) for p, d in r["distributions"].items()},
-    ) for r in inputs.rows])
     out = Importances()
-    for label, evaluator in evaluators:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                scores = get_param_importances(sub, evaluator=evaluator, params=inputs.params, normalize=True,
-                                               target=_first if len(inputs.directions) > 1 else None)
-        except Exception as exc:  # degenerate data (e.g. constant objective): skip this evaluator
-            out.note = f"{label}: {type(exc).__name__}"
-            continue
-        out.by_evaluator[label] = {k: float(v) for k, v in scores.items()}
-        out.n_trials[label] = len(inputs.rows)
+    for rows, params, scored in _groups(inputs):
+        # A throwaway in-memory study holding only what the evaluators read (it deep-copies each
+        # trial it is given: a stored trial's curve and attributes would be most of the cost).
+        sub = optuna.create_study(directions=inputs.directions)
+        sub.add_trials([optuna.trial.create_trial(
+            params={p: r["params"][p] for p in params}, values=r["values"],
+            distributions={p: json_to_distribution(r["distributions"][p]) for p in params},
+        ) for r in rows])
+        if len(rows) < len(inputs.rows):
+            out.within.update({p: len(rows) for p in scored})
+        for label, evaluator in evaluators:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    scores = get_param_importances(sub, evaluator=evaluator, params=params, normalize=True,
+                                                   target=_first if len(inputs.directions) > 1 else None)
+            except Exception as exc:  # degenerate data (e.g. constant objective): skip this evaluator
+                out.note = f"{label}: {type(exc).__name__}"
+                continue
+            out.by_evaluator.setdefault(label, {}).update({k: float(v) for k, v in scores.items() if k in scored})
+            out.n_trials[label] = len(inputs.rows)
     return out
 
 

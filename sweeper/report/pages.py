@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from sweeper.report.collect import StudyData
+from sweeper.report.collect import ABSENT, StudyData
 from sweeper.report.escape import esc, fmt
 from sweeper.report.importance import Importances
 from sweeper.report.insights import ParamInsight, short_name, value_label
@@ -117,8 +117,12 @@ def importances_html(imp: Importances, params: Sequence[str]) -> str:
             v = imp.by_evaluator[lab].get(p)
             cells += ("<td></td>" if v is None else
                       f"<td><span class='bar' style='width:{max(1, round(v * 160))}px'></span> {v:.3f}</td>")
-        body += f"<tr><td><code>{esc(p)}</code></td>{cells}</tr>"
+        within = f" <span class='muted'>(where it exists: {imp.within[p]} trials)</span>" if p in imp.within else ""
+        body += f"<tr><td><code>{esc(p)}</code>{within}</td>{cells}</tr>"
     note = f"<p class='muted'>{esc(imp.note)}</p>" if imp.note else ""
+    if imp.within:  # conditional parameters: compared only among the trials that have them
+        note += ("<p class='muted'>A parameter that exists only under a condition (<code>when:</code>) is "
+                 "scored among the trials that have it, as its share there.</p>")
     return (f"<table id='sweeper-importances'>{head}{body}</table>"
             "<p class='muted'>Optuna's evaluators (normalised to sum to 1). fANOVA is Optuna's default; it sees "
             "a random sample of at most 200 trials (16 trees), mean decrease impurity (a random forest) up to 500.</p>" + note)
@@ -133,7 +137,8 @@ def top_table_html(data: StudyData, k: int = 10) -> str:
         f"<th>{esc(data.metric)}</th><th>std</th><th>val_loss</th><th>fit time (s)</th><th>epochs</th></tr>")
     body = ""
     for t in ranked:
-        body += (f"<tr><td>{t['number']}</td>" + "".join(f"<td>{esc(fmt(t['params'].get(c)))}</td>" for c in cols)
+        body += (f"<tr><td>{t['number']}</td>" + "".join(
+                 f"<td>{esc(fmt(t['params'][c]) if c in t['params'] else ABSENT)}</td>" for c in cols)
                  + "".join(f"<td>{esc(fmt(t.get(c)))}</td>" for c in ("value", "std", "val_loss", "fit_time", "epochs_run"))
                  + "</tr>")
     return f"<table class='sw-top'>{head}{body}</table>"

@@ -18,6 +18,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from sweeper.config import conditions
 from sweeper.config.spec import ParamSpec, SweepSpec
 
 
@@ -46,16 +47,26 @@ def distributions(spec: SweepSpec, lists_as_ranges: bool = False) -> dict[str, B
 
 def grid_points(spec: SweepSpec, limit: int | None = None) -> list[dict[str, Any]]:
     """The grid's points in a stable order (the order of the file's lists), the first ``limit``
-    only when given (without enumerating the rest)."""
+    only when given (without enumerating the rest). With conditions, a point holds only the
+    parameters that exist at it (config/conditions.py)."""
+    if conditions.has_conditions(spec.params):
+        return list(itertools.islice(conditions.grid_points(spec.params), limit))
     names = list(spec.params)
     values = [spec.params[n].values or () for n in names]
     return [dict(zip(names, combo)) for combo in itertools.islice(itertools.product(*values), limit)]
 
 
-def suggest(trial: optuna.Trial, dists: dict[str, BaseDistribution]) -> dict[str, Any]:
-    """Ask the trial for every searched parameter (its fixed values when it was queued)."""
+def suggest(trial: optuna.Trial, dists: dict[str, BaseDistribution],
+            params: dict[str, ParamSpec] | None = None) -> dict[str, Any]:
+    """Ask the trial for every searched parameter (its fixed values when it was queued). With
+    ``params`` (the sweep's, when any has a condition), define-by-run: parents first, and a
+    parameter whose condition fails at the values drawn so far is never asked for."""
     out: dict[str, Any] = {}
-    for name, d in dists.items():
+    names = conditions.order(params) if params and conditions.has_conditions(params) else list(dists)
+    for name in names:
+        d = dists[name]
+        if params and not conditions.holds(params[name].when, out):
+            continue
         if isinstance(d, CategoricalDistribution):
             out[name] = trial.suggest_categorical(name, list(d.choices))
         elif isinstance(d, IntDistribution):

@@ -5,12 +5,14 @@ show, export, reports and refits all read it from here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper.config.spec import SweepSpec, from_stored
+from sweeper.config import conditions
+from sweeper.config.spec import ParamSpec, SweepSpec, from_stored
 from sweeper.errors import SweeperError
 from sweeper.search import space
 from sweeper.search.strategy import strategy_for
@@ -46,16 +48,16 @@ def requeued_numbers(trials: Sequence[FrozenTrial]) -> set[int]:
     return {int(t.user_attrs[RETRY_OF_ATTR]) for t in trials if RETRY_OF_ATTR in t.user_attrs}
 
 
-def is_finished(t: FrozenTrial, requeued: set[int], searched: set[str] | None = None) -> bool:
+def is_finished(t: FrozenTrial, requeued: set[int], searched: Mapping[str, ParamSpec] | None = None) -> bool:
     """Counts toward the budget: completed, pruned, or failed for its own reason: not re-queued,
     not failed because its worker died, and not one whose worker died before all of its params
-    (``searched``) were stored."""
+    (of ``searched``, the ones that exist at its values) were stored."""
     if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
     # A trial whose worker died is not finished even when nothing re-queued it (the reaper itself
     # may have been killed between failing it and queueing its point again).
     return t.state == TrialState.FAIL and t.number not in requeued and not t.user_attrs.get(WORKER_DIED_ATTR) \
-        and (searched is None or searched <= set(t.params))
+        and (searched is None or not conditions.missing(searched, t.params))
 
 
 def ranked(trials: Sequence[FrozenTrial], direction: str) -> list[FrozenTrial]:
@@ -94,7 +96,8 @@ class Outcome:
     reason: str | None = None  # failed, interrupted: why; running, queued: why it is a suspect
 
 
-def outcomes(trials: Sequence[FrozenTrial], counts_points: bool, searched: set[str] | None = None) -> list[Outcome]:
+def outcomes(trials: Sequence[FrozenTrial], counts_points: bool,
+             searched: Mapping[str, ParamSpec] | None = None) -> list[Outcome]:
     """What became of each trial, in trial order. ``counts_points`` (grids): a point counts once,
     by its best-ended trial (complete, else pruned, else failed; the first such); the others
     that ended on it are its duplicates."""
@@ -200,7 +203,7 @@ class Progress:
             + (f"; {self.stopped}" if self.stopped else "")
 
 
-def tally(trials: Sequence[FrozenTrial], counts_points: bool, searched: set[str] | None, budget: int | None,
+def tally(trials: Sequence[FrozenTrial], counts_points: bool, searched: Mapping[str, ParamSpec] | None, budget: int | None,
           direction: str, stop: StopRule | None = None) -> tuple[Progress, list[Outcome]]:
     """The counts and each trial's outcome, decided together (``progress`` for a sweeper study);
     ``stop``: the study's stop rule, judged on the trials counted as finished."""
@@ -238,7 +241,7 @@ def stored_tally(trials: Sequence[FrozenTrial], raw_spec: Any, name: str, direct
             spec = None
     if spec is None:
         return tally(trials, False, None, None, direction)
-    return tally(trials, strategy_for(spec).counts_points, set(spec.params), spec.budget, spec.direction,
+    return tally(trials, strategy_for(spec).counts_points, spec.params, spec.budget, spec.direction,
                  rule_for(spec.stop, spec.directions, revisions if isinstance(revisions, list) else None))
 
 
@@ -250,7 +253,7 @@ def study_outcomes(study: optuna.Study, spec: SweepSpec) -> tuple[Progress, list
     trials = study.get_trials(deepcopy=False)
     # The study's revisions are read only for a stop rule (one more query on every loop turn).
     rule = rule_for(spec.stop, spec.directions, study.user_attrs.get(REVISIONS_ATTR)) if spec.stop else None
-    return tally(trials, strategy_for(spec).counts_points, set(spec.params), spec.budget, spec.direction, rule)
+    return tally(trials, strategy_for(spec).counts_points, spec.params, spec.budget, spec.direction, rule)
 
 
 def revision_of(number: int, revisions: Sequence[dict[str, Any]]) -> int:

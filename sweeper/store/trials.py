@@ -19,7 +19,9 @@ from typing import Any, Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper.config.spec import SweepSpec, canonical_key
+from sweeper.config import conditions
+from sweeper.config.spec import ParamSpec, SweepSpec, canonical_key, from_stored
+from sweeper.errors import SweeperError
 from sweeper.search import space
 from sweeper.search.strategy import strategy_for
 from sweeper.store import optuna_internals as oi
@@ -49,7 +51,7 @@ def queue_points(study: optuna.Study, spec: SweepSpec) -> int:
         return 0
     trials = study.get_trials(deepcopy=False)
     requeued = requeued_numbers(trials)
-    searched = set(spec.params)
+    searched = spec.params
     covered = set()
     for t in trials:
         # A failed trial covers its point only if it failed for its own reason (a re-queued one's
@@ -75,7 +77,7 @@ def requeue(study: optuna.Study, trial: FrozenTrial, reason: str | None = None, 
     sampler proposes a new one instead). A suspect stays one until it ends on its own."""
     reason = reason or trial.user_attrs.get(ERROR_ATTR) or "worker stopped sending heartbeats"
     point = trial_point(trial)
-    if not point or not set(point) >= set(_searched_names(study)):
+    if not point or conditions.missing(_searched(study), point):
         return False
     attrs: dict[str, Any] = {RETRY_OF_ATTR: trial.number, RETRY_REASON_ATTR: reason}
     deaths = trial.user_attrs.get(WORKER_DEATHS_ATTR) if deaths is None else deaths
@@ -95,9 +97,14 @@ def requeue_stale(study: optuna.Study, trial: FrozenTrial) -> None:
     requeue(study, trial, reason, suspect=f"{reason} (host lost or worker killed)")
 
 
-def _searched_names(study: optuna.Study) -> list[str]:
+def _searched(study: optuna.Study) -> dict[str, ParamSpec]:
+    """The study's searched parameters with their conditions, from its stored definition (one
+    that cannot be read: its parameter names, unconditional)."""
     raw = study.user_attrs.get(SPEC_ATTR) or {}
-    return [canonical_key(k) for k in (raw.get("params") or {})]
+    try:
+        return from_stored(raw, study.study_name).params
+    except SweeperError:
+        return {canonical_key(k): ParamSpec(canonical_key(k)) for k in (raw.get("params") or {})}
 
 
 def max_worker_deaths(study: optuna.Study) -> int:
@@ -193,11 +200,12 @@ def retry_failed(study: optuna.Study) -> int:
     trials = study.get_trials(deepcopy=False)
     requeued = requeued_numbers(trials)
     done = {space.params_key(t.params) for t in trials if t.state == TrialState.COMPLETE}
+    searched = _searched(study)
     n = 0
     for t in trials:
         if t.state != TrialState.FAIL or t.number in requeued or space.params_key(t.params) in done:
             continue
-        if not is_finished(t, requeued, set(_searched_names(study))):
+        if not is_finished(t, requeued, searched):
             continue  # its worker died before storing its params: not a failure of its own
         if requeue(study, t, t.user_attrs.get(ERROR_ATTR, "failed"), deaths=0):
             done.add(space.params_key(t.params))

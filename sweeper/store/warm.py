@@ -23,6 +23,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeper.config import conditions
 from sweeper.config.growth import first_difference
 from sweeper.config.params import ParamSpec
 from sweeper.config.spec import SweepSpec
@@ -144,7 +145,7 @@ def _from_study(spec: SweepSpec, name: str, url: str | None, own: BaseStorage) -
 def _inside(spec: SweepSpec, params: dict[str, Any]) -> dict[str, Any] | None:
     """``params`` as the new space's values (a list's own value for an equal one), or None when
     they are not a point of it (another parameter set, a value off a list, outside a range)."""
-    if set(params) != set(spec.params):
+    if not set(params) <= set(spec.params):
         return None
     out = {}
     for key, v in params.items():
@@ -152,7 +153,7 @@ def _inside(spec: SweepSpec, params: dict[str, Any]) -> dict[str, Any] | None:
         if value is _OUT:
             return None
         out[key] = value
-    return out
+    return out if conditions.is_point(spec.params, out) else None  # exactly the params that exist there
 
 
 _OUT = object()
@@ -213,12 +214,14 @@ def _from_csv(spec: SweepSpec, path: str) -> Found:
                 values.append(float(row[col]))
             except (TypeError, ValueError):
                 raise StudyError(f"{where}: row {i}: {col} {row[col]!r} is not a number") from None
-        params = {k: _cell(spec.params[k], row[f"param_{k}"]) for k in spec.params}
-        if any(v is _OUT for v in params.values()) or not all(math.isfinite(v) for v in values):
+        # An empty cell is a parameter absent there (a condition that failed; export writes it so).
+        params = {k: _cell(spec.params[k], row[f"param_{k}"]) for k in spec.params if (row[f"param_{k}"] or "").strip()}
+        if any(v is _OUT for v in params.values()) or not conditions.is_point(spec.params, params) \
+                or not all(math.isfinite(v) for v in values):
             found.outside += 1
             continue
         found.trials.append(optuna.trial.create_trial(
-            state=TrialState.COMPLETE, values=values, params=params, distributions=dict(dists),
+            state=TrialState.COMPLETE, values=values, params=params, distributions={k: dists[k] for k in params},
             user_attrs={WARM_ATTR: {"csv": path, "row": i}}))
     return found
 

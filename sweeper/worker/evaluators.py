@@ -16,6 +16,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from sweeper.config.params import NUMBERED_WIDTH
 from sweeper.config.spec import SweepSpec
 from sweeper.errors import SweeperError
 
@@ -86,8 +87,8 @@ class KerasEvaluator(Evaluator):
         return load_dataset(self.spec.data)
 
     def pack_key(self, params: dict[str, Any], seed: int) -> Any | None:
-        if not self.fused:
-            return None
+        if not self.fused or any(k == "model__layers" or NUMBERED_WIDTH.fullmatch(k) for k in params):
+            return None  # a pack's layer sequence is its family's template model's: another trains alone
         from sweeper.train.pack_trial import pack_key
 
         return pack_key(self.spec, params, seed)

@@ -215,7 +215,7 @@ def _prologue(study: optuna.Study, spec: SweepSpec, ev: Evaluator, trial: optuna
     """Suggest, full params, seed, pruning hook, pack key; None when the trial is a repeat of a
     completed point (told that point's result: same params, same seed, same result)."""
     strategy = strategy_for(spec)
-    searched = space.suggest(trial, strategy.distributions())
+    searched = space.suggest(trial, strategy.distributions(), spec.params)  # define-by-run
     params = space.full_params(spec, searched)
     seed = space.trial_seed(spec, params)
     if strategy.may_repeat():
