@@ -232,3 +232,65 @@ def test_readable_at_1400_px_labels_unclipped_and_table_sorts_numbers(browser: A
     shown = [c for c in column("accuracy") if c not in ("", "null")]
     assert shown and [float(c) for c in shown] == sorted(float(c) for c in shown)
     assert all(len(c.replace("0.", "", 1)) <= 4 for c in shown), shown  # 4 significant digits, not 16
+
+
+# Momentum exists for sgd and rmsprop (a range: a numeric axis), nesterov for sgd only (a list).
+CONDITIONAL_PARAMS = {
+    "optimizer": ["sgd", "rmsprop", "adam"],
+    "optimizer__learning_rate": {"low": 0.0005, "high": 0.05, "log": True},
+    "optimizer__momentum": {"low": 0.0, "high": 0.95, "when": {"optimizer": ["sgd", "rmsprop"]}},
+    "optimizer__nesterov": {"values": [True, False], "when": {"optimizer": "sgd"}},
+    "model__dropout": [0.2, 0.4],
+}
+
+
+@pytest.fixture(scope="module")
+def conditional_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """A 60-trial random search whose optimizer settings exist only for some optimizers, reported."""
+    spec = synthetic.make_spec("conditional", method="random", trials=60, params=CONDITIONAL_PARAMS)
+    study = synthetic.make_study(spec, optuna.storages.InMemoryStorage(), 60, score=optimizer_score,
+                                 fail_rate=0.1, seed=7)
+    return write_report(study, spec, tmp_path_factory.mktemp("conditional")), study
+
+
+def test_absent_values_are_their_own_in_the_plot_data(conditional_report: tuple[Path, Any]) -> None:
+    page, study = conditional_report
+    exp = hiplot_options(page.read_text())["experiment"]
+    rows = [d["values"] for d in exp["datapoints"]]
+    defs = exp["parameters_definition"]
+    for r in rows:
+        optimizer = r["optimizer"].split(". ", 1)[1]
+        assert (r["optimizer__momentum"] == "(absent)") == (optimizer == "adam"), r
+        assert (r["optimizer__nesterov"] == "(absent)") == (optimizer != "sgd"), r
+    # A range stays a numeric axis (absent trials' lines break there); a list's axis gets a value of its own.
+    assert defs["optimizer__momentum"]["type"] == "numeric"
+    assert {r["optimizer__nesterov"] for r in rows} == {"(absent)", "1. true", "2. false"} or \
+        {r["optimizer__nesterov"] for r in rows} == {"(absent)", "1. false", "2. true"}
+    # Insights and importances compare a conditional parameter only among the trials that have it.
+    html = page.read_text()
+    having = [t for t in study.get_trials() if t.state.name == "COMPLETE" and "optimizer__nesterov" in t.params]
+    assert f"(where it exists: {len(having)} trials)" in html
+    from sweeper.report import insights
+
+    done = [{"params": t.params, "value": t.value} for t in study.get_trials() if t.state.name == "COMPLETE"]
+    found = insights.param_insight("optimizer__nesterov", done, list(CONDITIONAL_PARAMS), "accuracy", True)
+    assert sum(c.n_better + c.n_other for c in found.comparisons) == len(having)
+
+
+def test_conditional_report_renders_with_absent_values_visible(browser: Any,
+                                                               conditional_report: tuple[Path, Any]) -> None:
+    page, study = conditional_report
+    browser.open(page.as_uri())
+    assert_clean_render(browser, 60)
+    text = browser.evaluate("document.querySelector('.dataTables_wrapper').innerText")
+    assert "(absent)" in text
+    # On momentum's numeric axis an absent value has no place: the line breaks there. On
+    # nesterov's axis it is a value of its own, drawn.
+    placed = browser.evaluate("(function () {" + hp._FIND + """
+      var p = sweeperFindHiplot().pplot;
+      return [p.yscale['optimizer__momentum']('(absent)'), p.yscale['optimizer__nesterov']('(absent)')];
+    })()""")
+    assert placed[0] is None and isinstance(placed[1], (int, float)), placed  # NaN arrives as null
+    labels = browser.evaluate("Array.prototype.map.call(document.querySelectorAll('.sw-hiplot svg text'),"
+                              " function (t) { return t.textContent; })")
+    assert "(absent)" in labels

@@ -107,3 +107,14 @@ def recorded(spec: Any, params: dict[str, Any], seed: int, on_epoch: Any) -> flo
     with open(os.environ["SWEEPER_TEST_CALLS"], "a") as f:
         f.write(json.dumps(params, sort_keys=True) + "\n")
     return score(params)
+
+
+def exact_params(spec: Any, params: dict[str, Any], seed: int, on_epoch: Any) -> float:
+    """Fails a trial whose searched params are not exactly the ones that exist at its values
+    (conditional parameters): one whose condition fails was passed, or one that exists was not."""
+    from sweeper.config import conditions
+
+    searched = {k: v for k, v in params.items() if k in spec.params}
+    if not conditions.is_point(spec.params, searched):
+        raise RuntimeError(f"params {sorted(searched)} are not the ones that exist there")
+    return score(params)

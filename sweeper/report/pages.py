@@ -208,7 +208,10 @@ def index_page(
         "<p class='muted'>One line per trial, parameters left, objective right, coloured by the objective. "
         "Failed and pruned trials are grey and have no objective (they sit at its 'nan/inf/null' mark); "
         "the <code>state</code> axis tells them apart; drag on an axis to select a range. "
-        "The table under the plot lists every trial.</p></div>"
+        "The table under the plot lists every trial." + (
+            f" A parameter a trial does not have (its <code>when:</code> condition failed) reads {ABSENT}: "
+            "a list's axis shows it as a value of its own, a range's axis leaves the line broken there."
+            if data.when else "") + "</p></div>"
         f"{plot}"
         f"<div class='sw'>{extra}<h2 id='insights'>Insights</h2>{insights_html(found, data)}"
         f"<h2 id='importances'>Parameter importances</h2>{importances_html(imp, data.params)}"

@@ -16,6 +16,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
+from sweeper.config import conditions
 from sweeper.config.spec import SweepSpec, spec_from_dict
 from sweeper.search import space
 from sweeper.search.strategy import strategy_for
@@ -96,8 +97,11 @@ def _points(spec: SweepSpec, n: int, rng: random.Random) -> list[dict[str, Any]]
         return out[:n]
     points = []
     for _ in range(n):
-        point = {}
-        for name, p in spec.params.items():
+        point: dict[str, Any] = {}
+        for name in conditions.order(spec.params):  # a parameter whose condition fails is absent
+            p = spec.params[name]
+            if not conditions.holds(p.when, point):
+                continue
             if p.values is not None:
                 point[name] = rng.choice(p.values)
             elif p.log:
@@ -147,13 +151,13 @@ def make_study(
         roll = rng.random()
         if roll < fail_rate:
             trials.append(optuna.trial.create_trial(
-                state=TrialState.FAIL, params=point, distributions=dists,
+                state=TrialState.FAIL, params=point, distributions={k: dists[k] for k in point},
                 user_attrs={ERROR_ATTR: "ResourceExhaustedError: OOM when allocating tensor (synthetic)"},
             ))
         elif roll < fail_rate + prune_rate:
             cut = max(1, epochs // 2)
             trials.append(optuna.trial.create_trial(
-                state=TrialState.PRUNED, params=point, distributions=dists,
+                state=TrialState.PRUNED, params=point, distributions={k: dists[k] for k in point},
                 intermediate_values={} if spec.multi_objective else {e: curve[e] for e in range(cut)},
             ))
         else:
@@ -168,7 +172,7 @@ def make_study(
                 "fit_time": fit_time, "epochs_run": epochs, "n_params": 109_386, "curve": curve,
             }
             trials.append(optuna.trial.create_trial(
-                state=TrialState.COMPLETE, values=values, params=point, distributions=dists,
+                state=TrialState.COMPLETE, values=values, params=point, distributions={k: dists[k] for k in point},
                 user_attrs={METRICS_ATTR: metrics}, system_attrs=system,
                 intermediate_values={} if spec.multi_objective else dict(enumerate(curve)),
             ))
