@@ -218,6 +218,8 @@ BAD = {
                                "optimizer__nesterov": {"values": [True, False],
                                                        "when": {"momentum": 0.9, "optimizer": "adam"}}},
                               "params.optimizer__nesterov.when: no point satisfies it"),
+    "a width past some trials' layers": ({"model__layers": [1, 2, 3], "model__units_3": [8, 16]},
+                                         "params.model__units_3: trials with model__layers 1 would get it"),
     "a float range as parent": ({"lr": {"low": 0.001, "high": 0.1}, "momentum": {"values": [0.0, 0.9], "when": {"lr": 0.01}}},
                                 "params.momentum.when.lr: optimizer__learning_rate is a float range"),
 }

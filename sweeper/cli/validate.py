@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from sweeper.config.params import NUMBERED_WIDTH
 from sweeper.config.spec import SweepSpec, load_spec
 
 
@@ -32,6 +33,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
         reason = fuse_reason(spec)
         extra += f"; fuse {spec.compute.fuse}" + (f" (trains unfused: {reason})" if reason else "")
+        if not reason and any(k == "model__layers" or NUMBERED_WIDTH.fullmatch(k) for k in [*spec.params, *spec.fixed]):
+            extra += " (trials that set layers or a per-layer width train alone)"
     if spec.pruner.kind != "none":
         extra += f"; pruner {spec.pruner.kind}" + _pruner_note(spec)
     if spec.stop is not None:

@@ -166,8 +166,16 @@ def _check_cycles(source: str, params: Mapping[str, Any], written: Mapping[str, 
 
 
 def _check_satisfiable(source: str, params: Mapping[str, Any], written: Mapping[str, str], name: str) -> None:
-    """A parameter exists where its own and all its ancestors' conditions hold at once: one set
-    of allowed values per ancestor, the intersection of every condition on it."""
+    try:
+        required(params, name)
+    except ValueError as exc:
+        raise err(source, f"params.{written[name]}.when", f"no point satisfies it: {exc}") from None
+
+
+def required(params: Mapping[str, Any], name: str) -> dict[str, list[Any]]:
+    """The values each ancestor must hold for ``name`` to exist: its own and all its ancestors'
+    conditions at once, the intersection of every condition on one parent (``ValueError`` when
+    one is empty: no point has the parameter)."""
     allowed: dict[str, list[Any]] = {}
     stack, seen = [name], set()
     while stack:
@@ -179,6 +187,7 @@ def _check_satisfiable(source: str, params: Mapping[str, Any], written: Mapping[
             before = allowed.get(parent)
             allowed[parent] = [v for v in values if before is None or any(same(v, b) for b in before)]
             if not allowed[parent]:
-                raise err(source, f"params.{written[name]}.when", f"no point satisfies it: {parent} would have to "
-                          f"be one of {list(values)!r} and of {before!r} at once (through {current})")
+                raise ValueError(f"{parent} would have to be one of {list(values)!r} and of {before!r} at once "
+                                 f"(through {current})")
             stack.append(parent)
+    return allowed

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from typing import Any, Callable
 
-from sweeper.config.values import MAX_LAYERS
+from sweeper.config import conditions
+from sweeper.config.values import MAX_LAYERS, err
 from sweeper.errors import SweeperError
 
 BUILTIN: dict[str, str] = {
@@ -70,3 +72,29 @@ def numbered_params(builder: Builder) -> list[str]:
 def model_keys(builder: Builder) -> set[str]:
     """Every name ``model__<name>`` may set for this builder."""
     return set(builder_params(builder)) | set(numbered_params(builder))
+
+
+def check_widths(source: str, builder: Builder, params: dict[str, Any], fixed: dict[str, Any]) -> None:
+    """A per-layer width (``units_3``) searched or fixed where some trials have fewer layers
+    would fail those trials: refused in one line, naming the condition it needs."""
+    name = getattr(builder, "numbered", None)
+    if not name:
+        return
+    layers = params.get("model__layers")
+    for key in [*params, *fixed]:
+        found = re.fullmatch(rf"model__{name}_(\d+)", key)
+        if not found:
+            continue
+        k = int(found.group(1))
+        if layers is None:
+            counts = [fixed.get("model__layers", builder_params(builder).get("layers"))]
+        elif key in params and "model__layers" in conditions.required(params, key):
+            counts = conditions.required(params, key)["model__layers"]
+        else:
+            counts = list(layers.values) if layers.values is not None else \
+                list(range(int(layers.low), int(layers.high) + 1, int(layers.step or 1)))
+        short = sorted(int(n) for n in counts if int(n) < k)
+        if short:
+            where = "params" if key in params else "training"
+            raise err(source, f"{where}.{key}", f"trials with model__layers {short[0]} would get it but have no layer {k} "
+                      f"(give it a condition, when: {{model__layers: [...]}}, of {k} layers or more)")

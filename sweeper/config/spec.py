@@ -234,17 +234,18 @@ def _spec_from_dict(raw: Any, source: str, stored: bool) -> SweepSpec:
         raise err(source, "data", "missing: which dataset to use (e.g. 'data: {dataset: mnist5k}')")
     data = parse_data(source, raw["data"], stored)
 
-    from sweeper.config.models import model_keys, resolve_builder
+    from sweeper.config.models import check_widths, model_keys, resolve_builder
 
     model = raw.get("model", "mlp")
     if not isinstance(model, str):
         raise err(source, "model", f"{model!r} is not a model name")
-    builder_keys: set[str] | None = None  # None: any model__ key (a stored study's, checked when made)
+    builder, builder_keys = None, None  # None: any model__ key (a stored study's, checked when made)
     if not stored:
         try:
-            builder_keys = model_keys(resolve_builder(model))
+            builder = resolve_builder(model)
         except SweeperError as exc:
             raise err(source, "model", str(exc)) from None
+        builder_keys = model_keys(builder)
 
     params = parse_params(source, mapping(source, "params", raw.get("params")), builder_keys)
 
@@ -254,6 +255,8 @@ def _spec_from_dict(raw: Any, source: str, stored: bool) -> SweepSpec:
         if isinstance(value, (list, dict)):
             raise err(source, f"training.{key}", "fixed settings take one value; search it under 'params'")
         fixed[canon] = param_value(source, f"training.{key}", canon, value)
+    if builder is not None:
+        check_widths(source, builder, params, fixed)  # no trial has a width past its layers
 
     method = raw.get("method", "grid" if all(p.is_grid for p in params.values()) else "tpe")
     if not isinstance(method, str) or method.lower() not in METHODS:
