@@ -97,8 +97,7 @@ def plan_workers(gpus: list[GpuInfo], trials_per_gpu: int, workers: int | None, 
     if gpus:
         slots = []
         for g in gpus:
-            # Leave 10 % headroom for the CUDA context and allocator fragmentation.
-            cap = int(g.memory_mb * 0.9 / trials_per_gpu) if trials_per_gpu > 1 else None
+            cap = memory_share_mb(g.memory_mb, 1 / trials_per_gpu) if trials_per_gpu > 1 else None
             slots += [Placement(g.index, cap, None) for _ in range(trials_per_gpu)]
         if workers is not None and workers != len(slots):
             raise SweeperError(f"--workers {workers} does not match {len(gpus)} GPU(s) x --trials-per-gpu "
@@ -107,6 +106,12 @@ def plan_workers(gpus: list[GpuInfo], trials_per_gpu: int, workers: int | None, 
     n = workers or 1
     threads = max(1, cpu_count // n) if n > 1 else None
     return [Placement(None, None, threads) for _ in range(n)]
+
+
+def memory_share_mb(memory_mb: int, share: float) -> int:
+    """The memory cap of a worker given ``share`` of a GPU (``--trials-per-gpu K``: 1/K; a Ray
+    worker's fractional ``--gpus-per-worker``), 10 % left for the CUDA context and fragmentation."""
+    return int(memory_mb * 0.9 * share)
 
 
 def configure_worker_devices(tf: Any) -> None:
