@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
+from sweeper.cli import drive
 from sweeper.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_MAX_FAILURES,
@@ -21,11 +21,10 @@ from sweeper.cli.common import (
 )
 from sweeper.config.spec import DEFAULT_STORAGE, SweepSpec, load_spec
 from sweeper.errors import MaxFailuresReached, SweeperError
-from sweeper.store.placement import ENGINE_ENV, engine, set_default_engine, worker_index
+from sweeper.store.placement import set_default_engine, worker_index
 from sweeper.store.progress import Progress, progress
 from sweeper.store.storage import make_storage
 from sweeper.store.studies import load
-from sweeper.store.trials import reap_dead_trials
 from sweeper.worker import journeys, loop, supervise
 
 
@@ -60,10 +59,18 @@ def register(sub: Any) -> None:
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None,
-                   help="worker processes on this host (default: 1 per GPU slot, else 1)")
+                   help="worker processes on this host (default: 1 per GPU slot, else 1); --engine ray: Ray workers")
     p.add_argument("--gpus", default=None, help="GPUs to use: all (default), none, or a list like 0,1")
-    p.add_argument("--trials-per-gpu", type=int, default=1, metavar="K",
+    p.add_argument("--trials-per-gpu", type=int, default=None, metavar="K",
                    help="pack K trials on each GPU, each capped at 90%%/K of its memory (default 1)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: worker processes on this host (default); ray: --workers N Ray tasks on a Ray cluster")
+    p.add_argument("--address", default=None, help="--engine ray: the cluster, auto, HOST:PORT or "
+                   "ray://HOST:10001 (default: start a local Ray for this run)")
+    p.add_argument("--gpus-per-worker", type=float, default=None, metavar="G",
+                   help="--engine ray: GPUs per worker (default 0); a share like 0.5 puts two workers on one GPU")
+    p.add_argument("--cpus-per-worker", type=float, default=None, metavar="C",
+                   help="--engine ray: CPUs per worker (default 1)")
     p.add_argument("--max-failures", type=int, default=None, help="stop once this many trials failed")
     p.add_argument("--reports", default="reports", help="folder for the report (default reports/)")
     p.add_argument("--no-report", action="store_true", help="do not write the HTML report at the end")
@@ -74,10 +81,18 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     spec = load_spec(args.file, args.set)
     url = args.storage or spec.storage
-    return _execute(journeys.open_run(spec, url, _say), spec, url, args)
+    cluster = _ray_cluster(args)  # before the study exists: a cluster that cannot serve creates nothing
+    with _closing(cluster):
+        return _execute(journeys.open_run(spec, url, _say), spec, url, args, cluster)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    cluster = _ray_cluster(args)
+    with _closing(cluster):
+        return _resume(args, cluster)
+
+
+def _resume(args: argparse.Namespace, cluster: Any) -> int:
     study, spec, mended = journeys.open_resume(args.study, args.storage, args.trials, args.retry_failed, _say)
     if not args.quiet:
         print(mended.text(spec.name), file=sys.stderr)
@@ -86,7 +101,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         budget = "" if spec.method == "grid" else "raise its budget with --trials N, or "
         print(f"sweeper: {spec.name} {stopped} (its stop rule); nothing to run: to go on, {budget}change "
               "or remove 'stop' in the sweep file and run it", file=sys.stderr)
-    return _execute(study, spec, args.storage, args)
+    return _execute(study, spec, args.storage, args, cluster)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -117,34 +132,86 @@ def _say(line: str) -> None:
 
 
 # --------------------------------------------------------------------------- execution
-def _execute(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace) -> int:
+def _execute(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace, cluster: Any = None) -> int:
     from sweeper.train.devices import detect_gpus, plan_workers, select_gpus
 
     deadline = time.monotonic() + spec.timeout if spec.timeout else None
+    if cluster is not None:
+        _say_unfused(spec)
+        _install_sigint()
+        try:
+            prog, stopped = drive.run_ray(study, spec, url, args, deadline, cluster)
+        except KeyboardInterrupt:
+            return _interrupted(spec, url)
+        return _finish(study, spec, prog, args, stopped)
     if args.workers is not None and args.workers < 1:
         raise SweeperError(f"--workers: {args.workers} must be >= 1")
     gpus = select_gpus(args.gpus, detect_gpus()) if not spec.trial_function else []
-    placements = plan_workers(gpus, args.trials_per_gpu, args.workers, os.cpu_count() or 1)
+    per_gpu = 1 if args.trials_per_gpu is None else args.trials_per_gpu
+    placements = plan_workers(gpus, per_gpu, args.workers, os.cpu_count() or 1)
     _say_unfused(spec)
     if len(placements) == 1 and args.workers is None:  # in this process; --workers K: supervised processes
         os.environ.update(placements[0].env())
-        bar = _ProgressBar(spec, progress(study, spec), args.quiet)
+        bar = drive.ProgressBar(spec, progress(study, spec), args.quiet)
         _install_sigint()
         stopped = None
         try:
             prog = journeys.work_here(study, spec, url, 0, args.max_failures, deadline, bar.update)
         except KeyboardInterrupt:
             bar.close()
-            print(f"sweeper: interrupted; the running trial(s) were queued again. Continue with: "
-                  f"sweeper resume {spec.name} --storage {url}", file=sys.stderr)
-            return EXIT_INTERRUPTED
+            return _interrupted(spec, url)
         except MaxFailuresReached as exc:
             stopped, prog = str(exc), progress(study, spec)
         finally:
             bar.close()
     else:
-        prog, stopped = _run_workers(study, spec, url, args, deadline, placements)
+        prog, stopped = drive.run_processes(study, spec, url, args, deadline, placements)
     return _finish(study, spec, prog, args, stopped)
+
+
+def _interrupted(spec: SweepSpec, url: str) -> int:
+    print(f"sweeper: interrupted; the running trial(s) were queued again. Continue with: "
+          f"sweeper resume {spec.name} --storage {url}", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+RAY_ONLY = ("address", "gpus_per_worker", "cpus_per_worker")
+
+
+def _ray_cluster(args: argparse.Namespace) -> Any:
+    """``--engine ray``: its options checked, Ray connected (or started) and the cluster sized up
+    (sweeper/worker/ray_workers.py); None for the local engine, which refuses Ray's options."""
+    if args.engine != "ray":
+        for name in RAY_ONLY:
+            if getattr(args, name) is not None:
+                raise SweeperError(f"--{name.replace('_', '-')}: only with --engine ray")
+        return None
+    if args.gpus is not None:
+        raise SweeperError("--gpus: not with --engine ray, where Ray assigns each worker its GPUs; "
+                           "ask for them with --gpus-per-worker G")
+    if args.trials_per_gpu is not None:
+        raise SweeperError("--trials-per-gpu: not with --engine ray; a share of a GPU per worker, "
+                           "--gpus-per-worker 0.5, puts two workers on one GPU")
+    if args.workers is None:
+        raise SweeperError("--engine ray needs --workers N: how many workers to start on the cluster")
+    from sweeper.worker import ray_workers
+
+    request = ray_workers.RayRequest(args.address, args.workers, args.gpus_per_worker or 0.0,
+                                     1.0 if args.cpus_per_worker is None else args.cpus_per_worker)
+    cluster, note = ray_workers.connect(request)
+    if note:
+        print(f"sweeper: ray: {note}", file=sys.stderr)
+    return cluster
+
+
+@contextmanager
+def _closing(cluster: Any) -> Iterator[None]:
+    """A Ray this run connected to is let go (a local one stopped) however the run ends."""
+    try:
+        yield
+    finally:
+        if cluster is not None:
+            cluster.close()
 
 
 def _say_unfused(spec: SweepSpec) -> None:
@@ -179,94 +246,6 @@ def _finish(study: Any, spec: SweepSpec, prog: Progress, args: argparse.Namespac
     return EXIT_OK
 
 
-def _run_workers(study: Any, spec: SweepSpec, url: str, args: argparse.Namespace, deadline: float | None,
-                 placements: list[Any]) -> tuple[Progress, str | None]:
-    """K local worker processes share the store through Optuna's gRPC storage proxy, served from
-    this process: one writer to the SQLite file, so no 'database is locked' (optuna#820).
-    Returns the progress and, when --max-failures stopped a worker, why (the others are stopped)."""
-    from sweeper.store import optuna_internals as oi
-    from sweeper.store.storage import parse_url
-
-    storage = oi.storage_of(study)
-    if parse_url(url).has_server:
-        worker_url = url  # a real server (or a proxy) already serialises writers
-        server = None
-    else:
-        port = _free_port()
-        server = oi.grpc_server(storage, "127.0.0.1", port)
-        server.start()
-        worker_url = f"grpc://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "sweeper", "worker", spec.name, "--storage", worker_url, "--quiet"]
-    if args.max_failures is not None:
-        cmd += ["--max-failures", str(args.max_failures)]
-    def start(slot: int, index: int) -> subprocess.Popen[bytes]:
-        env = {**os.environ, **placements[slot].env(), ENGINE_ENV: engine()}  # placement: local, unless told
-        return subprocess.Popen(cmd + ["--index", str(index)], env=env)
-
-    procs = [start(i, i) for i in range(len(placements))]
-    restarts, stopping = 0, False
-    bar = _ProgressBar(spec, progress(study, spec), args.quiet)
-    try:
-        while True:
-            time.sleep(0.5)
-            if all(p.poll() is not None for p in procs) and not any(_died(p) for p in procs):
-                break
-            prog = progress(study, spec)
-            bar.update(prog)
-            too_many = any(p.returncode == EXIT_MAX_FAILURES for p in procs)
-            if too_many or (deadline is not None and time.monotonic() > deadline):
-                stopping = True
-                for p in procs:
-                    if p.poll() is None:
-                        p.send_signal(signal.SIGINT)  # each re-queues its running trial and exits
-                deadline = None
-            for slot, p in enumerate(procs):
-                if _died(p) and not stopping and not prog.done and restarts < MAX_RESTARTS_PER_WORKER * len(procs):
-                    # A worker killed mid-trial (OOM killer, os._exit in a fit): its trial is failed and
-                    # queued again (or failed for good after max_worker_deaths), and a new worker goes on.
-                    reap_dead_trials(study)
-                    restarts += 1
-                    print(f"sweeper: worker {slot} exited with {p.returncode}; starting another", file=sys.stderr)
-                    procs[slot] = start(slot, slot + len(procs) * restarts)
-            if all(p.poll() is not None for p in procs):
-                break  # every worker ended (done, stopped, or died past the restart budget)
-    except KeyboardInterrupt:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs:
-            p.wait()
-        raise
-    finally:
-        bar.close()
-        if server is not None:
-            server.stop(grace=1).wait()
-    reap_dead_trials(study)
-    crashed = [p.returncode for p in procs if p.returncode not in (EXIT_OK, EXIT_INTERRUPTED, EXIT_MAX_FAILURES)]
-    if crashed:
-        print(f"sweeper: {len(crashed)} worker(s) exited with errors {crashed}", file=sys.stderr)
-    prog = progress(study, spec)
-    stopped = None
-    if any(p.returncode == EXIT_MAX_FAILURES for p in procs):
-        stopped = f"stopped: {prog.failed} trials failed (--max-failures {args.max_failures}); " \
-                  f"see 'sweeper show {spec.name}' for the reasons"
-    return prog, stopped
-
-
-MAX_RESTARTS_PER_WORKER = 10  # a worker that dies over and over means something else is wrong
-
-
-def _died(p: subprocess.Popen[bytes]) -> bool:
-    """Ended other than by finishing, Ctrl-C or --max-failures (killed, crashed)."""
-    return p.poll() is not None and p.returncode not in (EXIT_OK, EXIT_INTERRUPTED, EXIT_MAX_FAILURES)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # --------------------------------------------------------------------------- UI
 def _install_sigint() -> None:
     """First Ctrl-C: stop after re-queueing the running trial. Second: exit at once."""
@@ -281,36 +260,6 @@ def _install_sigint() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, handler)
-
-
-class _ProgressBar:
-    """tqdm bar: finished trials / budget, ETA, best so far, failures."""
-
-    def __init__(self, spec: SweepSpec, prog: Progress, quiet: bool) -> None:
-        self.spec = spec
-        self.bar = None
-        if not quiet:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=prog.budget, initial=prog.finished, unit="trial", desc=spec.name,
-                            dynamic_ncols=True, file=sys.stderr)
-            self._postfix(prog)
-
-    def _postfix(self, prog: Progress) -> None:
-        if self.bar is not None:
-            best = "-" if prog.best is None else f"{prog.best:.4f}"
-            self.bar.set_postfix_str(f"best {self.spec.metric} {best}; {prog.counts()}")
-
-    def update(self, prog: Progress) -> None:
-        if self.bar is not None:
-            self.bar.n = prog.finished
-            self._postfix(prog)
-            self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
 
 
 def _line_reporter(spec: SweepSpec) -> Any:
