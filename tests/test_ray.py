@@ -268,3 +268,20 @@ def test_a_worker_larger_than_any_node_is_refused(tmp_path: Path, cluster: Any, 
     for word in words:
         assert word in lines[0], lines[0]
     assert not (tmp_path / "store.db").exists()
+
+
+@pytest.mark.slow
+def test_max_failures_stops_every_worker_with_run_s_exit_code(tmp_path: Path, cluster: Any) -> None:
+    """trial_functions:flaky fails units=1: the worker that sees the failure ends with 3, the
+    driver stops the others (their trials queued again) and exits 3, as sweeper run does."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    path = write_sweep(tmp_path / "rf.yaml", name="rf", trial_function="trial_functions:flaky",
+                       params={"model__units": GRID}, storage=url)
+    done = run(tmp_path, "run", str(path), "--engine", "ray", "--address", cluster.address, "--workers", "2",
+               "--max-failures", "1", "--quiet", "--no-report", timeout=300)
+    assert done.returncode == 3, done.stderr
+    assert "sweeper: stopped: 1 trials failed (--max-failures 1)" in done.stderr
+    trials = study_of(url, "rf").get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert [t.params["model__units"] for t in trials if t.state == TrialState.FAIL
+            and "simulated" in t.user_attrs.get("error", "")] == [1]
