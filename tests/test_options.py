@@ -278,3 +278,13 @@ def test_timeout_ends_a_sweep_with_its_budget_unspent(tmp_path: Path) -> None:
     trials = sweep(tmp_path, "timeout", method="random", trials=500, timeout=1,
                    params={"optimizer__learning_rate": {"low": 0.001, "high": 0.1}})
     assert 1 <= len(trials) < 500 and all(t.state == TrialState.COMPLETE for t in trials)
+
+
+def test_a_range_of_conv_filters_is_an_integer_range(tmp_path: Path) -> None:
+    """`model__filters` (like `model__fc_units`) is a width: a range of it samples integers (it
+    sampled floats, and every cnn trial failed in Keras)."""
+    trials = sweep(tmp_path, "filters", method="random", trials=2, model="cnn", training={"epochs": 1, "batch_size": 32},
+                   params={"model__filters": {"low": 4, "high": 8}})
+    assert len(trials) == 2 and all(t.state == TrialState.COMPLETE for t in trials), [t.user_attrs for t in trials]
+    for t in trials:
+        assert isinstance(t.params["model__filters"], int)

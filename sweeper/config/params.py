@@ -95,7 +95,7 @@ BUILDER_RULES: dict[str, Callable[[Any], Any]] = {
 # One width per layer (mlp: units_1 ..., cnn: filters_1 ...; config/models.py).
 NUMBERED_WIDTH = re.compile(r"model__(units|filters)_[1-9][0-9]*")
 # A range of these is an integer range unless it says ``type: float``.
-INT_PARAMS = {k for k, rule in RULES.items() if getattr(rule, "integer", False)} | {"model__layers"}
+INT_PARAMS = {k for k, rule in {**RULES, **BUILDER_RULES}.items() if getattr(rule, "integer", False)}
 
 
 def rule_for(key: str) -> Callable[[Any], Any]:
