@@ -96,11 +96,23 @@ def finish(procs: list[subprocess.Popen], timeout: float = PATIENCE_S) -> None:
         try:
             _, err = p.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
+            stacks = "\n".join(python_stacks(q.pid) for q in procs)
             for q in procs:
                 q.kill()
-            raise
+            raise AssertionError(f"workers still running after {timeout:.0f} s; their stacks:\n{stacks}") from None
         assert p.returncode in (0, -signal.SIGKILL), err
         assert "Traceback" not in err, err
+
+
+def python_stacks(pid: int) -> str:
+    """What a hung worker and its children are doing (py-spy, installed with ray[default]), for the
+    failure message."""
+    spy = Path(sys.executable).parent / "py-spy"
+    if not spy.exists():
+        return f"(no py-spy to show pid {pid})"
+    kids = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return "\n".join(subprocess.run([str(spy), "dump", "--pid", p], capture_output=True, text=True).stdout
+                     for p in [str(pid), *kids])
 
 
 def assert_every_point_once(all_trials: list[optuna.trial.FrozenTrial], units: list[int]) -> None:
@@ -172,6 +184,27 @@ def test_worker_dead_on_another_host_is_failed_by_heartbeat_and_rerun(postgres_u
     show = run_cli("show", "hosts", "--storage", postgres_url, cwd=tmp_path)
     assert show.returncode == 0, show.stderr
     assert f"trial {number}: worker stopped sending heartbeats; re-run as trial {rerun.number}" in show.stdout
+
+
+def test_trial_of_a_far_worker_that_died_before_its_first_heartbeat_is_rerun(postgres_url: str,
+                                                                            tmp_path: Path) -> None:
+    """What a worker on another host leaves when it dies between its claim and its first beat: a
+    RUNNING trial with an owner and no heartbeat, which Optuna's stale check never reports."""
+    from sweeper.store import optuna_internals as oi
+
+    units = [1, 2, 3]
+    study = create_study(tmp_path, postgres_url, "unbeaten", units)
+    queued = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))[0]
+    storage = oi.storage_of(study)
+    assert storage.set_trial_state_values(oi.trial_id(queued), state=TrialState.RUNNING)
+    storage.set_trial_system_attr(oi.trial_id(queued), OWNER_ATTR, {"host": "far-host", "pid": 1, "started": 0.0})
+    assert oi.unbeaten_running_trials(storage, study) == {oi.trial_id(queued)}
+    near = worker(postgres_url, "unbeaten", tmp_path, sleep=0.2, host=HOST)
+    finish([near])
+    done = trials(postgres_url, "unbeaten")
+    assert_every_point_once(done, units)
+    (rerun,) = [t for t in done if t.user_attrs.get(RETRY_OF_ATTR) == queued.number]
+    assert rerun.user_attrs[RETRY_REASON_ATTR] == "its worker on far-host never sent a heartbeat"
 
 
 def test_every_command_works_on_postgresql(postgres_url: str, tmp_path: Path, capsys: pytest.CaptureFixture,

@@ -81,6 +81,36 @@ def rdb_engine(storage: BaseStorage) -> Any | None:
     return getattr(backend, "engine", None)
 
 
+def heartbeat_grace_s(storage: BaseStorage) -> float:
+    """Seconds after its last beat that a trial counts as stale (0: no heartbeats)."""
+    hb = heartbeat_storage(storage)
+    backend = getattr(hb, "_backend", hb)
+    return float(getattr(backend, "grace_period", None) or 0.0)
+
+
+def unbeaten_running_trials(storage: BaseStorage, study: optuna.Study) -> set[int]:
+    """Ids of the study's RUNNING trials with no heartbeat recorded yet. Optuna's stale check
+    skips them (storages/_rdb/storage.py: _get_stale_trial_ids), so a worker on another host
+    that died before its first beat would leave its trial RUNNING for ever."""
+    hb = heartbeat_storage(storage)
+    backend = getattr(hb, "_backend", hb)
+    if hb is None or not hasattr(backend, "scoped_session"):
+        return set()
+    from optuna.storages._rdb import models
+
+    session = backend.scoped_session()
+    try:
+        beaten = session.query(models.TrialHeartbeatModel.trial_id)
+        rows = (session.query(models.TrialModel.trial_id)
+                .filter(models.TrialModel.study_id == study_id(study),
+                        models.TrialModel.state == TrialState.RUNNING,
+                        models.TrialModel.trial_id.notin_(beaten))
+                .all())
+        return {int(r[0]) for r in rows}
+    finally:
+        session.close()
+
+
 def schema_tables() -> set[str]:
     """The tables of Optuna's RDB schema (its alembic stamp included)."""
     from optuna.storages._rdb import models

@@ -153,8 +153,16 @@ def reap_dead_trials(study: optuna.Study, orphan_after_s: float = 15.0) -> int:
         fail_stale_trials(study)  # calls `requeue_stale` through the storage's failed_trial_callback
     reaped = 0
     now = time.time()
+    unbeaten = oi.unbeaten_running_trials(oi.storage_of(study), study)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = t.system_attrs.get(OWNER_ATTR)
+        if owner is not None and owner.get("host") != HOST and oi.trial_id(t) in unbeaten:
+            # Another host's worker that never beat for it: dead once a beat is long overdue.
+            started = t.datetime_start.timestamp() if t.datetime_start else now
+            if now - started < max(orphan_after_s, oi.heartbeat_grace_s(oi.storage_of(study))):
+                continue
+            reaped += fail_dead(study, t, f"its worker on {owner.get('host')} never sent a heartbeat", counted=False)
+            continue
         if owner is None:
             # Owned within milliseconds of being claimed; older than this means its worker died then.
             started = t.datetime_start.timestamp() if t.datetime_start else now
@@ -241,6 +249,7 @@ def claim(study: optuna.Study, queued: FrozenTrial) -> optuna.Trial | None:
     storage = oi.storage_of(study)
     try:
         if storage.set_trial_state_values(oi.trial_id(queued), state=TrialState.RUNNING):
+            _first_beat(storage, oi.trial_id(queued))
             storage.set_trial_system_attr(oi.trial_id(queued), OWNER_ATTR, owner_record())
             storage.set_trial_user_attr(oi.trial_id(queued), PLACEMENT_ATTR, placement_record())
             return oi.trial_handle(study, oi.trial_id(queued))
@@ -288,7 +297,18 @@ def queued_suspects(study: optuna.Study) -> int:
 
 def ask_new(study: optuna.Study) -> optuna.Trial:
     """A new RUNNING trial with this worker's owner record and placement in the same insert."""
-    return oi.new_running_trial(study, {OWNER_ATTR: owner_record()}, {PLACEMENT_ATTR: placement_record()})
+    trial = oi.new_running_trial(study, {OWNER_ATTR: owner_record()}, {PLACEMENT_ATTR: placement_record()})
+    _first_beat(oi.storage_of(study), oi.trial_id(trial))
+    return trial
+
+
+def _first_beat(storage: Any, tid: int) -> None:
+    """Beat once as soon as a trial is ours: Optuna never calls a trial without a heartbeat stale,
+    so a worker on another host killed before the beat its training starts would otherwise leave
+    the trial RUNNING for ever (reap_dead_trials also catches the milliseconds before this one)."""
+    hb = oi.heartbeat_storage(storage)
+    if hb is not None:
+        hb.record_heartbeat(tid)
 
 
 def tell_outcome(study: optuna.Study, trial: optuna.Trial, state: TrialState, value: float | None = None,
