@@ -196,7 +196,7 @@ def load_kept(study: optuna.Study, spec: SweepSpec, number: int, out_dir: Path |
     import sweeper.train.optimizers  # noqa: F401  (registers RAdam, which a compiled model may name)
 
     if first_only:
-        found = replace(found, files=found.files[:1], fits=found.fits[:1])
+        found = replace(found, fits=found.fits[:1])
     with tempfile.TemporaryDirectory(prefix="sweeper-kept-") as scratch:
         paths = found.download(out_dir or Path(scratch))
         models = []

@@ -139,7 +139,7 @@ def test_k_fold_keeps_every_fold_and_best_stored_needs_no_training_data(tmp_path
     assert out.returncode == 0, out.stderr
     assert f"trial {best.number} " in out.stdout and "2 kept model(s) loaded, nothing trained" in out.stdout
     written = sorted(p.name for p in (tmp_path / "out" / "folds" / "best").iterdir())
-    assert written == [f"trial-{best.number}-split0-repeat0.keras", f"trial-{best.number}-split1-repeat0.keras"]
+    assert written == [f"trial-{best.number}-fold-0.keras", f"trial-{best.number}-fold-1.keras"]
     # The submission is the mean of the two fold models' probabilities, on pixels scaled as in training.
     x = digits.images[300:340].astype("float32")[..., None] / 16.0
     proba = np.mean([load(tmp_path, i).predict(x, verbose=0) for i in kept_ids(best)], axis=0)

@@ -156,7 +156,8 @@ def _show_trial(study: Any, number: int) -> int:
         elif key != "error":
             print(f"{key}: {json.dumps(value, default=str)}")
     if REMOVED_PREFIX + str(t.number) in study.user_attrs:
-        print(f"{KEPT_ATTR}: removed (pushed out of the trials whose models are kept)")
+        print(f"{KEPT_ATTR}: removed (pushed out of the trials whose models are kept, or its files never "
+              "all recorded: its worker died or its upload failed)")
     if "error" in t.user_attrs:
         print("error:")
         print(t.user_attrs["error"])

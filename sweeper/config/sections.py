@@ -7,6 +7,7 @@ the Keras and Optuna objects are built from them in train/callbacks.py and searc
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -296,6 +297,28 @@ def is_sqlite_file(url: str) -> bool:
     return scheme.split("+", 1)[0].lower() == "sqlite" and path.split("?", 1)[0] not in ("", ":memory:")
 
 
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def split_store_url(store: str) -> tuple[str, str] | None:
+    """``s3://BUCKET[/PREFIX]`` -> (bucket, prefix without slashes at its ends); None for a folder
+    path. ValueError (one line) for a malformed s3 URL or another scheme's URL."""
+    scheme, sep, rest = store.partition("://")
+    if not sep or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme):
+        return None
+    if scheme.lower() != "s3":
+        raise ValueError(f"{store!r}: only folder paths and s3://BUCKET/PREFIX URLs are supported")
+    bucket, _, prefix = rest.partition("/")
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+        raise ValueError(f"{store!r} is not a valid s3 URL: {bucket!r} is not a bucket name (3 to 63 lowercase "
+                         "letters, digits, '.' or '-'; e.g. s3://my-bucket/models)")
+    prefix = prefix.strip("/")
+    if any(c in prefix for c in "?#\\") or "//" in prefix or any(p in (".", "..") for p in prefix.split("/")):
+        raise ValueError(f"{store!r} is not a valid s3 URL: prefix {prefix!r} (no '?', '#', '\\', empty, '.' "
+                         "or '..' parts)")
+    return bucket, prefix
+
+
 def parse_artifacts(source: str, raw: Any, storage: str, stored: bool = False) -> Artifacts:
     """``artifacts: {keep: K | all, store: FOLDER}``. Without ``store`` the models go beside the
     SQLite store file, so another kind of store needs it (a stored definition is not checked
@@ -318,6 +341,11 @@ def parse_artifacts(source: str, raw: Any, storage: str, stored: bool = False) -
     store = raw.get("store")
     if store is not None and (not isinstance(store, str) or not store.strip()):
         raise SpecError(source, "artifacts.store", f"{shown(store)} is not a folder path")
+    if store is not None:
+        try:
+            split_store_url(store.strip())
+        except ValueError as exc:
+            raise SpecError(source, "artifacts.store", str(exc)) from None
     if store is None and not stored and not is_sqlite_file(storage):
         raise SpecError(source, "artifacts.store", f"needed: storage {storage} is not a SQLite file, so there is "
                         "no folder beside it for the kept models (give one: 'artifacts: {store: FOLDER}')")

@@ -22,6 +22,7 @@ METRICS_ATTR = "metrics"  # TrialResult of a completed trial (std, split scores,
 # finished trial, so a removal is marked on the study, one attr per trial: REMOVED_PREFIX + number.
 ARTIFACTS_ATTR = "sweeper:artifacts"  # study user attr: the folder new kept models go to
 KEPT_ATTR = "sweeper:kept_models"  # trial user attr: {"store", "fits": [{"split", "repeat", "artifact_id"}], ...}
+UPLOADING_ATTR = "sweeper:uploading"  # trial system attr: {"store", "ids"} of its files, stored before any is written
 REMOVED_PREFIX = "sweeper:kept_models_removed:"  # study user attr + trial number: the artifact ids removed
 HEARTBEAT_S = 10  # RDB heartbeat interval; a trial is stale after 3 missed beats
 

@@ -131,3 +131,28 @@ def constraints_key() -> str:
     from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
 
     return _CONSTRAINTS_KEY
+
+
+def record_artifact(trial: optuna.Trial, artifact_id: str, filename: str) -> None:
+    """Optuna's record of one uploaded file on a running trial: the system attr ``upload_artifact``
+    stores (``artifacts:ID`` -> its ``ArtifactMeta`` as JSON), so ``get_all_artifact_meta`` and
+    optuna-dashboard list it. ``upload_artifact`` stores it *before* writing the file (a kill in
+    between leaves an id naming no file); sweeper writes the file first, then calls this."""
+    import json
+    import mimetypes
+    from dataclasses import asdict
+
+    from optuna.artifacts import ArtifactMeta
+    from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX
+
+    mimetype, encoding = mimetypes.guess_type(filename)
+    meta = ArtifactMeta(artifact_id=artifact_id, filename=filename,
+                        mimetype=mimetype or "application/octet-stream", encoding=encoding)
+    trial.storage.set_trial_system_attr(trial_id(trial), ARTIFACTS_ATTR_PREFIX + artifact_id, json.dumps(asdict(meta)))
+
+
+def artifact_ids(trial: FrozenTrial) -> list[str]:
+    """The ids of the files Optuna records as uploaded for ``trial`` (its ``artifacts:ID`` attrs)."""
+    from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX
+
+    return [k[len(ARTIFACTS_ATTR_PREFIX):] for k in trial.system_attrs if k.startswith(ARTIFACTS_ATTR_PREFIX)]

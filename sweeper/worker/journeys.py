@@ -34,15 +34,15 @@ def open_run(spec: SweepSpec, url: str, say: Callable[[str], None] | None = None
     dataset that cannot load, kept models with nowhere to go, an MLflow tracking URI that cannot
     be reached, or a warm start that cannot be made, stop here, before any study exists.
     ``say``: where the warm start's line goes."""
-    folder = artifacts.folder_for(spec, url) if spec.artifacts.active else None
+    location = artifacts.store_for(spec, url) if spec.artifacts.active else None
     if not spec.trial_function:
         from sweeper.train.data import check_data
 
         check_data(spec)
     live.check(spec)  # an MLflow tracking URI that cannot be reached: refused before any study exists
     study = create_or_load(spec, make_storage(url), say)
-    if folder is not None:
-        artifacts.record_folder(study, folder)  # where every worker of the study keeps models
+    if location is not None:
+        artifacts.record_location(study, location)  # where every worker of the study keeps models
     live.start(study, spec)  # the study's MLflow parent run, TensorBoard's hparams config
     return study
 
@@ -65,8 +65,9 @@ def open_resume(name: str, url: str, trials: int | None = None,
     again."""
     storage = make_storage(url, must_exist=True)
     study, spec = load(name, storage)
-    if spec.artifacts.active and not study.user_attrs.get(ARTIFACTS_ATTR):  # else the folder run recorded
-        artifacts.record_folder(study, artifacts.folder_for(spec, url))
+    if spec.artifacts.active:  # the store run recorded, else the sweep's; an S3 bucket must answer
+        artifacts.record_location(study, artifacts.check_store(study.user_attrs.get(ARTIFACTS_ATTR))
+                                  if study.user_attrs.get(ARTIFACTS_ATTR) else artifacts.store_for(spec, url))
     with study_lock(storage, spec.name):
         if trials is not None:
             if trials < 1:
@@ -74,6 +75,8 @@ def open_resume(name: str, url: str, trials: int | None = None,
             spec = with_trials(study, spec, trials)
         warm.finish(study, spec, storage, say)
         mended = Mended(reap_dead_trials(study), queue_points(study, spec), retry_failed(study) if retry else 0)
+        if spec.artifacts.active:  # files of trials reaped just now, whose worker died uploading them
+            artifacts.remove_pushed_out(study, spec)
     return study, spec, mended
 
 

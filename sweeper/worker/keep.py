@@ -43,7 +43,7 @@ def kept_attrs(study: optuna.Study, spec: SweepSpec, trial: optuna.Trial, values
         return {}
     try:
         files = [(m.file(), {"split": m.split, "repeat": m.repeat}) for m in models]
-        record = artifacts.upload(trial, artifacts.study_folder(study), files, _data_facts(spec))
+        record = artifacts.upload(trial, artifacts.study_location(study), files, _data_facts(spec))
     except Exception as exc:  # a full disk: the trial's result stands, without its models
         from sweeper.store.trials import error_text
 
