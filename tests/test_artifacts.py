@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 from conftest import run_cli, write_sweep
 from optuna.trial import FrozenTrial, TrialState
+from support.kept import assert_right_on_own_split, kept_ids, run
 
-from sweeper.cli import main
 from sweeper.config.spec import spec_from_dict
 from sweeper.errors import SweeperError
 from sweeper.store.artifacts import kept_numbers
@@ -34,23 +34,9 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def run(tmp_path: Path, name: str, **overrides: Any) -> tuple[optuna.Study, Any]:
-    """``sweeper run`` of write_sweep's tiny sweep (mlp, 400 digits, 2 epochs), changed by ``overrides``."""
-    import sweeper
-
-    path = write_sweep(tmp_path / f"{name}.yaml", name=name, **overrides)
-    assert main(["run", str(path), "--no-report", "--quiet"]) == 0
-    sweep = sweeper.load(name, f"sqlite:///{tmp_path / 'store.db'}")
-    return sweep.study, sweep
-
-
 def stored_files(tmp_path: Path) -> set[str]:
     """The files in the artifact folder beside the store (store.db -> store.artifacts/)."""
     return {p.name for p in (tmp_path / "store.artifacts").iterdir()}
-
-
-def kept_ids(t: FrozenTrial) -> list[str]:
-    return [f["artifact_id"] for f in (t.user_attrs.get(KEPT_ATTR) or {}).get("fits", [])]
 
 
 def load(tmp_path: Path, artifact_id: str) -> Any:
@@ -65,19 +51,7 @@ def load(tmp_path: Path, artifact_id: str) -> Any:
 
 def assert_scores_as_stored(tmp_path: Path, sweep: Any, t: FrozenTrial) -> None:
     """Every kept fit's model gets right, on its own validation split, the images its score counts."""
-    from sweeper.train.data import load_dataset, splits
-
-    ds = load_dataset(sweep.spec.data)
-    folds = splits(sweep.spec, ds)
-    fits = t.user_attrs[KEPT_ATTR]["fits"]
-    scores = t.user_attrs["metrics"]["split_scores"]
-    assert len(fits) == len(scores)
-    for fit, score in zip(fits, scores):
-        model = load(tmp_path, fit["artifact_id"])
-        assert model.count_params() == t.user_attrs["metrics"]["n_params"]
-        va = folds[fit["split"]][1]
-        right = int(np.sum(model.predict(ds.x[va], verbose=0).argmax(1) == ds.y[va]))
-        assert right == round(score * len(va)) and abs(right / len(va) - score) < 1e-6, (t.number, fit)
+    assert_right_on_own_split(sweep, t, [load(tmp_path, i) for i in kept_ids(t)])
 
 
 def test_the_best_k_keep_models_that_score_as_stored_and_the_rest_are_removed(tmp_path: Path) -> None:

@@ -38,10 +38,11 @@ def register(sub: Any) -> None:
     p.add_argument("--trial", type=int, metavar="N", help="everything stored about trial N (whole error text)")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("export", help="write a study's trials as JSON or CSV, or into TensorBoard or MLflow")
+    p = sub.add_parser("export", help="write a study's trials as JSON or CSV, or into TensorBoard or MLflow, "
+                                      "or its kept models as .keras files")
     p.add_argument("study")
     add_storage(p)
-    p.add_argument("--format", choices=("json", "csv", "tensorboard", "mlflow"), default="json",
+    p.add_argument("--format", choices=("json", "csv", "tensorboard", "mlflow"), default=None,
                    help="json, csv (a file), tensorboard (HParams runs in --out DIR), mlflow (runs at --tracking-uri)")
     p.add_argument("--all", action="store_true",
                    help="also trials without a score (failed, pruned, running, queued), with a state column")
@@ -49,6 +50,9 @@ def register(sub: Any) -> None:
     p.add_argument("--out", metavar="DIR", help="tensorboard: the log folder (one run per trial; replaced on re-export)")
     p.add_argument("--tracking-uri", metavar="URI", help="mlflow: the tracking URI (file:///DIR, http://HOST:PORT, ...)")
     p.add_argument("--experiment", metavar="NAME", default="sweeper", help="mlflow: the experiment (default: sweeper)")
+    p.add_argument("--models", metavar="DIR", help="write the kept models (artifacts: {keep: K}) to DIR as "
+                   "trial-N.keras (trial-N-fold-S.keras, ... per fit); existing files are not replaced without --force")
+    p.add_argument("--force", action="store_true", help="--models: replace files of the same names in DIR")
     p.set_defaults(func=cmd_export)
 
 
@@ -165,6 +169,11 @@ def _show_trial(study: Any, number: int) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.models is not None:
+        return _export_models(args)
+    if args.force:
+        raise SweeperError("--force: only with --models DIR")
+    args.format = args.format or "json"
     if args.format == "tensorboard" and not args.out:
         raise SweeperError("--format tensorboard needs --out DIR")
     if args.format == "mlflow" and not args.tracking_uri:
@@ -202,6 +211,26 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def _export_models(args: argparse.Namespace) -> int:
+    """``export STUDY --models DIR``: the kept models as .keras files (store/artifacts.export_models)."""
+    from pathlib import Path
+
+    from sweeper.store.artifacts import export_models
+
+    clash = [o for o, v in (("--format", args.format), ("--output", args.output), ("--out", args.out),
+                            ("--tracking-uri", args.tracking_uri), ("--all", args.all)) if v]
+    if clash:
+        raise SweeperError(f"--models writes the kept models only; leave out {', '.join(clash)}")
+    storage = make_storage(args.storage, must_exist=True, readonly=True)
+    study, spec = load(args.study, storage)
+    written = export_models(study, spec, Path(args.models), args.force)
+    for number, paths in written:
+        print(f"trial {number}: {', '.join(str(p) for p in paths)}")
+    print(f"wrote {sum(len(p) for _, p in written)} kept model(s) of {len(written)} trial(s) to {args.models}",
+          file=sys.stderr)
     return 0
 
 
