@@ -21,11 +21,11 @@ from sweeper.config.spec import SweepSpec
 from sweeper.errors import DataError, SweeperError
 from sweeper.search.space import full_params, trial_seed
 from sweeper.store.artifacts import Kept, kept
-from sweeper.store.keys import METRICS_ATTR
+from sweeper.store.keys import KEPT_ATTR, METRICS_ATTR
 from sweeper.store.pareto import first_value, pareto_front
 from sweeper.store.progress import ranked
 from sweeper.train.data import Dataset, image_shape, splits
-from sweeper.train.fit import fit_config, fit_seed
+from sweeper.train.fit import fit_config, fit_seed, metric_key
 from sweeper.train.pack_trial import is_fused, refit_member
 
 
@@ -78,8 +78,8 @@ def refit(spec: SweepSpec, ds: Dataset, trial: FrozenTrial, out_dir: Path) -> Re
 
 @dataclass
 class SplitRefit:
-    """A stored trial trained again on its first split with its own seed, and what the best-trial
-    page draws from it."""
+    """A stored trial trained again on its first split with its own seed (or its kept model of that
+    split, loaded), and what the best-trial page draws from it."""
 
     trial_number: int
     params: dict[str, Any]  # searched params
@@ -100,6 +100,7 @@ class SplitRefit:
     n_val: int
     n_params: int
     folds: int
+    source: str = "refit"  # "refit": trained again here; "kept model": the trial's own, loaded (nothing trained)
 
 
 def _first_conv(model: Any) -> Any | None:
@@ -156,8 +157,45 @@ def refit_on_split(spec: SweepSpec, ds: Dataset, trial: FrozenTrial) -> SplitRef
     )
 
 
+def kept_on_split(study: optuna.Study, spec: SweepSpec, ds: Dataset, trial: FrozenTrial) -> SplitRefit | None:
+    """The trial's kept model of its first fit (``artifacts: {keep: K}``) scored on that fit's
+    validation split, nothing trained; None when it has none (not kept, removed, missing). The
+    curves are the ones the trial stored (its validation metric per epoch, mean over its fits)."""
+    if not (trial.user_attrs.get(KEPT_ATTR) or {}).get("fits"):
+        return None
+    try:
+        found, models, _ = load_kept(study, spec, trial.number, first_only=True)
+    except SweeperError:
+        return None
+    model, fit = models[0], found.fits[0]
+    tr, va = splits(spec, ds)[fit["split"]]
+    proba = np.asarray(model.predict(ds.x[va], batch_size=1024, verbose=0))
+    true = ds.y[va].astype(int)
+    pred = proba.argmax(axis=-1).astype(int)
+    if spec.metric == "accuracy":
+        score = float(np.mean(pred == true))
+    else:  # Keras's sparse categorical cross-entropy, as val_loss measures it
+        score = float(-np.mean(np.log(np.clip(proba[np.arange(len(true)), true], 1e-7, 1.0))))
+    matrix = np.zeros((ds.n_classes, ds.n_classes), dtype=int)
+    np.add.at(matrix, (true, pred), 1)
+    metrics = trial.user_attrs.get(METRICS_ATTR) or {}
+    stored = (metrics.get("split_scores") or [first_value(trial)])[0]
+    conv = _first_conv(model)
+    sample = ds.x[va][0]
+    after = _maps(model, conv, sample) if conv is not None else None
+    params = full_params(spec, dict(trial.params))
+    return SplitRefit(
+        trial.number, dict(trial.params), fit_seed(spec, trial_seed(spec, params), fit["split"], fit["repeat"]),
+        float(stored), score, ds.classes, ds.x[va], true, pred, matrix,
+        {metric_key(spec): list(metrics.get("curve") or [])}, sample, None, after,
+        conv.name if conv is not None else None, len(tr), len(va), model.count_params(), len(splits(spec, ds)),
+        source="kept model",
+    )
+
+
 def best_split_refit(study: optuna.Study, spec: SweepSpec) -> SplitRefit | None:
-    """The best trial refit on its split, for the best-trial page (None: nothing to refit)."""
+    """The best trial on its split for the best-trial page: its kept model when it has one
+    (nothing trained), else refit (None: nothing to refit)."""
     if spec.trial_function:
         return None
     done = ranked(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), spec.direction)
@@ -168,7 +206,8 @@ def best_split_refit(study: optuna.Study, spec: SweepSpec) -> SplitRefit | None:
 
     configure_tensorflow()
     try:
-        return refit_on_split(spec, load_dataset(spec.data), done[0])
+        ds = load_dataset(spec.data)
+        return kept_on_split(study, spec, ds, done[0]) or refit_on_split(spec, ds, done[0])
     finally:
         release_keras_state()
 

@@ -177,22 +177,25 @@ def misclassified_plot(images: np.ndarray, true: Sequence[str], pred: Sequence[s
     return _save(fig, path)
 
 
-def feature_maps_plot(image: np.ndarray, before: np.ndarray, after: np.ndarray, layer: str, path: Path) -> Path:
-    """The input image and the first conv layer's maps (up to 16 channels) before and after training."""
-    ch = min(before.shape[-1], 16)
-    fig = _figure(1.2 * (ch + 1), 2.8, (0.05, 0.03, 0.98, 0.82))
-    ax = fig.add_subplot(2, ch + 1, 1)
+def feature_maps_plot(image: np.ndarray, before: np.ndarray | None, after: np.ndarray, layer: str, path: Path) -> Path:
+    """The input image and the first conv layer's maps (up to 16 channels) before and after
+    training (``before`` None: a kept model, whose initial weights are not at hand: after only)."""
+    ch = min(after.shape[-1], 16)
+    rows = [(after, "after")] if before is None else [(before, "before"), (after, "after")]
+    fig = _figure(1.2 * (ch + 1), 1.4 * len(rows), (0.05, 0.03, 0.98, 0.82 if len(rows) == 2 else 0.7))
+    ax = fig.add_subplot(len(rows), ch + 1, 1)
     _show_image(ax, image)
     ax.set_title("input", fontsize=7)
-    for row, (maps, label) in enumerate(((before, "before"), (after, "after"))):
+    for row, (maps, label) in enumerate(rows):
         for c in range(ch):
-            ax = fig.add_subplot(2, ch + 1, row * (ch + 1) + c + 2)
+            ax = fig.add_subplot(len(rows), ch + 1, row * (ch + 1) + c + 2)
             ax.imshow(maps[..., c], cmap="viridis")
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:
                 ax.set_ylabel(label, fontsize=8)
-    fig.suptitle(f"first conv layer ({layer}): feature maps before (top) and after (bottom) training", fontsize=9)
+    fig.suptitle(f"first conv layer ({layer}): feature maps " + ("after training" if before is None else
+                 "before (top) and after (bottom) training"), fontsize=9)
     return _save(fig, path)
 
 
@@ -210,5 +213,6 @@ def training_plot(history: dict[str, list[float]], path: Path) -> Path:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(key, fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_lines():  # a kept model's page has the stored validation curve of one metric only
+            ax.legend(fontsize=8)
     return _save(fig, path)
