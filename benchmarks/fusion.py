@@ -47,13 +47,13 @@ def load(rows: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
 
 
 def structure(family: str) -> Any:
-    from sweeper.train.fused import CNNStructure, MLPStructure
+    from sweeper.train.fused.structure import CNNStructure, MLPStructure
 
     return MLPStructure(units=64) if family == "mlp" else CNNStructure(filters=32, units=128)
 
 
 def members(k: int, epochs: int, first_seed: int = 0) -> list[Any]:
-    from sweeper.train.fused import FusedMember
+    from sweeper.train.fused.fit import FusedMember
 
     return [FusedMember(seed=first_seed + i, epochs=epochs, learning_rate=LRS[i % 4], dropout=DROPOUTS[(i // 4) % 3])
             for i in range(k)]
@@ -87,7 +87,7 @@ def unfused_per_hour(family: str, n: int, epochs: int, batch: int, data: tuple) 
 def fused_per_hour(family: str, k: int, epochs: int, batch: int, data: tuple) -> tuple[float, float, float]:
     """Trials/hour of a first pack of K (it traces the step), of the next pack of K (other seeds:
     a sweep's later packs of one shape reuse the traced step), and the first's mean val accuracy."""
-    from sweeper.train.fused import fit_fused
+    from sweeper.train.fused.fit import fit_fused
 
     x, y, xv, yv = data
     rates, accs = [], []
@@ -113,7 +113,7 @@ def main() -> None:
     ap.add_argument("--base-trials", type=int, default=4, help="unfused trials timed per family")
     ap.add_argument("--quick", action="store_true", help="K = 1,4,16 and 1,000 CNN images")
     args = ap.parse_args()
-    from sweeper.train.fused import pack_size
+    from sweeper.train.fused.sizing import pack_size
     from sweeper.train.runtime import configure_tensorflow, tensorflow
 
     configure_tensorflow()

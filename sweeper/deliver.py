@@ -26,7 +26,7 @@ from sweeper.store.pareto import first_value, pareto_front
 from sweeper.store.progress import ranked
 from sweeper.train.data import Dataset, image_shape, splits
 from sweeper.train.fit import fit_config, fit_seed, metric_key
-from sweeper.train.pack_trial import is_fused, refit_member
+from sweeper.train.fused.trials import is_fused, refit_member
 
 
 @dataclass

@@ -221,7 +221,8 @@ def test_many_structures_pack_without_tensorflow_warnings(tmp_path: Path) -> Non
 def test_fuse_auto_sizes_packs_by_structure_batch_and_folds(tmp_path: Path) -> None:
     """``fuse: auto``: a pack holds as many trials as the sizing rule allows fits for this structure
     and batch size, divided by the trial's folds."""
-    from sweeper.train.fused import MLPStructure, pack_size
+    from sweeper.train.fused.sizing import pack_size
+    from sweeper.train.fused.structure import MLPStructure
 
     trials = sweep(tmp_path, "auto", "auto", params={"optimizer__learning_rate": [0.001, 0.002, 0.003, 0.005, 0.01, 0.02]},
                    validation={"kfold": 2}, training={"epochs": 2, "batch_size": 2048, "model__units": 16})

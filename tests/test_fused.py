@@ -1,4 +1,4 @@
-"""Fused training (sweeper/train/fused.py): a member of a pack trains as the same configuration
+"""Fused training (sweeper/train/fused/fit.py): a member of a pack trains as the same configuration
 trained alone, members are frozen independently, and dropout / batch norm stay per member."""
 
 from __future__ import annotations
@@ -9,15 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sweeper.train.fused import (
-    CNNStructure,
-    FusedMember,
-    MLPStructure,
-    fit_fused,
-    keras_model,
-    member_from_params,
-    pack_size,
-)
+from sweeper.train.fused.fit import FusedMember, fit_fused, member_from_params
+from sweeper.train.fused.init import keras_model
+from sweeper.train.fused.sizing import pack_size
+from sweeper.train.fused.structure import CNNStructure, MLPStructure
 
 S16 = MLPStructure(units=16)
 
@@ -169,7 +164,7 @@ def test_packs_of_one_shape_share_their_traced_steps(digits: tuple[np.ndarray, .
     """A sweep's packs of one structure, size and optimizers run one traced step: the second pack
     (other seeds, rates, dropout and L2) does not trace again, and trains as it does in a fresh
     process-wide cache, bit for bit."""
-    from sweeper.train import fused_layers
+    from sweeper.train.fused import pack as fused_pack
 
     x, y, xv, yv = digits
 
@@ -177,12 +172,12 @@ def test_packs_of_one_shape_share_their_traced_steps(digits: tuple[np.ndarray, .
         return [FusedMember(seed=first + i, epochs=2, learning_rate=0.002 * (i + 1), optimizer=opt, dropout=0.1 * i,
                             l2=0.001 * (i % 2)) for i, opt in enumerate(["adam", "rmsprop", "adam"])]
 
-    fused_layers._STEPS.clear()
+    fused_pack._STEPS.clear()
     fit_fused(pack(91), x, y, (xv, yv), structure=S16, batch_size=32)
     second = fit_fused(pack(95), x, y, (xv, yv), structure=S16, batch_size=32)
-    (train, evaluate), = fused_layers._STEPS.values()
+    (train, evaluate), = fused_pack._STEPS.values()
     assert train.experimental_get_tracing_count() == 1 and evaluate.experimental_get_tracing_count() == 1
-    fused_layers._STEPS.clear()
+    fused_pack._STEPS.clear()
     alone = fit_fused(pack(95), x, y, (xv, yv), structure=S16, batch_size=32)
     for a, b in zip(second, alone):
         assert a.history == b.history
@@ -323,7 +318,7 @@ def test_initial_weights_are_the_built_models(structure: Any, shape: tuple[int, 
 
     import keras
 
-    from sweeper.train import fused_init
+    from sweeper.train.fused import init as fused_init
     from sweeper.train.runtime import configure_tensorflow
 
     configure_tensorflow()
@@ -345,7 +340,7 @@ def test_initial_weights_are_the_built_models(structure: Any, shape: tuple[int, 
 def test_initial_weights_without_a_recipe_build_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
     """Where a template's recipe does not hold, the member's model is built: the same weights and
     Dropout seeds as from the recipe."""
-    from sweeper.train import fused_init
+    from sweeper.train.fused import init as fused_init
     from sweeper.train.runtime import configure_tensorflow
 
     configure_tensorflow()

@@ -1,4 +1,4 @@
-"""The fused form is read from the family's template Keras model (train/fused_structure.py), not
+"""The fused form is read from the family's template Keras model (train/fused/structure.py), not
 written a second time: the layout read equals the layers' known positions for every structure;
 a builder's change (a batch-norm momentum, a LeakyReLU slope) reaches the fused members, which
 still train as Keras trains the changed model; a layer with no fused form is refused by name."""
@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sweeper.train import fused_structure
-from sweeper.train.fused_structure import CNNStructure, MLPStructure, layout, read_layout
+from sweeper.train.fused import structure as fused_structure
+from sweeper.train.fused.structure import CNNStructure, MLPStructure, layout, read_layout
 
 
 def known_layout(structure: Any) -> tuple[list[tuple[Any, ...]], int, int]:
@@ -60,8 +60,9 @@ def test_a_changed_builder_reaches_the_fused_members(monkeypatch: pytest.MonkeyP
     import keras
     from sklearn.datasets import load_digits
 
-    from sweeper.train import fused_init
-    from sweeper.train.fused import FusedMember, fit_fused, keras_model
+    from sweeper.train.fused import init as fused_init
+    from sweeper.train.fused.fit import FusedMember, fit_fused
+    from sweeper.train.fused.init import keras_model
     from sweeper.train.models import layers
     from sweeper.train.runtime import configure_tensorflow
 

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 from sweeper.train import keras_mirror
-from sweeper.train.fused import CNNStructure, FusedMember, MLPStructure, fit_fused, keras_model
+from sweeper.train.fused.fit import FusedMember, fit_fused
+from sweeper.train.fused.init import keras_model
+from sweeper.train.fused.structure import CNNStructure, MLPStructure
 from sweeper.train.runtime import configure_tensorflow, tensorflow
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
@@ -92,7 +94,7 @@ def _recording_fit(x: Any, y: Any = None, **fit: Any) -> list[list[np.ndarray]]:
 
 
 def test_passes_per_epoch() -> None:
-    """Epoch e of a fit over a reshuffling dataset takes pass KERAS_PASSES_PER_EPOCH * e (fused.py)."""
+    """Epoch e of a fit over a reshuffling dataset takes pass KERAS_PASSES_PER_EPOCH * e (fused/fit.py)."""
     import keras
 
     from sweeper.train.classifier import training_pipeline
@@ -170,7 +172,7 @@ def _built(layers: list[Any], shape: tuple[int, ...]) -> Any:
 
 def test_initializers() -> None:
     """A layer keeps each weight's initializer as <name>_initializer; a seeded one's values are a
-    function of its seed, config and shape alone (fused_init.py's recipes)."""
+    function of its seed, config and shape alone (fused/init.py's recipes)."""
     import keras
 
     keras.utils.set_random_seed(5)
@@ -195,8 +197,8 @@ def test_initializers() -> None:
     ("mlp", (64,)), ("cnn", (8, 8, 1)),
 ])
 def test_initial_weight_recipes_hold(structure: str, shape: tuple[int, ...]) -> None:
-    """fused_init's recipe (the facts above, together) reproduces the built model, not the fallback."""
-    from sweeper.train import fused_init
+    """fused/init.py's recipe (the facts above, together) reproduces the built model, not the fallback."""
+    from sweeper.train.fused import init as fused_init
 
     s = CNNStructure(filters=2, units=4, batchnorm=True) if structure == "cnn" else MLPStructure(
         units=4, batchnorm=True, activation="prelu")
@@ -228,7 +230,7 @@ def test_dropout_seeds_count_train_steps() -> None:
 
 
 def test_dropout_mask() -> None:
-    """Keras's Dropout at step s is keras_dropout(seed, s) (fused_layers.py's member forward)."""
+    """Keras's Dropout at step s is keras_dropout(seed, s) (fused/ops/dropout.py's member form)."""
     import keras
 
     tf = tensorflow()
@@ -268,10 +270,11 @@ def test_optimizer_defaults() -> None:
     ("sgd", {"momentum": 0.9, "nesterov": 1.0}), ("radam", {}),
 ])
 def test_update_rules(kind: str, options: dict[str, float]) -> None:
-    """update_rules on a (1, ...) stacked variable, with optimizer_constants and Pack._apply's
-    per-member powers, give what the optimizer's own update_step gives, bit for bit."""
+    """fused/optim's rules on a (1, ...) stacked variable, with its constants and per-member
+    powers (as Pack._apply gives them), give what the optimizer's own update_step gives, bit for bit."""
     import keras
 
+    from sweeper.train.fused import optim
     from sweeper.train.optimizers import optimizer_class
 
     tf = tensorflow()
@@ -286,15 +289,13 @@ def test_update_rules(kind: str, options: dict[str, float]) -> None:
         opt.apply_gradients([(tf.constant(g), var)])
 
     member = SimpleNamespace(optimizer=kind, optimizer_options=options, learning_rate=lr)
-    h = {k: tf.constant(v) for k, v in keras_mirror.optimizer_constants([member]).items()}
+    h = {k: tf.constant(v) for k, v in optim.constants([member]).items()}
     w, m, v = (tf.Variable(a[None]) for a in (w0, np.zeros_like(w0), np.zeros_like(w0)))
-    rule = keras_mirror.update_rules(tf)[kind]
+    rule = optim.RULES[kind]
     for step, g in enumerate(grads):
         t = tf.constant([step + 1.0])
-        powers = {f"{b}p": tf.stack([tf.pow(beta, s) for beta, s in zip(tf.unstack(h[b]), tf.unstack(t))])
-                  for b in ("b1", "b2")}
-        stacked = {key: tf.reshape(val, [1, 1, 1]) for key, val in {**h, **powers}.items()}
-        rule(w, m, v, tf.constant(g[None]), stacked, tf.reshape(t, [1, 1, 1]), lambda a, value: a.assign(value))
+        stacked = {key: tf.reshape(val, [1, 1, 1]) for key, val in {**h, **optim.powers(tf, h, t)}.items()}
+        rule(tf, w, m, v, tf.constant(g[None]), stacked, tf.reshape(t, [1, 1, 1]), lambda a, value: a.assign(value))
     got, want = w.numpy()[0], np.asarray(var)
     if kind == "radam":  # sweeper's RAdam: within float rounding (TensorFlow folds its constants otherwise)
         assert np.allclose(got, want, rtol=1e-6, atol=1e-7), (
@@ -387,13 +388,13 @@ def _keras_early_stopping(cb: Any, values: list[float]) -> tuple[int | None, int
 
 
 def test_early_stopping_rule_and_restore() -> None:
-    """pack_trial's _EarlyStop stops where Keras's EarlyStopping stops, and _scored_epoch is the
+    """early_stopping.EarlyStop stops where Keras's EarlyStopping stops, and scored_epoch is the
     epoch whose weights Keras leaves in the model (restored at the end, stopped early or not)."""
     import keras
 
     from sweeper.config.sections import Callbacks, EarlyStopping
     from sweeper.train.callbacks import keras_callbacks
-    from sweeper.train.pack_trial import _EarlyStop, _scored_epoch
+    from sweeper.train.early_stopping import EarlyStop, scored_epoch
 
     rng = np.random.default_rng(6)
     for case in range(160):
@@ -404,21 +405,43 @@ def test_early_stopping_rule_and_restore() -> None:
         cb = next(c for c in keras_callbacks(Callbacks(early_stopping=rule))
                   if isinstance(c, keras.callbacks.EarlyStopping))
         keras_stop, keras_kept = _keras_early_stopping(cb, values)
-        stopper, ours_stop = _EarlyStop(rule), None
+        stopper, ours_stop = EarlyStop.of(rule), None
         for epoch, value in enumerate(values):
             if stopper.stop(epoch, {monitor: value}):
                 ours_stop = epoch
                 break
         run = len(values) if ours_stop is None else ours_stop + 1
-        spec = SimpleNamespace(callbacks=Callbacks(early_stopping=rule))
-        kept = _scored_epoch(spec, {"val_loss": [0.0] * run, monitor: values[:run]}, stopper)  # type: ignore[arg-type]
+        kept = scored_epoch(Callbacks(early_stopping=rule), {"val_loss": [0.0] * run, monitor: values[:run]}, stopper)
         assert ours_stop == keras_stop, (
-            f"keras_mirror.EARLY_STOPPING (pack_trial._EarlyStop): {rule} on {values}: Keras stops at {keras_stop}, "
+            f"keras_mirror.EARLY_STOPPING (early_stopping.EarlyStop): {rule} on {values}: Keras stops at {keras_stop}, "
             f"sweeper at {ours_stop}")
         assert kept == keras_kept, (
-            f"keras_mirror.EARLY_STOPPING (pack_trial._scored_epoch): {rule} on {values}: Keras keeps epoch "
+            f"keras_mirror.EARLY_STOPPING (early_stopping.scored_epoch): {rule} on {values}: Keras keeps epoch "
             f"{keras_kept}'s weights, sweeper scores epoch {kept}")
 
+
+
+def test_early_stopping_rule_on_values() -> None:
+    """early_stopping.stop_and_keep, the rule stated once (given per-epoch values, patience,
+    min_delta, mode and restore_best: the stop epoch and the epoch whose weights the fit ends
+    with), is Keras's EarlyStopping on the same values, in both modes, with and without restore."""
+    import keras
+
+    from sweeper.train.early_stopping import stop_and_keep
+
+    rng = np.random.default_rng(8)
+    for case in range(240):
+        mode = ("min", "max")[case % 2]
+        patience, min_delta = int(rng.integers(0, 5)), (0.0, 1 / 32, 1 / 8)[case % 3]
+        restore = bool(case % 5 < 3)
+        values = [float(v) for v in rng.integers(0, 12, int(rng.integers(1, 10))) / 16]  # exact in float32, ties
+        cb = keras.callbacks.EarlyStopping(monitor="value", patience=patience, min_delta=min_delta, mode=mode,
+                                           restore_best_weights=restore)
+        want = _keras_early_stopping(cb, values)
+        got = stop_and_keep(values, patience, min_delta, mode, restore)
+        assert got == want, (
+            f"keras_mirror.EARLY_STOPPING (early_stopping.stop_and_keep): patience {patience}, min_delta "
+            f"{min_delta}, {mode}, restore {restore} on {values}: Keras (stop, kept) {want}, sweeper {got}")
 
 LAYER_CASES = {
     "mlp": (MLPStructure(units=4, batchnorm=True),
@@ -433,7 +456,7 @@ LAYER_CASES = {
 
 @pytest.mark.parametrize("name", list(LAYER_CASES))
 def test_layer_ops(name: str) -> None:
-    """One member of a pack (fused_layers.Pack's own-ops forward, loss and gradients) trains as its
+    """One member of a pack (the ops' member forms, the loss and gradients) trains as its
     Keras model does under train_on_batch on the same batches, bit for bit."""
     import keras
 
@@ -454,7 +477,7 @@ def test_layer_ops(name: str) -> None:
             model.train_on_batch(x[order[a:a + batch]], y[order[a:a + batch]])
     same = [np.array_equal(a, b) for a, b in zip(result.weights, model.get_weights(), strict=True)]
     assert all(same), (
-        f"keras_mirror.LAYER_OPS (fused_layers.Pack._forward_own/_loss_own): a {name} member no longer trains as its "
+        f"keras_mirror.LAYER_OPS (fused/ops member forms): a {name} member no longer trains as its "
         f"Keras model (weights that differ: {[i for i, ok in enumerate(same) if not ok]})")
 
 

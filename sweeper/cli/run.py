@@ -218,7 +218,7 @@ def _say_unfused(spec: SweepSpec) -> None:
     """A sweep file that asks for fused packs it cannot have hears why, once, and runs unfused."""
     if spec.compute.fuse == "off":
         return
-    from sweeper.train.pack_trial import fuse_reason
+    from sweeper.train.fused.trials import fuse_reason
 
     reason = fuse_reason(spec)
     if reason is not None:

@@ -29,7 +29,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     objectives = ", ".join(f"{name} ({d})" for name, d in zip(spec.objective_names, spec.directions))
     extra = f"; constraints {', '.join(c.label() for c in spec.constraints)}" if spec.constraints else ""
     if spec.compute.fuse != "off":
-        from sweeper.train.pack_trial import fuse_reason
+        from sweeper.train.fused.trials import fuse_reason
 
         reason = fuse_reason(spec)
         extra += f"; fuse {spec.compute.fuse}" + (f" (trains unfused: {reason})" if reason else "")

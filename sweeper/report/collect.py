@@ -55,7 +55,7 @@ class StudyData:
     objectives: list[str] = field(default_factory=list)  # every objective, the first is ``metric``
     directions: list[str] = field(default_factory=list)
     constraints: list[str] = field(default_factory=list)  # their labels, e.g. 'n_params <= 200000'
-    packing: str | None = None  # how trials were packed (compute.fuse), train/pack_trial.py words
+    packing: str | None = None  # how trials were packed (compute.fuse), train/fused/trials.py words
     when: dict[str, Any] = field(default_factory=dict)  # conditional parameters: their conditions
     warm_start: str | None = None  # what the study started with (warm_start:), e.g. '12 trials from study X'
 

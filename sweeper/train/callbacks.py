@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from sweeper.config.sections import Augmentation, Callbacks
+from sweeper.train.early_stopping import mode
 
 
 def augmentation_layers(aug: Augmentation, seed: int) -> list[Any]:
@@ -39,12 +40,12 @@ def keras_callbacks(cb: Callbacks, log_dir: str | None = None, validation: bool 
         e = cb.early_stopping
         out.append(keras.callbacks.EarlyStopping(
             monitor=e.monitor, patience=e.patience, min_delta=e.min_delta, restore_best_weights=e.restore_best_weights,
-            mode="max" if "accuracy" in e.monitor else "min"))
+            mode=mode(e.monitor)))
     if cb.reduce_lr and watched(cb.reduce_lr.monitor):
         r = cb.reduce_lr
         out.append(keras.callbacks.ReduceLROnPlateau(
             monitor=r.monitor, factor=r.factor, patience=r.patience, min_delta=r.min_delta, min_lr=r.min_lr,
-            mode="max" if "accuracy" in r.monitor else "min"))
+            mode=mode(r.monitor)))
     if cb.keep_best and validation:
         out.append(KeepBest.make())
     if cb.tensorboard and log_dir:

@@ -1,52 +1,48 @@
 """What sweeper assumes about how Keras works inside, in one place.
 
-Fused training (fused.py, fused_layers.py, fused_init.py) reproduces a Keras fit bit for bit, and
-``seeding: scikeras`` (classifier.py, fit.py) reproduces ``KerasClassifier(random_state=...)``'s
-batch order; reused models (reuse.py) must start where a new model starts. None of that is public
-Keras API: it is how Keras 3.15 happens to do it. A Keras that does any of it otherwise imports
-fine and moves scores silently, so pyproject.toml pins Keras to the minor these facts were read
-from (``KERAS_VERSIONS``), and tests/test_keras_assumptions.py checks every fact below against
-the installed Keras, each failure naming the fact (``keras_mirror.NAME``) that broke. To move
-the pin: run that test file on the new Keras, fix what it names, then widen the pin.
+Fused training (train/fused/: fit.py, init.py, the ops and update rules) reproduces a Keras fit
+bit for bit, and ``seeding: scikeras`` (classifier.py, fit.py) reproduces
+``KerasClassifier(random_state=...)``'s batch order; reused models (reuse.py) must start where a
+new model starts. None of that is public Keras API: it is how Keras 3.15 happens to do it. A
+Keras that does any of it otherwise imports fine and moves scores silently, so pyproject.toml
+pins Keras to the minor these facts were read from (``KERAS_VERSIONS``), and
+tests/test_keras_assumptions.py checks every fact below against the installed Keras, each
+failure naming the fact (``keras_mirror.NAME``) that broke. To move the pin: run that test file
+on the new Keras, fix what it names, then widen the pin.
 
 The facts (name: what it says; where sweeper relies on it):
 
 - ``KERAS_VERSIONS``: the Keras versions these facts hold for (pyproject.toml's ``keras`` pin).
 - ``KERAS_PASSES_PER_EPOCH``: ``Model.fit``'s epoch iterator opens a pass over a sized dataset when
   an epoch ends and another when the next begins, so epoch ``e`` trains on reshuffle pass ``2e``
-  of a ``reshuffle_each_iteration`` dataset. fused.py: each member's epoch order.
+  of a ``reshuffle_each_iteration`` dataset. fused/fit.py: each member's epoch order.
 - ``ARRAY_ADAPTER_BATCH_ORDER`` (``keras_batch_order``): the order ``Model.fit(shuffle=True)``
   takes NumPy rows in: Keras's array adapter draws ``tf.random.shuffle(tf.range(n))`` inside a
   ``tf.data`` map whose op seed the global seed fixes, the same order every epoch. classifier.py
-  (``SweeperClassifier`` with ``random_state``), fit.py and fused.py (``seeding: scikeras``).
-- ``DEFAULT_BATCH_SIZE``: Keras's batch size when none is given (32). classifier.py, fused.py.
+  (``SweeperClassifier`` with ``random_state``), fit.py and fused/fit.py (``seeding: scikeras``).
+- ``DEFAULT_BATCH_SIZE``: Keras's batch size when none is given (32). classifier.py, fused/fit.py.
 - ``SEED_DRAWS`` (``default_seed_draws``): each initializer and each Dropout seed generator made
   without a seed takes one ``random.randint(1, 10**9)`` from Python's generator when it is made
-  (Keras's ``make_default_seed``). fused_init.py: a member's initial weights without a build.
+  (Keras's ``make_default_seed``). fused/init.py: a member's initial weights without a build.
 - ``INITIALIZERS`` (``weight_initializer``, ``initializer_values``, ``CONSTANT_INITIALIZERS``): a
   layer keeps its weight ``w``'s initializer as ``<w.name>_initializer``; a seeded initializer keeps
   its integer seed as ``.seed`` and its values are a function of that seed, config and shape
-  alone (stateless ops). fused_init.py (its recipes; where they fail it builds the model: slower,
+  alone (stateless ops). fused/init.py (its recipes; where they fail it builds the model: slower,
   the same numbers).
 - ``DROPOUT_SEEDS`` (``dropout_layer_seed``, ``dropout_seeds``): a Dropout layer's
   ``seed_generator.state`` is ``[seed, calls so far]`` and advances by one per training call, one
-  call per train step, so at optimizer step ``t`` it is ``[seed, t]``. fused_init.py, fused.py.
+  call per train step, so at optimizer step ``t`` it is ``[seed, t]``. fused/init.py, fused/fit.py.
 - ``DROPOUT_MASK`` (``keras_dropout``, ``dropout_scale``): Keras's Dropout on TensorFlow casts the
   state as ``floormod(state, int32.max - 1)`` to int32 and calls ``stateless_dropout``, which
-  keeps ``x * (1 / (1 - rate))`` where a stateless uniform draw is ``>= rate``. fused_layers.py
-  (``Pack._forward_own``; the batched ``Pack._keep`` draws the same uniforms from the int64 state).
+  keeps ``x * (1 / (1 - rate))`` where a stateless uniform draw is ``>= rate``. fused/ops/dropout.py
+  (``member``; ``batched`` draws the same uniforms from the int64 state).
 - ``OPTIMIZER_DEFAULTS`` / ``DEFAULT_LEARNING_RATES``: Keras's Adam, RMSprop and SGD defaults (and
-  sweeper's RAdam's). fused.py, fused_layers.py (options a member may vary; its constants).
-- ``UPDATE_RULES`` (``update_rules``, ``optimizer_constants``): Adam's, RMSprop's and SGD's
-  ``update_step`` op for op, with the float32 constants they compute (``1 - beta`` in Python, then
-  float32; ``beta ** step`` as one scalar ``pow`` per variable; fused_layers.py ``Pack._apply`` keeps
-  the pow per member for that reason); RAdam's is sweeper's own (optimizers.py), on Keras's
-  ``Optimizer`` base. fused_layers.py.
+  sweeper's RAdam's). fused/fit.py, fused/optim/ (options a member may vary; its constants).
 - ``BATCHNORM`` (``BATCHNORM_EPSILON``, ``batchnorm_moments``, ``batchnorm_moving``,
   ``batch_normalization``): Keras's BatchNormalization in training normalises with
   ``tf.nn.moments`` over every axis but the last, by ``tf.nn.batch_normalization`` with epsilon
   1e-3, and updates ``moving * momentum + batch * (1.0 - momentum)`` (sweeper's models use
-  momentum ``MODEL_BATCHNORM_MOMENTUM``). fused_layers.py.
+  momentum ``MODEL_BATCHNORM_MOMENTUM``). fused/ops/batchnorm.py.
 - ``MODEL_RESET`` (``copy_model_state``, ``reset_optimizer``): two builds of one structure list
   their ``variables`` in the same order, Dropout seed generators' states included, and an
   optimizer whose variables are all zeroed and whose learning rate is set again is a new one.
@@ -54,18 +50,24 @@ The facts (name: what it says; where sweeper relies on it):
 
 Left where they are (owned by modules outside this one), and still checked by the test:
 
+- ``UPDATE_RULES``: Adam's, RMSprop's and SGD's ``update_step`` op for op, with the float32
+  constants they compute (``1 - beta`` in Python, then float32; ``beta ** step`` as one scalar
+  ``pow`` per variable, hence ``optim.powers`` one member at a time); RAdam's is sweeper's own
+  (optimizers.py ``rectified_step``, shared by the Keras optimizer and the fused rule).
+  sweeper/train/fused/optim/: one module per optimizer, ``constants`` and ``powers`` in its
+  ``__init__``.
 - ``EARLY_STOPPING``: Keras 3's EarlyStopping rule (the wait counts before the improvement test,
   no stop at epoch 0, ``min_delta`` signed by mode) and restore rule (with
   ``restore_best_weights`` the best epoch's weights are restored when training ends, stopped early
-  or not). sweeper/train/pack_trial.py ``_EarlyStop`` and ``_scored_epoch``; fit.py scores the
-  restored model. Keras compares ``value - min_delta`` with the best in float32 (``ops.greater``
-  / ``ops.less``), ``_EarlyStop`` in Python floats: with a ``min_delta`` that float32 rounds, a
-  near-tie may go the other way (the test uses values exact in float32).
+  or not). sweeper/train/early_stopping.py, the rule stated once (fused packs follow it); fit.py
+  scores the restored model. Keras compares ``value - min_delta`` with the best in float32, the
+  rule in Python floats: with a ``min_delta`` that float32 rounds, a near-tie may go the other
+  way (the test uses values exact in float32).
 - ``LAYER_OPS``: the ops, shapes and constants of Keras's Dense, Conv2D, BatchNormalization,
   activations, LeakyReLU(0.1), PReLU, Flatten, MaxPooling2D, the sparse cross-entropy loss
   (``sum_over_batch_size``) plus L2 penalties, and the accuracy metric's argmax, as one member's
-  forward and backward pass. fused_layers.py ``Pack._forward_own``, ``_activate_own``, ``_loss_own``,
-  ``_member_fn`` and ``_hits``: too woven into the traced steps to move.
+  forward and backward pass. sweeper/train/fused/ops/ (each module's ``member`` form), strung
+  together by fused/forward.py and traced in fused/pack.py ``Pack._member_fn``.
 - ``SET_RANDOM_SEED``: ``keras.utils.set_random_seed`` seeds Python, NumPy and TensorFlow (through
   ``tf.random.set_seed``) and resets Keras's global seed generator. runtime.py
   ``set_random_seed_keeping_kernels`` (private TensorFlow API, kept with the rest of it there).
@@ -215,64 +217,6 @@ OPTIMIZER_DEFAULTS: dict[str, dict[str, float]] = {
     "radam": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
 }
 DEFAULT_LEARNING_RATES = {"adam": 0.001, "rmsprop": 0.001, "sgd": 0.01, "radam": 0.001}
-
-Assign = Callable[[Any, Any], None]  # (variable, value): set the slots of the members being updated
-
-
-def update_rules(tf: Any) -> dict[str, Callable[..., None]]:
-    """Update rules on stacked variables: (w, m, v, g, hyper, t, assign). The optimizers'
-    ``update_step`` op for op, with the same float32 constants, and with its variable writes and
-    reads where it has them: a read after a write keeps TensorFlow's graph optimizer from merging
-    the expressions on either side of it, which it may do only where Keras's graph lets it."""
-
-    def adam(w: Any, m: Any, v: Any, g: Any, h: dict[str, Any], t: Any, assign: Assign) -> None:
-        alpha = h["lr"] * tf.sqrt(1 - h["b2p"]) / (1 - h["b1p"])
-        assign(m, m + (g - m) * h["omb1"])
-        assign(v, v + (tf.square(g) - v) * h["omb2"])
-        assign(w, w - (m * alpha) / (tf.sqrt(v) + h["eps"]))
-
-    def rmsprop(w: Any, m: Any, v: Any, g: Any, h: dict[str, Any], t: Any, assign: Assign) -> None:
-        assign(v, h["rho"] * v + h["omrho"] * tf.square(g))
-        increment = (h["lr"] * g) / tf.sqrt(v + h["eps"])
-        assign(m, h["mom"] * m + increment)  # read only by members with momentum
-        assign(w, w - tf.where(h["mom"] > 0, m, increment))
-
-    def sgd(w: Any, m: Any, v: Any, g: Any, h: dict[str, Any], t: Any, assign: Assign) -> None:
-        assign(m, m * h["mom"] - g * h["lr"])
-        step = tf.where(h["nesterov"] > 0, m * h["mom"] - g * h["lr"], m)
-        assign(w, tf.where(h["mom"] != 0, w + step, w - g * h["lr"]))
-
-    def radam(w: Any, m: Any, v: Any, g: Any, h: dict[str, Any], t: Any, assign: Assign) -> None:
-        b1p, b2p = h["b1p"], h["b2p"]
-        assign(m, m + (g - m) * h["omb1"])
-        assign(v, v + (tf.square(g) - v) * h["omb2"])
-        m_hat = m / (1 - b1p)
-        rho_inf = 2.0 / (1.0 - h["b2"]) - 1.0
-        rho_t = rho_inf - 2.0 * t * b2p / (1.0 - b2p)
-        r_sq = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf) / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)
-        adaptive = (m_hat * tf.sqrt(tf.maximum(r_sq, 0.0))) / (tf.sqrt(v / (1 - b2p)) + h["eps"])
-        assign(w, w - h["lr"] * tf.where(rho_t > 4.0, adaptive, m_hat))
-
-    return {"adam": adam, "rmsprop": rmsprop, "sgd": sgd, "radam": radam}
-
-
-def optimizer_constants(members: Sequence[Any]) -> dict[str, np.ndarray]:
-    """Per-member optimizer constants, as float32 vectors, computed as the optimizers compute them."""
-    kinds = tuple(OPTIMIZER_DEFAULTS)
-    rows = []
-    for member in members:
-        kind = member.optimizer.lower()
-        if kind not in OPTIMIZER_DEFAULTS or set(member.optimizer_options) - set(OPTIMIZER_DEFAULTS[kind]):
-            raise ValueError(f"{member.optimizer} {member.optimizer_options} is not fused: {OPTIMIZER_DEFAULTS}")
-        o = {**OPTIMIZER_DEFAULTS[kind], **member.optimizer_options}
-        b1, b2, rho = o.get("beta_1", 0.9), o.get("beta_2", 0.999), o.get("rho", 0.9)
-        if kind == "radam":  # sweeper's RAdam takes 1 - beta in float32
-            b1, b2 = np.float32(b1), np.float32(b2)
-        rows.append({"lr": member.learning_rate, "b1": b1, "omb1": 1 - b1, "b2": b2, "omb2": 1 - b2,
-                     "eps": o.get("epsilon", 1e-7), "rho": rho, "omrho": 1 - rho, "mom": o.get("momentum", 0.0),
-                     "nesterov": o.get("nesterov", 0.0), "kind": kinds.index(kind)})
-    return {k: np.asarray([float(r[k]) for r in rows], np.float32) for k in rows[0]}
-
 
 # ------------------------------------------------------------------------- reused models
 def copy_model_state(target: Any, source: Any) -> None:

@@ -1,4 +1,5 @@
-"""Optimizer names -> Keras optimizer classes, and the optimizers Keras lacks (RAdam)."""
+"""Optimizer names -> Keras optimizer classes, and the optimizers Keras lacks (RAdam: its rectified
+step, ``rectified_step``, is written once here for the Keras optimizer and for fused packs)."""
 
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ class RAdam(keras.optimizers.Optimizer):
         self._velocities = [self.add_variable_from_reference(v, "velocity") for v in var_list]
 
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
-        """Apply one RAdam step to ``variable`` (graph-safe: the branch is an ``ops.where``)."""
+        """Apply one RAdam step to ``variable``: Adam's moments, then ``rectified_step``."""
         dtype = variable.dtype
         lr = ops.cast(learning_rate, dtype)
         gradient = ops.cast(gradient, dtype)
@@ -90,22 +91,31 @@ class RAdam(keras.optimizers.Optimizer):
         self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - beta_1))
         self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - beta_2))
 
-        m_hat = ops.divide(m, 1 - beta_1_power)
-        rho_inf = 2.0 / (1.0 - beta_2) - 1.0
-        rho_t = rho_inf - 2.0 * t * beta_2_power / (1.0 - beta_2_power)
-        rectified = ops.greater(rho_t, RHO_THRESHOLD)
-        # Clamp so the unused branch never takes sqrt of a negative (NaN) for 2 < rho_t < 4.
-        r_sq = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf) / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)
-        r_t = ops.sqrt(ops.maximum(r_sq, 0.0))
-        v_hat = ops.divide(v, 1 - beta_2_power)
-        adaptive = ops.divide(ops.multiply(m_hat, r_t), ops.add(ops.sqrt(v_hat), self.epsilon))
-        step = ops.where(rectified, adaptive, m_hat)
-        self.assign_sub(variable, ops.multiply(lr, step))
+        self.assign_sub(variable, ops.multiply(lr, rectified_step(ops, m, v, t, beta_1_power, beta_2_power, beta_2,
+                                                                  self.epsilon)))
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update({"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon})
         return config
+
+
+def rectified_step(ops: Any, m: Any, v: Any, t: Any, beta_1_power: Any, beta_2_power: Any, beta_2: Any,
+                   epsilon: Any) -> Any:
+    """RAdam's step before the learning rate, from the updated moments ``m`` and ``v`` at step
+    ``t``: the rectified adaptive step once rho_t > 4, else the bias-corrected momentum. Written
+    once for sweeper's Keras RAdam (``ops``: keras.ops) and its fused twin on stacked variables
+    (fused/optim/radam.py; ``ops``: TensorFlow's). Graph-safe: the branch is a ``where``."""
+    m_hat = ops.divide(m, 1 - beta_1_power)
+    rho_inf = 2.0 / (1.0 - beta_2) - 1.0
+    rho_t = rho_inf - 2.0 * t * beta_2_power / (1.0 - beta_2_power)
+    rectified = ops.greater(rho_t, RHO_THRESHOLD)
+    # Clamp so the unused branch never takes sqrt of a negative (NaN) for 2 < rho_t < 4.
+    r_sq = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf) / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)
+    r_t = ops.sqrt(ops.maximum(r_sq, 0.0))
+    v_hat = ops.divide(v, 1 - beta_2_power)
+    adaptive = ops.divide(ops.multiply(m_hat, r_t), ops.add(ops.sqrt(v_hat), epsilon))
+    return ops.where(rectified, adaptive, m_hat)
 
 
 def optimizer_class(name: str) -> type:

@@ -89,7 +89,7 @@ class KerasEvaluator(Evaluator):
     def pack_key(self, params: dict[str, Any], seed: int) -> Any | None:
         if not self.fused or any(k == "model__layers" or NUMBERED_WIDTH.fullmatch(k) for k in params):
             return None  # a pack's layer sequence is its family's template model's: another trains alone
-        from sweeper.train.pack_trial import pack_key
+        from sweeper.train.fused.trials import pack_key
 
         return pack_key(self.spec, params, seed)
 
@@ -97,7 +97,7 @@ class KerasEvaluator(Evaluator):
         if not self.fused:
             return 1
         from sweeper.train.data import load_dataset
-        from sweeper.train.pack_trial import pack_limit
+        from sweeper.train.fused.trials import pack_limit
 
         ds = load_dataset(self.spec.data)
         return pack_limit(self.spec, ds.x.shape[1:], len(ds.classes), key)
@@ -116,7 +116,7 @@ class KerasEvaluator(Evaluator):
                 finally:
                     CURRENT_TRIAL.reset(token)
             return
-        from sweeper.train.pack_trial import PackEntry, run_pack
+        from sweeper.train.fused.trials import PackEntry, run_pack
 
         packed = [PackEntry(e.params, e.seed, e.on_epoch) for e in entries]
         run_pack(self.spec, ds, packed, key)
@@ -128,7 +128,7 @@ def fuses(spec: SweepSpec) -> bool:
     """Whether this sweep's trials train in fused packs (the sweep file asks, and can have them)."""
     if spec.compute.fuse == "off" or spec.trial_function or spec.model.lower() == "autokeras":
         return False
-    from sweeper.train.pack_trial import fuse_reason
+    from sweeper.train.fused.trials import fuse_reason
 
     return fuse_reason(spec) is None
 

@@ -25,7 +25,7 @@ def reports(spec: SweepSpec) -> bool:
     so can be pruned. Every evaluator is handed the hook: a trial of one fit reports each epoch; a
     trial of several fits (k-fold, repeats) reports each epoch's mean over its fits once every fit
     reached it (train/trial.py: during its last fit, the earlier fits' curves known;
-    train/pack_trial.py: its fits train at once); a trial function reports what it calls it with."""
+    train/fused/trials.py: its fits train at once); a trial function reports what it calls it with."""
     return not spec.multi_objective
 
 

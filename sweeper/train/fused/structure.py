@@ -1,7 +1,7 @@
 """What every member of a pack shares, read from the template Keras model its family's builder
 makes (train/models/): the layer sequence, the positions of each layer's weights in the Keras
 weight list, batch norm's momentum and epsilon, LeakyReLU's slope, the pools, where Dropout sits,
-and the builder's default dropout. The fused forward (fused_layers.py) follows what is read here,
+and the builder's default dropout. The fused forward (forward.py) follows what is read here,
 so a change to a builder changes the fused form with it, or is refused in one line."""
 
 from __future__ import annotations

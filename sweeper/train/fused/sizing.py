@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sweeper.train.fused_structure import CNNStructure, Structure
+from sweeper.train.fused.structure import CNNStructure, Structure
 
 MAX_PACK = 64
 FLOAT_BYTES = 4

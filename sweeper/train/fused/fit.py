@@ -3,8 +3,8 @@ Fashion CNN sharing a graph structure and batch size train as one model with sta
 weights and optimizer states: one traced step trains all K and one update applies their
 optimizers, so K trials cost about one wider fit instead of K small ones. On a CPU each member
 runs its own layers' ops inside that step; under XLA and on a GPU the forward is batched (dense
-layers as batched matmuls, convolutions grouped). The stacked model is in fused_layers.py, the
-choice of K in fused_sizing.py.
+layers as batched matmuls, convolutions grouped). The stacked model is in pack.py, the choice of
+K in sizing.py.
 
 Each member keeps what makes it its own trial: the initial weights ``set_random_seed(seed)`` and
 ``build_mlp`` / ``build_cnn`` give; each epoch's order of its rows (of ``x`` or its ``train_indices``)
@@ -29,12 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from sweeper.train import fused_structure
-from sweeper.train.fused_init import initial_weights, keras_model  # noqa: F401  (keras_model: public API)
-from sweeper.train.fused_layers import CONV_MODES, KINDS, OPTIONS, Pack  # noqa: F401  (re-exported)
-from sweeper.train.fused_sizing import eval_rows, pack_size  # noqa: F401  (pack_size: public API)
-from sweeper.train.fused_structure import CNNStructure, MLPStructure, Structure  # noqa: F401  (re-exported)
-from sweeper.train.keras_mirror import (  # noqa: F401  (KERAS_PASSES_PER_EPOCH: re-exported)
+from sweeper.train.fused.init import initial_weights
+from sweeper.train.fused.optim import OPTIONS
+from sweeper.train.fused.pack import Pack
+from sweeper.train.fused.sizing import eval_rows
+from sweeper.train.fused import structure as fused_structure
+from sweeper.train.fused.structure import CNNStructure, MLPStructure, Structure
+from sweeper.train.keras_mirror import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_LEARNING_RATES,
     KERAS_PASSES_PER_EPOCH,

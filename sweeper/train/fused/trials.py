@@ -1,15 +1,17 @@
 """Trials of one pack: several configurations that share a graph structure and batch size train
-as one fused model (train/fused.py), each still scored exactly as ``run_trial`` scores a trial.
+as one fused model (fit.py), each still scored exactly as ``run_trial`` scores a trial.
 
 A trial's fits (one per split x repeat, each with ``fit_seed``) become members of the pack on
 their own rows of the dataset, so k-fold folds of one configuration share a pack too. The sweep's
 callbacks act per member through ``fit_fused``'s ``should_stop``: early stopping with Keras's
 rule, ``keep_best`` / ``restore_best_weights`` by scoring the epoch whose weights Keras would
-have restored, and the live pruning hook. ``fuse_reason`` says once why a sweep cannot be fused.
+have restored (both from train/early_stopping.py), and the live pruning hook. ``fuse_reason``
+says once why a sweep cannot be fused.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -17,14 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from sweeper.config.sections import EarlyStopping
 from sweeper.config.spec import SweepSpec
 from sweeper.config.values import (
     MAX_PACK,  # beyond it a stacked step stops getting cheaper per member
 )
-from sweeper.train import fused
 from sweeper.train.data import Dataset, splits
+from sweeper.train.early_stopping import EarlyStop, scored_epoch
 from sweeper.train.fit import EpochHook, fit_seed, metric_key
+from sweeper.train.fused.fit import FAMILIES, FusedMember, FusedResult, fit_fused, member_from_params
+from sweeper.train.fused.init import keras_model
+from sweeper.train.fused.sizing import pack_size
 from sweeper.train.trial import FitRecord, TrainedModel, TrialResult, save_temp
 
 
@@ -32,8 +36,8 @@ def fuse_reason(spec: SweepSpec) -> str | None:
     """Why this sweep's trials cannot train fused (None: they can), in words for the user."""
     if spec.trial_function:
         return "trials run a trial_function"
-    if spec.model.lower() not in fused.FAMILIES:
-        return f"model {spec.model!r} has no fused form (fused: {', '.join(fused.FAMILIES)})"
+    if spec.model.lower() not in FAMILIES:
+        return f"model {spec.model!r} has no fused form (fused: {', '.join(FAMILIES)})"
     if spec.augmentation.active:
         return "augmentation layers are not fused"
     if spec.callbacks.reduce_lr is not None:
@@ -48,7 +52,7 @@ def fuse_reason(spec: SweepSpec) -> str | None:
 def pack_limit(spec: SweepSpec, input_shape: Sequence[int], n_classes: int, key: Any | None = None) -> int:
     """How many trials one pack may hold: 1 (unfused) for ``fuse: off`` or a sweep that cannot
     be fused, the sweep file's K, or for ``auto`` the fits the model and device allow
-    (train/fused_sizing.py) divided by each trial's fits (folds x repeats), for the pack ``key``
+    (sizing.py) divided by each trial's fits (folds x repeats), for the pack ``key``
     (by default the structure the fixed settings give)."""
     setting = spec.compute.fuse
     if setting == "off" or fuse_reason(spec) is not None:
@@ -61,11 +65,11 @@ def pack_limit(spec: SweepSpec, input_shape: Sequence[int], n_classes: int, key:
     if key is None:
         return 1
     fits = (spec.kfold or 1) * spec.repeats
-    return max(1, min(fused.pack_size(key[0], key[1], tuple(input_shape), n_classes) // fits, MAX_PACK))
+    return max(1, min(pack_size(key[0], key[1], tuple(input_shape), n_classes) // fits, MAX_PACK))
 
 
-def _member(spec: SweepSpec, params: dict[str, Any], seed: int) -> tuple[Any, fused.FusedMember] | None:
-    found = fused.member_from_params(params, seed, model=spec.model.lower())
+def _member(spec: SweepSpec, params: dict[str, Any], seed: int) -> tuple[Any, FusedMember] | None:
+    found = member_from_params(params, seed, model=spec.model.lower())
     if found is not None:
         found[1].keras_order = spec.seeds_as_scikeras
     return found
@@ -89,33 +93,14 @@ class PackEntry:
     members: list[int] = field(default_factory=list)  # indices of its fits in the pack
 
 
-class _EarlyStop:
-    """Keras's EarlyStopping rule on one member's logs (patience, min_delta, best epoch)."""
-
-    def __init__(self, rule: EarlyStopping) -> None:
-        self.rule, self.best, self.best_epoch, self.wait = rule, None, 0, 0
-        self.sign = 1.0 if "accuracy" in rule.monitor else -1.0  # "max" mode for accuracies
-
-    def stop(self, epoch: int, logs: dict[str, float]) -> bool:
-        current = logs.get(self.rule.monitor)
-        if current is None:
-            return False
-        self.wait += 1
-        if self.best is None or self.sign * (current - self.sign * self.rule.min_delta - self.best) > 0:
-            self.best, self.best_epoch, self.wait = current, epoch, 0
-            return False
-        return self.wait >= self.rule.patience and epoch > 0
+def _stopper(spec: SweepSpec) -> EarlyStop | None:
+    return EarlyStop.of(spec.callbacks.early_stopping) if spec.callbacks.early_stopping else None
 
 
-def _scored_epoch(spec: SweepSpec, history: dict[str, list[float]], stopper: _EarlyStop | None) -> int:
-    """The epoch whose weights the standalone fit would score: the last, or the one Keras restores."""
-    last = len(history.get("val_loss", [])) - 1
-    cb = spec.callbacks
-    if cb.keep_best and history.get("val_accuracy"):  # KeepBest: the first best val_accuracy, restored at the end
-        return int(np.argmax(history["val_accuracy"]))
-    if stopper is not None and cb.early_stopping and cb.early_stopping.restore_best_weights:
-        return stopper.best_epoch  # Keras 3 restores the best epoch at the end, stopped early or not
-    return last
+def _but_epochs(params: dict[str, Any]) -> str:
+    """A configuration's identity apart from its epochs (its params as JSON, epochs left out):
+    fits of one seed, split and repeat with the same one train the same steps."""
+    return json.dumps({k: v for k, v in params.items() if k != "epochs"}, sort_keys=True, default=str)
 
 
 @dataclass
@@ -127,14 +112,14 @@ class _Rider:
     entry: int
     member: int
     epochs: int
-    stopper: _EarlyStop | None
+    stopper: EarlyStop | None
     split: int = 0
     repeat: int = 0
     end: int | None = None  # the last epoch it took (None: still going)
     fit: int = 0  # which of its entry's fits it is (the order TrialResult.from_fits averages in)
 
 
-def _ride_on(members: list[fused.FusedMember], shared: dict[Any, int], key: Any, member: fused.FusedMember) -> int:
+def _ride_on(members: list[FusedMember], shared: dict[Any, int], key: Any, member: FusedMember) -> int:
     """The index of the member that trains ``member``'s fit: one already there that differs only
     in epochs (its epochs raised to the longer), or ``member`` appended."""
     if key in shared:
@@ -151,15 +136,14 @@ def run_pack(spec: SweepSpec, ds: Dataset, entries: list[PackEntry], key: Any) -
     the exception that ended it: ``optuna.TrialPruned`` from its hook, a TrialError). Fits that
     differ only in epochs train once. Returns the pack's wall time."""
     from sweeper.errors import TrialError
-    from sweeper.search.space import but_epochs_key
 
     structure, batch_size = key
     folds = splits(spec, ds)
-    members: list[fused.FusedMember] = []
+    members: list[FusedMember] = []
     riders: list[_Rider] = []
     shared: dict[Any, int] = {}  # (params but epochs, seed, split, repeat) -> member training it
     for e, entry in enumerate(entries):
-        same = but_epochs_key(entry.params)
+        same = _but_epochs(entry.params)
         for i, (tr, va) in enumerate(folds):
             for r in range(spec.repeats):
                 seed = fit_seed(spec, entry.seed, i, r)
@@ -169,8 +153,7 @@ def run_pack(spec: SweepSpec, ds: Dataset, entries: list[PackEntry], key: Any) -
                 member = found[1]
                 member.train_indices, member.val_indices = np.asarray(tr), np.asarray(va)
                 at = _ride_on(members, shared, (same, seed, i, r), member)
-                riders.append(_Rider(e, at, member.epochs, _EarlyStop(spec.callbacks.early_stopping)
-                                     if spec.callbacks.early_stopping else None, i, r, fit=len(entry.members)))
+                riders.append(_Rider(e, at, member.epochs, _stopper(spec), i, r, fit=len(entry.members)))
                 entry.members.append(len(riders) - 1)
     on_member: list[list[_Rider]] = [[] for _ in members]
     for rider in riders:
@@ -210,7 +193,7 @@ def run_pack(spec: SweepSpec, ds: Dataset, entries: list[PackEntry], key: Any) -
                     going = True
         return not going  # frozen once every fit it trains has ended
 
-    results = fused.fit_fused(members, ds.x, ds.y, None, structure=structure, batch_size=batch_size,
+    results = fit_fused(members, ds.x, ds.y, None, structure=structure, batch_size=batch_size,
                               should_stop=should_stop, n_classes=len(ds.classes),
                               jit_compile=spec.compute.jit_compile)
     pack_time = results[0].fit_time if results else 0.0
@@ -232,7 +215,7 @@ def run_pack(spec: SweepSpec, ds: Dataset, entries: list[PackEntry], key: Any) -
             facts = {"optimizer": entry.params.get("optimizer", "adam"),
                      "fused": {"pack_trials": len(entries), "pack_fits": len(members), "batch_size": batch_size}}
             for v, f in zip(entry.members, own):
-                at = _scored_epoch(spec, f.history, riders[v].stopper)
+                at = scored_epoch(spec.callbacks, f.history, riders[v].stopper)
                 records.append(FitRecord(
                     score=f.history[watched][at], val_accuracy=f.history["val_accuracy"][at],
                     val_loss=f.history["val_loss"][at], train_accuracy=f.history["accuracy"][-1],
@@ -259,14 +242,14 @@ def run_pack(spec: SweepSpec, ds: Dataset, entries: list[PackEntry], key: Any) -
     return pack_time
 
 
-def _trained_model(spec: SweepSpec, ds: Dataset, structure: Any, params: dict[str, Any], member: fused.FusedMember,
-                   result: fused.FusedResult, at: int, rider: _Rider) -> TrainedModel:
+def _trained_model(spec: SweepSpec, ds: Dataset, structure: Any, params: dict[str, Any], member: FusedMember,
+                   result: FusedResult, at: int, rider: _Rider) -> TrainedModel:
     """A fit's model as the standalone Keras model its member stands for: with the member's
     weights when they are those it was scored with (the scored epoch is the member's last), else
     (keep_best, restore_best_weights, a shorter fit riding on a longer one) made when the trial is
     kept, by training it again as a pack of one (the same computation: ``refit_member``)."""
     if at == result.epochs_run - 1:
-        model = fused.keras_model(structure, member, ds.x.shape[1:], len(ds.classes))
+        model = keras_model(structure, member, ds.x.shape[1:], len(ds.classes))
         model.set_weights(result.weights)
         return save_temp(model, rider.split, rider.repeat)
     rows = (member.train_indices, member.val_indices)
@@ -274,7 +257,7 @@ def _trained_model(spec: SweepSpec, ds: Dataset, structure: Any, params: dict[st
                         make=lambda: refit_member(spec, ds, params, member.seed, *rows).model)
 
 
-def _rider_result(rider: _Rider, result: fused.FusedResult) -> fused.FusedResult:
+def _rider_result(rider: _Rider, result: FusedResult) -> FusedResult:
     """A fit's share of its member's result: the history up to the epoch it ended at (the weights,
     used for latency only, are the member's last: the same model)."""
     if rider.end is None:  # the member stopped first: its loss was not finite
@@ -283,12 +266,12 @@ def _rider_result(rider: _Rider, result: fused.FusedResult) -> fused.FusedResult
     return replace(result, history=history, epochs_run=rider.end + 1, error=None, orders=result.orders[:rider.end + 1])
 
 
-def _latency(spec: SweepSpec, structure: Any, member: fused.FusedMember, result: fused.FusedResult,
+def _latency(spec: SweepSpec, structure: Any, member: FusedMember, result: FusedResult,
              ds: Dataset) -> float:
     """Inference latency of the member as the standalone Keras model it stands for."""
     from sweeper.train.latency import latency_ms
 
-    model = fused.keras_model(structure, member, ds.x.shape[1:], len(ds.classes))
+    model = keras_model(structure, member, ds.x.shape[1:], len(ds.classes))
     model.set_weights(result.weights)
     return latency_ms(model, ds.x[member.val_indices], spec.latency)
 
@@ -296,11 +279,11 @@ def _latency(spec: SweepSpec, structure: Any, member: fused.FusedMember, result:
 _N_PARAMS: dict[Any, int] = {}
 
 
-def _n_params(structure: Any, member: fused.FusedMember, ds: Dataset) -> int:
+def _n_params(structure: Any, member: FusedMember, ds: Dataset) -> int:
     """The standalone model's parameter count (what an unfused trial stores), once per structure."""
     key = (structure, ds.x.shape[1:], len(ds.classes))
     if key not in _N_PARAMS:
-        _N_PARAMS[key] = int(fused.keras_model(structure, member, ds.x.shape[1:], len(ds.classes)).count_params())
+        _N_PARAMS[key] = int(keras_model(structure, member, ds.x.shape[1:], len(ds.classes)).count_params())
     return _N_PARAMS[key]
 
 
@@ -330,11 +313,11 @@ def refit_member(spec: SweepSpec, ds: Dataset, params: dict[str, Any], seed: int
         member.epochs = int(epochs)
     member.train_indices = None if train_rows is None else np.asarray(train_rows)
     member.val_indices = None if val_rows is None else np.asarray(val_rows)
-    stopper = _EarlyStop(spec.callbacks.early_stopping) if spec.callbacks.early_stopping and val_rows is not None else None
+    stopper = _stopper(spec) if val_rows is not None else None
 
-    def fit(m: fused.FusedMember, stop: _EarlyStop | None) -> fused.FusedResult:
+    def fit(m: FusedMember, stop: EarlyStop | None) -> FusedResult:
         hook = None if stop is None else (lambda i, epoch, logs: stop.stop(epoch, logs))
-        result = fused.fit_fused([m], ds.x, ds.y, None, structure=structure, batch_size=batch_size, should_stop=hook,
+        result = fit_fused([m], ds.x, ds.y, None, structure=structure, batch_size=batch_size, should_stop=hook,
                                  n_classes=len(ds.classes), jit_compile=spec.compute.jit_compile)[0]
         if result.error:
             raise TrialError(result.error)
@@ -343,7 +326,7 @@ def refit_member(spec: SweepSpec, ds: Dataset, params: dict[str, Any], seed: int
     result = fit(member, stopper)
     score, history = None, result.history
     if val_rows is not None:
-        at = _scored_epoch(spec, history, stopper)
+        at = scored_epoch(spec.callbacks, history, stopper)
         score = history[metric_key(spec)][at]
         if at < result.epochs_run - 1:  # the kept epoch's weights: the same run, stopped there
             short = replace(member, epochs=at + 1)
@@ -351,8 +334,8 @@ def refit_member(spec: SweepSpec, ds: Dataset, params: dict[str, Any], seed: int
     import keras
 
     keras.utils.set_random_seed(member.seed)  # the initial weights fit_fused starts from
-    initial = fused.keras_model(structure, member, ds.x.shape[1:], len(ds.classes))
-    model = fused.keras_model(structure, member, ds.x.shape[1:], len(ds.classes))
+    initial = keras_model(structure, member, ds.x.shape[1:], len(ds.classes))
+    model = keras_model(structure, member, ds.x.shape[1:], len(ds.classes))
     model.set_weights(result.weights)
     return MemberRefit(model, initial, history, score, int(model.count_params()))
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from sweeper.train.fused_structure import Structure, family_builder
+from sweeper.train.fused.structure import Structure, family_builder
 from sweeper.train.keras_mirror import (
     constant_initializers,
     default_seed_draws,
