@@ -181,3 +181,28 @@ def test_nsga2_and_tpe_with_a_trial_function(tmp_path: Path) -> None:
         for t in done:
             assert t.values[1] == pytest.approx(t.params["model__dropout"])
             assert t.system_attrs["constraints"] == [pytest.approx(t.values[1] - 0.4)]
+
+
+def test_a_loaded_study_s_sampler_reads_the_stored_constraint_values(tmp_path: Path) -> None:
+    """The sampler a study is opened with (store/studies.py gives it store/pareto.py's reader)
+    reads back the constraint values the worker stored on each trial: TPE and NSGA-II steer by
+    them. The search alone cannot read the store: asked for a sampler without the reader, a
+    sweep with constraints is refused."""
+    from sweeper.config.spec import load_spec
+    from sweeper.search.strategy import strategy_for
+    from sweeper.store.storage import make_storage
+    from sweeper.store.studies import load
+
+    sweep = _write(tmp_path / "tpe.yaml", name="tpe", method="tpe", trials=4,
+                   params={"dropout": {"low": 0.0, "high": 0.5}, "units": [8, 16]},
+                   objective=["accuracy", "fit_time"], constraints={"fit_time": {"max": 0.4}},
+                   trial_function="objective_functions:two_numbers")
+    assert run_cli("run", str(sweep), cwd=tmp_path).returncode == 0
+    study, _ = load("tpe", make_storage(f"sqlite:///{tmp_path / 'store.db'}"))
+    read = study.sampler._constraints_func  # Optuna keeps it private
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(done) == 4
+    for t in done:
+        assert list(read(t)) == t.system_attrs["constraints"] == [pytest.approx(t.values[1] - 0.4)]
+    with pytest.raises(ValueError, match="constraints_func"):
+        strategy_for(load_spec(sweep)).sampler()

@@ -2,19 +2,16 @@
 
 A Keras trial measures every metric on each split x repeat (train/trial.py ``stats``: mean and
 std); the objectives' means are told, in the sweep file's order. A ``trial_function`` may return
-one number (one objective) or one per objective.
+one number (one objective) or one per objective. Computed only: the worker stores them
+(worker/outcome.py), and the values stored on a trial are read back in store/pareto.py.
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable, Sequence
-
-from optuna.trial import FrozenTrial
+from typing import Any
 
 from sweeper.config.spec import SweepSpec
 from sweeper.errors import TrialError
-from sweeper.store.pareto import constraint_values as stored_values
 
 
 def metric_value(spec: SweepSpec, result: Any, metric: str) -> float:
@@ -58,19 +55,3 @@ def constraint_values(spec: SweepSpec, result: Any) -> list[float] | None:
             raise TrialError(f"constraint on {c.metric}: the trial function returned no {c.metric}")
         out.append(c.violation(plain[c.metric] if plain is not None else metric_value(spec, result, c.metric)))
     return out
-
-
-def twin_outcome(twin: FrozenTrial) -> tuple[list[float], list[float] | None]:
-    """A repeat of a completed point tells that point's values and constraints."""
-    return list(twin.values), stored_values(twin)
-
-
-def _stored(n: int, trial: FrozenTrial) -> list[float]:
-    # A pruned trial (single objective) has no constraint values: counted as feasible.
-    values = stored_values(trial)
-    return values if values is not None else [0.0] * n
-
-
-def constraints_func(spec: SweepSpec) -> Callable[[FrozenTrial], Sequence[float]] | None:
-    """For the samplers that take one (TPE, NSGA-II, GP): the values the loop stored."""
-    return functools.partial(_stored, len(spec.constraints)) if spec.constraints else None

@@ -10,15 +10,18 @@ from __future__ import annotations
 import inspect
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import optuna
 from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial
 
 from sweeper.config import names
 from sweeper.config.sections import Pruner
 from sweeper.config.spec import SweepSpec
-from sweeper.search import objectives, space
+from sweeper.search import space
+
+ConstraintsFunc = Callable[[FrozenTrial], Sequence[float]]
 
 
 def _seed(spec: SweepSpec, salt: int) -> int:
@@ -36,7 +39,7 @@ class GridStrategy:
     queues_points = True  # the budget is the queued points; nothing is ever asked of a sampler
     counts_points = True  # progress counts each point once, however many trials it took
 
-    def sampler(self, salt: int = 0) -> optuna.samplers.BaseSampler:
+    def sampler(self, salt: int = 0, constraints_func: ConstraintsFunc | None = None) -> optuna.samplers.BaseSampler:
         return optuna.samplers.RandomSampler(seed=_seed(self.spec, salt))  # never consulted
 
     def points(self) -> list[dict[str, Any]]:
@@ -60,14 +63,18 @@ class SamplerStrategy:
     queues_points = False
     counts_points = False
 
-    def sampler(self, salt: int = 0) -> optuna.samplers.BaseSampler:
+    def sampler(self, salt: int = 0, constraints_func: ConstraintsFunc | None = None) -> optuna.samplers.BaseSampler:
+        """The method's sampler. ``constraints_func``: a trial's stored constraint values, which
+        the sampler reads (store/pareto.py ``constraints_func``; the search does not read the
+        store), required when the sweep has constraints."""
         cls = getattr(optuna.samplers, names.SAMPLERS[self.spec.method])
         options = dict(self.spec.sampler)
         if self.spec.method == "cmaes":
             options.setdefault("warn_independent_sampling", False)  # categorical params go to random
-        constraints = objectives.constraints_func(self.spec)
-        if constraints is not None and "constraints_func" in inspect.signature(cls).parameters:
-            options["constraints_func"] = constraints  # TPE, NSGA-II, GP steer away from infeasible points
+        if self.spec.constraints and constraints_func is None:
+            raise ValueError("a sweep with constraints needs the stored constraint values (constraints_func)")
+        if constraints_func is not None and "constraints_func" in inspect.signature(cls).parameters:
+            options["constraints_func"] = constraints_func  # TPE, NSGA-II, GP steer away from infeasible points
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # constraints_func
             return cls(seed=_seed(self.spec, salt), **options)

@@ -8,12 +8,14 @@ trial is at least as good on every objective and better on one.
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeper.config.spec import SweepSpec
 from sweeper.store import optuna_internals as oi
 from sweeper.store.keys import DUPLICATE_OF_ATTR
 
@@ -28,6 +30,19 @@ def constraint_values(t: FrozenTrial) -> list[float] | None:
     """The stored constraint values (None: the trial has none)."""
     stored = t.system_attrs.get(oi.constraints_key())
     return None if stored is None else [float(v) for v in stored]
+
+
+def _stored(n: int, trial: FrozenTrial) -> list[float]:
+    # A pruned trial (single objective) has no constraint values: counted as feasible.
+    values = constraint_values(trial)
+    return values if values is not None else [0.0] * n
+
+
+def constraints_func(spec: SweepSpec) -> Callable[[FrozenTrial], Sequence[float]] | None:
+    """For the samplers that take one (TPE, NSGA-II, GP): the constraint values the worker stored
+    on a trial before telling it (None: the sweep has no constraints). Given to
+    ``SamplerStrategy.sampler`` by whoever makes a study's sampler (store/studies.py, worker)."""
+    return functools.partial(_stored, len(spec.constraints)) if spec.constraints else None
 
 
 def is_feasible(t: FrozenTrial) -> bool | None:

@@ -15,6 +15,7 @@ from sweeper.errors import StudyError
 from sweeper.search.strategy import make_pruner, strategy_for
 from sweeper.store import warm
 from sweeper.store.keys import REVISIONS_ATTR, SEED_RULE_ATTR, SPEC_ATTR
+from sweeper.store.pareto import constraints_func
 from sweeper.store.stopping import LAST_COMPLETE
 from sweeper.store.storage import study_lock
 from sweeper.store.trials import queue_points
@@ -29,7 +30,7 @@ def create_or_load(spec: SweepSpec, storage: BaseStorage, say: Callable[[str], N
 
 
 def _create_or_load(spec: SweepSpec, storage: BaseStorage, say: Callable[[str], None] | None) -> optuna.Study:
-    sampler, pruner = strategy_for(spec).sampler(), make_pruner(spec.pruner)
+    sampler, pruner = strategy_for(spec).sampler(0, constraints_func(spec)), make_pruner(spec.pruner)
     try:
         study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner)
     except KeyError:
@@ -106,7 +107,7 @@ def grow(study: optuna.Study, old: SweepSpec, new: SweepSpec) -> list[str]:
                       LAST_COMPLETE: max(ends).isoformat() if ends else None, "previous": old.raw})
     study.set_user_attr(REVISIONS_ATTR, revisions)
     study.set_user_attr(SPEC_ATTR, new.raw)
-    study.sampler = strategy_for(new).sampler()
+    study.sampler = strategy_for(new).sampler(0, constraints_func(new))
     study.pruner = make_pruner(new.pruner)
     return changes
 
@@ -158,6 +159,6 @@ def load(name: str, storage: BaseStorage, salt: int = 0) -> tuple[optuna.Study, 
         raise StudyError(f"study {name!r} was not made by sweeper (no sweep definition stored)")
     spec = from_stored(raw, name)
     spec.seed_rule = seed_rule(study)
-    study.sampler = strategy_for(spec).sampler(salt)
+    study.sampler = strategy_for(spec).sampler(salt, constraints_func(spec))
     study.pruner = make_pruner(spec.pruner)
     return study, spec

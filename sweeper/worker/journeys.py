@@ -15,6 +15,7 @@ from sweeper.errors import SweeperError
 from sweeper.search.strategy import strategy_for
 from sweeper.store import artifacts, warm
 from sweeper.store.keys import ARTIFACTS_ATTR
+from sweeper.store.pareto import constraints_func
 from sweeper.store.placement import set_worker_index
 from sweeper.store.progress import Progress
 from sweeper.store.storage import make_storage, study_lock
@@ -87,6 +88,6 @@ def work_here(study: optuna.Study, spec: SweepSpec, url: str | None, index: int 
     met; ``url`` lets it start a supervised worker for suspects. The index goes into every claimed
     trial's placement."""
     set_worker_index(index)
-    study.sampler = strategy_for(spec).sampler(worker_salt(study, index))
+    study.sampler = strategy_for(spec).sampler(worker_salt(study, index), constraints_func(spec))
     options = loop.LoopOptions(max_failures=max_failures, deadline=deadline, storage_url=url, stop=stop)
     return loop.work(study, spec, loop.for_spec(spec), options, on_trial)

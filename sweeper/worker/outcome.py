@@ -18,6 +18,7 @@ from sweeper.store.keys import (
     SCALAR_METRICS,
     scalar_attrs,
 )
+from sweeper.store.pareto import constraint_values
 
 
 def reports(spec: SweepSpec) -> bool:
@@ -91,6 +92,5 @@ def _told(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, result: Any
 
 def _told_twin(study: optuna.Study, trial: optuna.Trial, twin: FrozenTrial) -> list[float]:
     """A repeat of a completed point: that point's values and constraint values."""
-    values, constraints = objectives.twin_outcome(twin)
-    store_constraints(study, trial, constraints)
-    return values
+    store_constraints(study, trial, constraint_values(twin))
+    return list(twin.values)

@@ -1,5 +1,7 @@
 """Imports point one way: cli / api -> worker -> train, store, search, report -> config;
-tracking (the experiment trackers' runs) sits under worker and report, above store and config.
+store reads the search's strategies, so search sits under store (it never reads the store), and
+train does not import search; tracking (the experiment trackers' runs) sits under worker and report,
+above store and config.
 Read from the source (no import runs), so a module that reaches up a layer fails here by name."""
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ PACKAGE = Path(__file__).resolve().parents[2] / "sweeper"
 # What each folder may not import (a lower layer never imports a higher one).
 FORBIDDEN = {
     "config": ("search", "store", "train", "worker", "report", "tracking", "cli", "api", "deliver"),
-    "search": ("train", "worker", "report", "tracking", "cli", "api", "deliver"),
+    "search": ("store", "train", "worker", "report", "tracking", "cli", "api", "deliver"),
     "store": ("train", "worker", "report", "tracking", "cli", "api", "deliver"),
-    "train": ("worker", "report", "tracking", "cli", "api", "deliver"),
+    "train": ("search", "worker", "report", "tracking", "cli", "api", "deliver"),
     "tracking": ("train", "worker", "report", "cli", "api", "deliver"),
     "report": ("train", "worker", "cli", "api"),
     "worker": ("cli", "api", "report"),
