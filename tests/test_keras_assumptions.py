@@ -105,7 +105,7 @@ def test_passes_per_epoch() -> None:
     keras.utils.set_random_seed(0)
     seen = [np.concatenate(batches) for batches in _recording_fit(training_pipeline(x, y, 5, shuffle_seed),
                                                                    epochs=epochs, shuffle=False)]
-    keras.utils.set_random_seed(0)  # fused.py's shuffler, read as fit_fused reads it
+    keras.utils.set_random_seed(0)  # fused/fit.py's shuffler, read as fit_fused reads it
     passes = iter(tf.data.Dataset.range(n).shuffle(n, seed=shuffle_seed, reshuffle_each_iteration=True)
                   .batch(n).repeat())
     want, every = [], []
@@ -122,7 +122,7 @@ def test_passes_per_epoch() -> None:
 
 def test_array_adapter_batch_order() -> None:
     """Model.fit(shuffle=True) on NumPy rows, seeded just before, takes keras_batch_order's order
-    every epoch (classifier.py, fit.py, fused.py under seeding: scikeras)."""
+    every epoch (classifier.py, fit.py, fused/fit.py under seeding: scikeras)."""
     import keras
 
     n = 37
