@@ -130,6 +130,23 @@ def test_members_stop_early_and_run_their_own_epochs(tmp_path: Path) -> None:
     assert all(run <= epochs for epochs, run in runs)
 
 
+def test_cnn_members_stop_early_while_their_pack_goes_on(tmp_path: Path) -> None:
+    """A cnn member that stopped early has no rows in the pack's later steps: every trial of such a
+    pack used to fail ("input depth must be evenly divisible by filter depth", TensorFlow's CPU
+    convolution on an empty batch); each now scores and stops as its unfused run."""
+    settings = {"model": "cnn", "data": {"dataset": "digits", "limit": 240},
+                "params": {"model__dropout": [0.0, 0.2], "optimizer__learning_rate": [0.05, 0.01, 0.001]},
+                "training": {"epochs": 5, "batch_size": 32},
+                "callbacks": {"early_stopping": {"monitor": "val_loss", "patience": 0, "min_delta": 0.05}}}
+    fused = by_point(sweep(tmp_path, "cnn-es-fused", 8, **settings))
+    alone = by_point(sweep(tmp_path, "cnn-es-alone", "off", **settings))
+    assert len(fused) == 6 and {packed(t)["pack_trials"] for t in fused.values()} == {6}
+    runs = {k: t.user_attrs["metrics"]["epochs_run"] for k, t in fused.items()}
+    assert runs == {k: t.user_attrs["metrics"]["epochs_run"] for k, t in alone.items()}
+    assert min(runs.values()) < 5 == max(runs.values())  # one stopped while the others trained on
+    _compare(fused, alone)
+
+
 def test_trials_that_differ_only_in_epochs_train_once(tmp_path: Path) -> None:
     """A searched ``epochs``: the 2-epoch and 4-epoch trials of one configuration share a seed, so a
     pack trains the 4-epoch fit once and the 2-epoch trial ends halfway with its own curve and score,

@@ -158,12 +158,21 @@ class Pack:
     # ------------------------------------------------------- each member on its own (loop mode)
     def _own_rows(self, idx: Any, mask: Any) -> list[Any]:
         """Each member's real rows of a padded (K, B) window; one list entry, the shared rows,
-        for a (B,) window."""
+        for a (B,) window. A member with none (stopped early, or its rows ran out) gets its
+        window's first row instead: TensorFlow's CPU convolutions fail on an empty batch. Its
+        step is never applied (``update`` is off where a member has no rows) and ``_had_rows``
+        zeroes what it returns."""
         tf = self.tf
         counts = tf.unstack(tf.cast(tf.reshape(tf.reduce_sum(mask, -1), [-1]), tf.int32))
         if idx.shape.rank == 1:
-            return [idx[:counts[0]]]
-        return [idx[k, :n] for k, n in enumerate(counts)]
+            return [idx[:tf.maximum(counts[0], 1)]]
+        return [idx[k, :tf.maximum(n, 1)] for k, n in enumerate(counts)]
+
+    def _had_rows(self, mask: Any) -> Any:
+        """(K,) 1.0 where a member had rows in this window, else 0.0 (see ``_own_rows``)."""
+        tf = self.tf
+        rows = tf.reduce_sum(mask, -1)
+        return tf.cast(tf.broadcast_to(rows, [self.k]) > 0, tf.float32)
 
     def _member_fn(self, training: bool) -> Callable[..., Any]:
         """One member's step as a nested traced function of its variables and rows, traced once
@@ -210,7 +219,7 @@ class Pack:
         positions = sorted(b.bn + n for b in self.blocks if b.bn is not None for n in (2, 3))
         self._apply(grads, dict(zip(positions, moving)), update)
         n = tf.reduce_sum(mask, 1)
-        return losses * n, hits, n
+        return losses * n, hits * self._had_rows(mask), n
 
     def _eval_own(self, idx: Any, mask: Any) -> tuple[Any, Any, Any]:
         """``_eval`` with each member on its own ops (inference mode)."""
@@ -222,4 +231,5 @@ class Pack:
         xs, ys = [tf.gather(x_all, r) for r in rows], [tf.gather(y_all, r) for r in rows]
         out = [member([p[k] for p in per], *((xs[0], ys[0]) if shared else (xs[k], ys[k])),  # shared: gathered once
                       *self._member_args(k)) for k in range(self.k)]
-        return tuple(tf.stack(v) for v in zip(*out))
+        had = self._had_rows(mask)
+        return tuple(tf.stack(v) * had for v in zip(*out))
