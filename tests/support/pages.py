@@ -13,10 +13,11 @@ def page_text(path: Path) -> str:
 
 
 def best_page_scores(reports: Path, study: str) -> tuple[str | None, str | None]:
-    """The stored and the refit score the best-trial page of ``study`` (under ``reports``, as
-    ``sweeper report STUDY --best --out REPORTS`` writes it) shows for the sweep's holdout split."""
+    """The stored score and the score of the model the best-trial page of ``study`` (under
+    ``reports``, as ``sweeper report STUDY --best --out REPORTS`` writes it) shows for the sweep's
+    holdout split: a refit, or the trial's kept model when it has one."""
     text = page_text(reports / study / "best-trial" / "index.html")
     found = [re.search(rf"{kind} accuracy \(the sweep's holdout split\)\s+([0-9.]+)", text)
-             for kind in ("stored", "refit")]
+             for kind in ("stored", "(?:refit|kept model)")]
     stored, refit = (m.group(1) if m else None for m in found)
     return stored, refit
