@@ -9,4 +9,5 @@ bash scripts/setup.sh
 bash scripts/install_browser.sh || echo "note: could not install chromium; browser tests will skip" >&2
 # Two test processes (pytest-xdist), each test file in one of them: most tests wait on a
 # subprocess's TensorFlow start-up, so two share the cores well. SWEEPER_TEST_WORKERS=0: one process.
-exec .venv/bin/python -m pytest -q -n "${SWEEPER_TEST_WORKERS:-2}" --dist loadfile "$@"
+# The 15 slowest tests are listed at the end: where the run's time goes.
+exec .venv/bin/python -m pytest -q -n "${SWEEPER_TEST_WORKERS:-2}" --dist loadfile --durations=15 "$@"
