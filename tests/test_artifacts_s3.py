@@ -48,6 +48,7 @@ def keys(client: Any, prefix: str) -> set[str]:
     return {o["Key"] for o in client.list_objects_v2(Bucket="models", Prefix=prefix).get("Contents", [])}
 
 
+@pytest.mark.slow  # a whole sweep and its resume (34 s / 22 s here); .ci/run runs the slow set too
 def test_kept_models_go_to_s3_and_come_back_scoring_as_stored(tmp_path: Path, s3: Any) -> None:
     import keras
 

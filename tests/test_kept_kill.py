@@ -20,6 +20,7 @@ from sweeper.store.artifact_stores import DIE_IN_UPLOAD_ENV
 from sweeper.store.keys import REMOVED_PREFIX, UPLOADING_ATTR
 
 
+@pytest.mark.slow  # a whole sweep and its resume (34 s / 22 s here); .ci/run runs the slow set too
 def test_a_worker_killed_while_uploading_leaves_no_dangling_artifact_id(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     url = url_of(tmp_path)
