@@ -17,7 +17,7 @@ from typing import Any
 
 import optuna
 import pytest
-from conftest import PATIENCE_S, cli_env, run_cli, write_sweep
+from conftest import PATIENCE_S, cli_env, run_cli, wait_for, write_sweep
 from optuna.trial import TrialState
 from storages import postgres_url  # noqa: F401 - fixture
 
@@ -70,16 +70,6 @@ def worker(url: str, name: str, cwd: Path, sleep: float, host: str | None = None
 
 def trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=name, storage=make_storage(url, heartbeat=None)).get_trials()
-
-
-def wait_for(predicate: Any, timeout: float = PATIENCE_S) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def running_owned_by(url: str, name: str, pids: set[int], host: str = HOST) -> tuple[int, int] | None:

@@ -13,14 +13,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
 
 import optuna
 import pytest
-from conftest import cli_env, run_cli, write_sweep
+from conftest import PATIENCE_S, cli_env, run_cli, wait_for, write_sweep
 from optuna.trial import TrialState
 from storages import free_port, postgres_url  # noqa: F401 - fixture
 
@@ -184,15 +183,6 @@ def running_owners(url: str, name: str) -> list[int]:
     return [int(t.system_attrs[OWNER_ATTR]["pid"]) for t in trials if OWNER_ATTR in t.system_attrs]
 
 
-def wait_for(predicate: Any, timeout: float = 180.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError("condition not reached in time")
-
-
 @pytest.mark.slow
 def test_a_worker_killed_mid_trial_is_replaced_and_its_trial_rerun(tmp_path: Path, cluster: Any,
                                                                    postgres_url: str) -> None:
@@ -202,10 +192,10 @@ def test_a_worker_killed_mid_trial_is_replaced_and_its_trial_rerun(tmp_path: Pat
                              "--gpus-per-worker", "0.5", "--quiet", "--no-report"],
                             cwd=tmp_path, env=env("5.0"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: bool(running_owners(postgres_url, "rk")))
+        wait_for(lambda: running_owners(postgres_url, "rk"), poll_s=0.2)
         victim = running_owners(postgres_url, "rk")[0]
         os.kill(victim, signal.SIGKILL)
-        out, err = proc.communicate(timeout=300)
+        out, err = proc.communicate(timeout=PATIENCE_S)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -230,9 +220,9 @@ def test_ctrl_c_requeues_running_trials_and_resume_finishes(tmp_path: Path, clus
                              "--address", cluster.address, "--workers", "2", "--quiet", "--no-report"],
                             cwd=tmp_path, env=env("10"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: len(running_owners(url, "rc")) == 2)
+        wait_for(lambda: len(running_owners(url, "rc")) == 2, poll_s=0.2)
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=PATIENCE_S)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -6,13 +6,12 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import optuna
 import pytest
-from conftest import PATIENCE_S, cli_env, run_cli, write_sweep
+from conftest import PATIENCE_S, cli_env, run_cli, wait_for, write_sweep
 
 from sweeper.store.keys import OWNER_ATTR
 
@@ -41,15 +40,6 @@ def owned_running(workdir: Path, name: str) -> int:
     except Exception:  # store or study not created yet
         return 0
     return sum(t.state.name == "RUNNING" and OWNER_ATTR in t.system_attrs for t in trials)
-
-
-def wait_for(predicate, timeout: float = PATIENCE_S) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def assert_exactly_once(study: optuna.Study, points: list[int]) -> None:
