@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A one-node SLURM cluster on this machine, for the test that submits `sweeper launch slurm`'s
-# array script with a real sbatch (tests/test_launch.py, slow set). Needs root and Debian's
+# array script with a real sbatch (tests/e2e/test_launch.py, slow set). Needs root and Debian's
 # packages (slurm-wlm, munge; installed when missing). Idempotent: a running cluster is left as it
 # is. slurmctld and slurmd run as root with proctrack/linuxproc (no cgroups, no systemd here).
 set -euo pipefail

@@ -1,4 +1,8 @@
-"""Shared fixtures: a throwaway store per test, and a CLI runner in a real subprocess."""
+"""Shared fixtures: a throwaway store per test, and a CLI runner in a real subprocess.
+
+The tiers (pick one with ``bash scripts/test.sh tests/TIER``): ``unit/`` never imports TensorFlow
+(seconds), ``train/`` trains in-process, ``contract/`` runs sweeper's trial bookkeeping against
+every storage, ``e2e/`` drives the ``sweeper`` command as a user does."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
@@ -19,6 +24,15 @@ TESTS = Path(__file__).parent
 # PostgreSQL worker-death test took 41 s where it takes 6 s idle (each worker start, claim and
 # tell is many SQL round trips); 60-90 s limits failed there twice.
 PATIENCE_S = 300.0
+
+
+@pytest.fixture(autouse=True)
+def _unit_tier_has_no_tensorflow(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The unit tier never starts TensorFlow (checked where nothing before the test had)."""
+    before = "tensorflow" in sys.modules
+    yield
+    if TESTS / "unit" in Path(str(request.node.path)).parents:
+        assert before or "tensorflow" not in sys.modules, "a unit test imported TensorFlow"
 
 
 def cli_env() -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Trial functions for tests/test_objectives.py: one number per objective, no training."""
+"""Trial functions for tests/e2e/test_objectives.py: one number per objective, no training."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The early-stopping and restore rule, stated once (keras_mirror.EARLY_STOPPING): when Keras 3's
 EarlyStopping stops a fit, and which epoch's weights a fit ends with. A Keras fit runs Keras's
 own callback (train/callbacks.py); fused packs, which run no Keras fit, follow ``EarlyStop`` and
-score ``scored_epoch`` (train/fused/trials.py). tests/test_keras_assumptions.py drives Keras's
+score ``scored_epoch`` (train/fused/trials.py). tests/train/test_keras_assumptions.py drives Keras's
 callback and ``stop_and_keep`` over the same values: they agree on both epochs.
 
 The rule: each epoch the wait grows by one, then an improvement on the best by more than

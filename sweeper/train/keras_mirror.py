@@ -6,7 +6,7 @@ bit for bit, and ``seeding: scikeras`` (classifier.py, fit.py) reproduces
 new model starts. None of that is public Keras API: it is how Keras 3.15 happens to do it. A
 Keras that does any of it otherwise imports fine and moves scores silently, so pyproject.toml
 pins Keras to the minor these facts were read from (``KERAS_VERSIONS``), and
-tests/test_keras_assumptions.py checks every fact below against the installed Keras, each
+tests/train/test_keras_assumptions.py checks every fact below against the installed Keras, each
 failure naming the fact (``keras_mirror.NAME``) that broke. To move the pin: run that test file
 on the new Keras, fix what it names, then widen the pin.
 
@@ -101,7 +101,7 @@ def keras_batch_order(n: int, seed: int, seed_all: Callable[[int], None]) -> np.
     shuffles them with ``tf.random.shuffle`` inside a ``tf.data`` map, whose op seed is fixed by the
     global seed when the pipeline is made; each epoch's new pass restarts that op, so every epoch
     takes this one order. The function below makes the same ops in the same order as Keras's (its
-    array adapter), hence the same seed; tests/test_seeding.py checks the scores against
+    array adapter), hence the same seed; tests/e2e/test_seeding.py checks the scores against
     ``GridSearchCV``. Leaves every generator seeded with ``seed``, as the fit finds them."""
     import tensorflow as tf
 

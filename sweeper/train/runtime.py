@@ -69,7 +69,7 @@ def configure_tensorflow(deterministic: bool = True) -> None:
         # Grappler's arithmetic rewrites (x / sqrt(y) -> x * rsqrt(y), add chains -> AddN, ...)
         # depend on the graph around an expression, so a fused pack's member and the same trial
         # fitted alone rounded differently (1e-8 per step, enough to move chaotic fits by points).
-        # Without them both compute the same bits (tests/test_fused.py), at no measured cost.
+        # Without them both compute the same bits (tests/train/test_fused.py), at no measured cost.
         tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
     _configured = True
 

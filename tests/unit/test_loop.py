@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +24,6 @@ from sweeper.worker import loop
 from sweeper.worker.evaluators import Entry, Evaluator
 
 TESTS = str(Path(__file__).resolve().parent.parent)
-
-
-@pytest.fixture(autouse=True)
-def _no_tensorflow() -> Iterator[None]:
-    """This tier never starts TensorFlow (checked where nothing before this test had)."""
-    before = "tensorflow" in sys.modules
-    yield
-    assert before or "tensorflow" not in sys.modules, "a unit test imported TensorFlow"
 
 
 def make(tmp_path: Path, **overrides: Any) -> tuple[optuna.Study, SweepSpec, str]:

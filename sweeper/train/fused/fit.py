@@ -14,7 +14,7 @@ Keras/sweeper update rules, op for op, on stacked variables) with its own state,
 learning rate; its dropout rate and masks (its Dropout layers' seeds and its step count), L2,
 epochs and batch norm statistics. On a CPU a member's weights after every step are those of
 ``fit_config`` on the same configuration, bit for bit (sweeper's RAdam: within float rounding;
-tests/test_fused.py). A member is frozen after its last epoch, when ``should_stop`` says so, or
+tests/train/test_fused.py). A member is frozen after its last epoch, when ``should_stop`` says so, or
 when its loss is not finite; once half a pack is frozen the rest is re-packed smaller (one
 retrace).
 """
@@ -179,7 +179,7 @@ def fit_fused(members: list[FusedMember], x: np.ndarray, y: np.ndarray,
         shufflers.append(tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
                          .batch(n).repeat())
     # One repeating iterator over every member's passes: the same passes as a new iterator per
-    # pass (tests/test_fused.py), where making one costs about 30 ms and deleting 64 took 2 s.
+    # pass (tests/train/test_fused.py), where making one costs about 30 ms and deleting 64 took 2 s.
     passes = iter(tf.data.Dataset.zip(tuple(shufflers)))
     state = {"w": [np.stack(ws).astype(np.float32) for ws in zip(*inits)]}
     conv = conv or ("grouped" if tf.config.list_physical_devices("GPU") else "loop")

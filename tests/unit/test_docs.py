@@ -37,7 +37,7 @@ from sweeper.config.params import RULES, check_key
 from sweeper.config.spec import spec_from_dict
 from sweeper.errors import SpecError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 SWEEP_FILE = DOCS / "sweep-file.md"
@@ -117,7 +117,7 @@ def test_readme_is_short_and_keeps_the_two_commands() -> None:
     for command in SETUP_COMMANDS:
         assert command in lines, f"README.md lost the set-up command {command!r}"
         assert (ROOT / command.split()[1]).is_file()
-    for tier in ("bash scripts/test.sh tests/test_", "bash scripts/test.sh -m slow"):
+    for tier in ("bash scripts/test.sh tests/unit", "bash scripts/test.sh tests/e2e/", "bash scripts/test.sh -m slow"):
         assert tier in text, f"README.md no longer says how to run one test tier ({tier!r})"
 
 

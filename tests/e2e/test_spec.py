@@ -46,7 +46,7 @@ def test_sampler_options_reach_the_optuna_sampler() -> None:
 
 
 def test_the_notebook_grid_has_96_points() -> None:
-    spec = load_spec(Path(__file__).parent.parent / "sweeps" / "notebook_mlp_grid.yaml")
+    spec = load_spec(Path(__file__).resolve().parents[2] / "sweeps" / "notebook_mlp_grid.yaml")
     assert spec.grid_size == 96 and spec.kfold == 3
 
 
@@ -122,6 +122,6 @@ def test_cli_bad_input_leaves_an_existing_store_unchanged(workdir: Path) -> None
 
 
 def test_validate_prints_space_size(workdir: Path) -> None:
-    proc = run_cli("validate", str(Path(__file__).parent.parent / "sweeps" / "quickstart.yaml"), cwd=workdir)
+    proc = run_cli("validate", str(Path(__file__).resolve().parents[2] / "sweeps" / "quickstart.yaml"), cwd=workdir)
     assert proc.returncode == 0, proc.stderr
     assert "4 grid points" in proc.stdout

@@ -21,7 +21,7 @@ from sweeper.train.fused.init import keras_model
 from sweeper.train.fused.structure import CNNStructure, MLPStructure
 from sweeper.train.runtime import configure_tensorflow, tensorflow
 
-PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 
 @pytest.fixture(scope="module", autouse=True)

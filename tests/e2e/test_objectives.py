@@ -128,7 +128,7 @@ def test_best_refits_a_chosen_trial(swept: tuple[Path, str]) -> None:
     assert (work / "reports" / "mo" / "best" / "trial-3.keras").exists()
 
 
-@pytest.mark.slow  # a 512-unit model trained and timed; tests/test_fuse.py stores latency in the default set
+@pytest.mark.slow  # a 512-unit model trained and timed; tests/e2e/test_fuse.py stores latency in the default set
 def test_latency_is_stored_as_an_objective(tmp_path: Path) -> None:
     """Each trial's measured latency is its second objective value. (That a 512-unit model is over
     twice as slow as a 4-unit one held idle, but failed under load: 0.064 against 0.042 ms. A

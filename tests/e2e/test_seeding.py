@@ -2,7 +2,7 @@
 fold, as scikit-learn's ``GridSearchCV`` over ``KerasClassifier(random_state=seed)`` does with the
 same folds, fused or not; ``make_estimator`` rebuilds such a trial's fold; the default seeding
 does not score as the notebook; a bad value is one line and exit code 2 (a change of seeding on a
-stored study: tests/test_growth.py)."""
+stored study: tests/e2e/test_growth.py)."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def test_default_seeding_is_not_the_notebooks(tmp_path: Path, monkeypatch: pytes
 
 
 def test_validate_names_the_seeding(capsys: pytest.CaptureFixture[str]) -> None:
-    path = Path(__file__).parent.parent / "sweeps" / "notebook_mlp_grid.yaml"
+    path = Path(__file__).resolve().parents[2] / "sweeps" / "notebook_mlp_grid.yaml"
     assert main(["validate", str(path)]) == 0
     assert "; seeding scikeras (seed 42 for every configuration and fold)" in capsys.readouterr().out
 

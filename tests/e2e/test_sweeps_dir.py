@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from sweeper.cli import main
 from sweeper.config.spec import load_spec
 
-SWEEPS = sorted((Path(__file__).parent.parent / "sweeps").glob("*.yaml"))
+SWEEPS = sorted((Path(__file__).resolve().parents[2] / "sweeps").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", SWEEPS, ids=[p.stem for p in SWEEPS])
@@ -28,7 +28,7 @@ def test_unreachable_download_is_one_line_and_creates_no_study(tmp_path: Path, m
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
-    sweep = Path(__file__).parent.parent / "sweeps" / "cifar10_cnn.yaml"
+    sweep = Path(__file__).resolve().parents[2] / "sweeps" / "cifar10_cnn.yaml"
     proc = run_cli("run", str(sweep), "--storage", f"sqlite:///{tmp_path / 'store.db'}", cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     lines = [l for l in proc.stderr.splitlines() if l.startswith("sweeper:")]
