@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from sweeper.config.sections import Augmentation, Callbacks
-from sweeper.train.early_stopping import mode
+from sweeper.train.early_stopping import KEEP_BEST_MONITOR, keeps, mode
 
 
 def augmentation_layers(aug: Augmentation, seed: int) -> list[Any]:
@@ -55,7 +55,8 @@ def keras_callbacks(cb: Callbacks, log_dir: str | None = None, validation: bool 
 
 class KeepBest:
     """Keep the weights of the best val_accuracy epoch in memory and restore them at the end
-    (the notebooks' ModelCheckpoint(save_best_only) without writing a file per trial)."""
+    (the notebooks' ModelCheckpoint(save_best_only) without writing a file per trial); which
+    epoch is early_stopping.keeps's rule, which fused packs follow too."""
 
     @staticmethod
     def make() -> Any:
@@ -66,8 +67,8 @@ class KeepBest:
                 self.best, self.weights = -math.inf, None
 
             def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-                value = (logs or {}).get("val_accuracy")
-                if value is not None and value > self.best:
+                value = (logs or {}).get(KEEP_BEST_MONITOR)
+                if keeps(value, self.best):
                     self.best, self.weights = value, self.model.get_weights()
 
             def on_train_end(self, logs: dict[str, float] | None = None) -> None:

@@ -8,16 +8,16 @@ The rule: each epoch the wait grows by one, then an improvement on the best by m
 ``min_delta`` (in the monitor's direction) makes it the best and resets the wait; else training
 stops once the wait reaches ``patience``, never at the first epoch. With
 ``restore_best_weights`` the best epoch's weights are restored when training ends, stopped early
-or not; ``keep_best`` (sweeper's KeepBest) restores the first epoch of the best val_accuracy.
+or not; ``keep_best`` restores the first epoch of the best val_accuracy (``keeps``: the rule
+sweeper's KeepBest callback and fused packs both follow).
 Keras compares ``value - min_delta`` with the best in float32, this rule in Python floats: with a
 ``min_delta`` that float32 rounds, a near-tie may go the other way.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-
-import numpy as np
 
 from sweeper.config.sections import Callbacks, EarlyStopping
 
@@ -53,6 +53,24 @@ class EarlyStop:
         return self.wait >= self.patience and epoch > 0
 
 
+KEEP_BEST_MONITOR = "val_accuracy"
+
+
+def keeps(value: float | None, best: float) -> bool:
+    """``keep_best``'s rule: an epoch's weights are kept when its val_accuracy beats every
+    earlier epoch's (a tie keeps the first; a missing or NaN value is never kept)."""
+    return value is not None and value > best
+
+
+def kept_epoch(values: Sequence[float]) -> int | None:
+    """The epoch whose weights ``keep_best`` ends a fit with (None: none was kept, the last stays)."""
+    best, kept = -math.inf, None
+    for epoch, value in enumerate(values):
+        if keeps(value, best):
+            best, kept = value, epoch
+    return kept
+
+
 def stop_and_keep(values: Sequence[float], patience: int, min_delta: float, direction: str,
                   restore_best: bool) -> tuple[int | None, int]:
     """Given a fit's monitored value at each epoch: the epoch it stops after (None: it runs
@@ -76,7 +94,9 @@ def scored_epoch(callbacks: Callbacks, history: dict[str, list[float]], stopper:
     """The epoch whose weights a fit with the sweep's ``callbacks`` ends with, and is scored at:
     the last, the one ``keep_best`` restores, or the one ``restore_best_weights`` restores
     (``stopper``: the rule that ran on ``history``)."""
-    if callbacks.keep_best and history.get("val_accuracy"):  # the first best val_accuracy
-        return int(np.argmax(history["val_accuracy"]))
+    last = len(history.get("val_loss", [])) - 1
+    if callbacks.keep_best and history.get(KEEP_BEST_MONITOR):
+        kept = kept_epoch(history[KEEP_BEST_MONITOR])
+        return last if kept is None else kept
     restore = bool(callbacks.early_stopping and callbacks.early_stopping.restore_best_weights)
-    return restored_epoch(stopper, restore, len(history.get("val_loss", [])) - 1)
+    return restored_epoch(stopper, restore, last)

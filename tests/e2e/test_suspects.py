@@ -55,10 +55,11 @@ def trials(url: str, name: str) -> list[FrozenTrial]:
     return optuna.load_study(study_name=name, storage=make_storage(url)).get_trials()
 
 
-def kill_when_running(proc: subprocess.Popen[bytes], url: str, name: str, n: int, timeout: float = 180) -> None:
+def kill_when_running(proc: subprocess.Popen[bytes], url: str, name: str, n: int, timeout: float = 180,
+                      parent_only: bool = False) -> None:
     """SIGKILL the sweep's process once ``n`` trials are RUNNING with owner records of live
     processes (then its process group, as an operator's kill -9 of a stuck job would leave nothing
-    behind)."""
+    behind, unless ``parent_only``: its workers are orphaned, as when only the parent is OOM-killed)."""
     import psutil
 
     t0 = time.monotonic()
@@ -72,6 +73,9 @@ def kill_when_running(proc: subprocess.Popen[bytes], url: str, name: str, n: int
         if len(running) >= n:
             time.sleep(0.3)
             os.kill(proc.pid, signal.SIGKILL)
+            if parent_only:
+                proc.wait()
+                return
             time.sleep(0.2)
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -157,6 +161,37 @@ def test_a_fused_pack_killed_three_times_scores_as_a_clean_run(tmp_path: Path, u
     got, want = scores(trials(url, "f")), scores(trials(f"sqlite:///{tmp_path / 'clean.db'}", "c"))
     assert counts(url, "f").failed == 0 and set(got) == set(want)
     assert all(abs(got[k] - want[k]) < 1e-6 for k in want), (got, want)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["in-process", "workers-2"])
+def test_an_unfused_keras_sweep_killed_three_times_scores_as_a_clean_run(tmp_path: Path, workers: list[str]) -> None:
+    """The fused grid's Keras trials, unfused: SIGKILL of the sweep (in-process; with 2 workers,
+    the parent alone) three times while trials train, then ``run`` again: every point complete,
+    none failed, each score what a clean run stores."""
+    unfused = {**FUSED, "compute": {"fuse": "off"}}
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    sweep = write_sweep(tmp_path / "u.yaml", name="u", storage=url, **unfused)
+    orphans = []
+    try:
+        for _ in range(3):
+            proc = start(tmp_path, "run", str(sweep), *workers)
+            orphans.append(proc.pid)
+            kill_when_running(proc, url, "u", 1, parent_only=bool(workers))
+        done = run_cli("run", str(sweep), *workers, "--quiet", "--no-report", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+    finally:
+        for pid in orphans:  # workers left by a parent-only kill
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    prog = counts(url, "u")
+    assert (prog.complete, prog.failed) == (4, 0), prog.text()
+    clean = write_sweep(tmp_path / "c.yaml", name="c", storage=f"sqlite:///{tmp_path / 'clean.db'}", **unfused)
+    assert run_cli("run", str(clean), "--quiet", "--no-report", cwd=tmp_path).returncode == 0
+    got, want = scores(trials(url, "u")), scores(trials(f"sqlite:///{tmp_path / 'clean.db'}", "c"))
+    assert set(got) == set(want) and all(abs(got[k] - want[k]) < 1e-6 for k in want), (got, want)
 
 
 @pytest.mark.slow
