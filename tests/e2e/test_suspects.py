@@ -169,7 +169,7 @@ def test_an_unfused_keras_sweep_killed_three_times_scores_as_a_clean_run(tmp_pat
     """The fused grid's Keras trials, unfused: SIGKILL of the sweep (in-process; with 2 workers,
     the parent alone) three times while trials train, then ``run`` again: every point complete,
     none failed, each score what a clean run stores."""
-    unfused = {**FUSED, "compute": {"fuse": "off"}}
+    unfused = {**FUSED, "compute": {"fuse": "off"}, "training": {**FUSED["training"], "epochs": 12}}
     url = f"sqlite:///{tmp_path / 'store.db'}"
     sweep = write_sweep(tmp_path / "u.yaml", name="u", storage=url, **unfused)
     orphans = []
