@@ -17,6 +17,7 @@ import json
 import os
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -127,7 +128,8 @@ def _work(study: optuna.Study, spec: SweepSpec, ev: Evaluator, opts: LoopOptions
 def claim_batch(study: optuna.Study, spec: SweepSpec, ev: Evaluator, strategy: Any,
                 prog: Progress) -> tuple[list[optuna.Trial], int, bool]:
     """A queued trial (or a newly asked one) and, when the evaluator packs, the trials that train
-    in its pack: queued ones of its key, or (a sampler's study) new ones up to the budget's room.
+    in its pack: queued ones of its key, or (a sampler's study) new ones that share its pack
+    (``ask_packmates``), up to what the pack holds and the budget's room.
     Returns the trials, how many came from the queue, and whether each trains alone."""
     first = claim_waiting(study) if prog.waiting > prog.suspects else None
     from_queue = int(first is not None)
@@ -151,7 +153,50 @@ def claim_batch(study: optuna.Study, spec: SweepSpec, ev: Evaluator, strategy: A
         mates = claim_packmates(study, spec, key_of, key, ev.pack_limit(key) - 1, params)
         return [first, *mates], from_queue + len(mates), False
     room = prog.budget - prog.finished - prog.running - prog.waiting - 1 if prog.budget else limit
-    return [first, *(ask_new(study) for _ in range(max(0, min(limit - 1, room))))], from_queue, False
+    return [first, *ask_packmates(study, spec, ev, strategy, first, room)], from_queue, False
+
+
+def ask_packmates(study: optuna.Study, spec: SweepSpec, ev: Evaluator, strategy: Any, first: optuna.Trial,
+                  room: int) -> list[optuna.Trial]:
+    """New trials (at most ``room``) that train in ``first``'s pack: the sampler picks their
+    params with those that decide the pack (structure, batch size) set to ``first``'s, up to what
+    that pack holds. Trials asked together learn nothing from one another, and trials of other
+    packs would only train one small pack after another, with nothing learnt in between."""
+    dists = strategy.distributions()
+    searched = space.suggest(first, dists, spec.params)  # now, so its pack is known (the prologue gets the same)
+    params = space.full_params(spec, searched)
+    key = ev.pack_key(params, space.trial_seed(spec, params))
+    if key is None:
+        return []
+    fixed = {name: searched[name] for name in _pack_deciding(spec, ev, dists, searched, key)}
+    sampler = study.sampler
+    mates = []
+    for _ in range(max(0, min(ev.pack_limit(key) - 1, room))):
+        trial = ask_new(study)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.sampler = optuna.samplers.PartialFixedSampler(fixed, sampler) if fixed else sampler
+        try:
+            space.suggest(trial, dists, spec.params)
+        finally:
+            study.sampler = sampler
+        mates.append(trial)
+    return mates
+
+
+def _pack_deciding(spec: SweepSpec, ev: Evaluator, dists: dict[str, Any], searched: dict[str, Any],
+                   key: Any) -> list[str]:
+    """The searched params whose other values (choices, or a range's ends) put a trial in another pack."""
+    out = []
+    for name, value in searched.items():
+        d = dists[name]
+        others = list(d.choices) if hasattr(d, "choices") else [d.low, d.high]
+        for other in others:
+            p = space.full_params(spec, {**searched, name: other})
+            if other != value and ev.pack_key(p, space.trial_seed(spec, p)) != key:
+                out.append(name)
+                break
+    return out
 
 
 @dataclass

@@ -257,6 +257,22 @@ def test_a_sampler_asks_k_trials_within_the_budget(tmp_path: Path) -> None:
     assert sorted(packed(t)["pack_trials"] for t in trials) == [2, 2, 4, 4, 4, 4]
 
 
+def test_a_sampler_asks_trials_that_share_the_first_ones_pack(tmp_path: Path) -> None:
+    """Trials asked together share the pack key of the first (batch size, batch-norm) and fill one
+    pack, so the sampler sees a pack's results before it proposes the next; the rest it picks."""
+    trials = sweep(tmp_path, "mates", 3, method="random", trials=9, seed=1,
+                   params={"batch_size": [32, 64], "model__batchnorm": [True, False],
+                           "optimizer__learning_rate": [0.001, 0.003, 0.01, 0.03]})
+    assert len(trials) == 9 and all(t.state == TrialState.COMPLETE for t in trials)
+    trials.sort(key=lambda t: t.number)
+    packs = [trials[i:i + 3] for i in range(0, 9, 3)]  # asked together: consecutive numbers
+    for pack in packs:
+        assert len({(t.params["batch_size"], t.params["model__batchnorm"]) for t in pack}) == 1
+        assert all(packed(t)["pack_trials"] == 3 for t in pack)
+    assert len({(p[0].params["batch_size"], p[0].params["model__batchnorm"]) for p in packs}) > 1  # the first of each: sampled
+    assert len({t.params["optimizer__learning_rate"] for t in trials}) > 1
+
+
 def test_several_objectives_with_latency_in_a_pack(tmp_path: Path) -> None:
     trials = sweep(tmp_path, "mo", 2, params={"model__units": [8], "optimizer__learning_rate": [0.003, 0.01]},
                    objective=[{"metric": "accuracy"}, {"metric": "latency_ms"}])
