@@ -1,4 +1,4 @@
-"""Time to the best: the notebook-A grid's space searched by sweeper (TPE, median pruner, fused
+"""Time to the best: the notebook-A grid's space searched by sweeper (TPE, Hyperband pruner, fused
 packs, ``stop:``; ``sweeps/notebook_mlp_tpe.yaml``) against scikit-learn ``GridSearchCV`` over the
 full 96-point grid, in one run (goal: sweeper's whole process at most 0.05 of GridSearchCV's,
 its best mean CV accuracy within 0.3 points of the grid's best, in at least 4 of 5 sampler seeds).
@@ -39,8 +39,8 @@ QUICK = {  # both sides: 4 points, 2 epochs (a smoke run of the whole script)
     "batch_size": [1024], "epochs": [2], "optimizer": ["adam"], "optimizer__learning_rate": [0.001, 0.01],
     "model__batchnorm": [True, False], "model__dropout": [0.2],
 }
-QUICK_SETS = ["params=" + json.dumps(QUICK), "trials=4", "stop.patience=3", "pruner.n_warmup_steps=1",
-              "pruner.n_startup_trials=1", "sampler.n_startup_trials=2"]
+QUICK_SETS = ["params=" + json.dumps(QUICK), "trials=4", "stop.patience=3", "pruner.max_resource=2",
+              "sampler.n_startup_trials=2"]
 
 
 def child_sweep(url: str, salt: int, sets: list[str]) -> None:
@@ -129,7 +129,7 @@ def main() -> None:
     for values in grid.values():
         n *= len(values)
     load0 = os.getloadavg()[0]
-    print(f"time to best: {SWEEP.relative_to(ROOT)} (TPE, median pruner, fused packs, stop) vs GridSearchCV over "
+    print(f"time to best: {SWEEP.relative_to(ROOT)} (TPE, Hyperband, fused packs, stop) vs GridSearchCV over "
           f"{n} points x 3 folds, mnist5k; {seeds} sampler seed(s){'; --quick' if args.quick else ''}", flush=True)
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
