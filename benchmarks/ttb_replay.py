@@ -99,6 +99,9 @@ def evaluator(spec: Any, rep: Replayer) -> Any:
             for i, e in enumerate(entries):
                 same = json.dumps({k: v for k, v in e.params.items() if k != "epochs"}, sort_keys=True, default=str)
                 riders_of.setdefault(same, []).append(i)
+            # The order trials report in each epoch: fit_fused calls should_stop member by member
+            # (members in the order their first trial came), and a member's riders in turn.
+            order = [i for same in riders_of for i in riders_of[same]]
             ended = [False] * len(entries)
             slots = len(trainings) * self.folds_
             live_members = dict(trainings)  # training -> its epochs; gone when all its riders ended
@@ -111,7 +114,8 @@ def evaluator(spec: Any, rep: Replayer) -> Any:
                 if len(live) * self.folds_ <= slots // 2:
                     slots, repacks = len(live) * self.folds_, repacks + 1
                 slot_epochs, epochs = slot_epochs + slots, epochs + 1
-                for i, (e, c) in enumerate(zip(entries, curves)):
+                for i in order:
+                    e, c = entries[i], curves[i]
                     if ended[i] or epoch >= len(c):
                         continue
                     try:
