@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import sys
@@ -35,7 +34,7 @@ from _common import ROOT, quiet_optuna  # noqa: E402
 
 SWEEP = ROOT / "sweeps" / "notebook_mlp_tpe.yaml"
 GRID_KEYS = ("batch_size", "epochs", "optimizer", "optimizer__learning_rate", "model__batchnorm", "model__dropout")
-CURVES = Path(os.environ.get("TTB_CURVES", "/tmp/ttb/curves.json"))
+CURVES = Path(os.environ.get("TTB_CURVES") or Path(tempfile.gettempdir()) / "sweeper-ttb-curves.json")  # --record writes it
 WITHIN = 0.003 + 1e-9  # 0.3 points (scores are multiples of 1/5000 over 3 folds)
 # Time model (seconds), 2-core CPU, idle: see README, "time to best: replay".
 START_S = 6.0  # Python, TensorFlow, data, store, until the first pack trains
