@@ -61,6 +61,14 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Completed
     )
 
 
+def start_run(sweep: Path, cwd: Path, sleep_s: float, *args: str, text: bool = True) -> subprocess.Popen[Any]:
+    """``sweeper run SWEEP ARGS --quiet --no-report`` started, not waited for (output piped), each trial
+    of tests/trial_functions.py sleeping ``sleep_s`` seconds (SWEEPER_TEST_SLEEP)."""
+    return subprocess.Popen([sys.executable, "-m", "sweeper", "run", str(sweep), *args, "--quiet", "--no-report"],
+                            cwd=cwd, env={**cli_env(), "SWEEPER_TEST_SLEEP": str(sleep_s)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text)
+
+
 TINY: dict[str, Any] = {  # a tiny real sweep: mlp on 400 digits, 2 epochs
     "name": "tiny",
     "data": {"dataset": "digits", "limit": 400},

@@ -9,8 +9,6 @@ from __future__ import annotations
 import html
 import re
 import signal
-import subprocess
-import sys
 import threading
 import urllib.request
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import Any, Iterator
 
 import optuna
 import pytest
-from conftest import PATIENCE_S, cli_env, run_cli, write_sweep
+from conftest import PATIENCE_S, run_cli, start_run, write_sweep
 from test_resume import owned_running, states, wait_for
 
 from sweeper.cli import main
@@ -102,9 +100,7 @@ def test_ctrl_c_and_resume_count_the_interrupted_trial_once(workdir: Path, capsy
                                                            serve: Any) -> None:
     sweep = write_sweep(workdir / "ctrlc.yaml", name="ctrlc", trial_function="trial_functions:slow",
                         params={"model__units": [1, 2, 3]})
-    proc = subprocess.Popen([sys.executable, "-m", "sweeper", "run", str(sweep), "--quiet", "--no-report"],
-                            cwd=workdir, env={**cli_env(), "SWEEPER_TEST_SLEEP": "60"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_run(sweep, workdir, 60)
     # A trial that sleeps a minute: the Ctrl-C lands in it however late this loop sees it running
     # (with 2 s trials a loaded CI machine once saw the last one late and signalled a finished run).
     wait_for(lambda: owned_running(workdir, "ctrlc") == 1)

@@ -4,14 +4,12 @@ several workers on one SQLite file)."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import optuna
 import pytest
-from conftest import PATIENCE_S, cli_env, run_cli, wait_for, write_sweep
+from conftest import PATIENCE_S, run_cli, start_run, wait_for, write_sweep
 
 from sweeper.store.keys import OWNER_ATTR
 
@@ -54,9 +52,7 @@ def assert_exactly_once(study: optuna.Study, points: list[int]) -> None:
 def test_sigkill_then_resume_completes_every_point_once(workdir: Path, when: str) -> None:
     sweep = slow_grid(workdir, "kill")
     # 1 s trials: the poll below (a study load) must land inside the last trial on a busy machine.
-    proc = subprocess.Popen([sys.executable, "-m", "sweeper", "run", str(sweep), "--quiet", "--no-report"],
-                            cwd=workdir, env={**cli_env(), "SWEEPER_TEST_SLEEP": "1.0"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = start_run(sweep, workdir, 1.0, text=False)
     target = {"before_first_trial_ends": 0, "mid_sweep": 4, "during_last_trial": len(GRID) - 1}[when]
 
     def at_target() -> bool:
@@ -100,9 +96,7 @@ def test_resume_twice_runs_nothing_again(workdir: Path) -> None:
 def test_ctrl_c_requeues_running_trial_and_store_stays_readable(workdir: Path) -> None:
     sweep = slow_grid(workdir, "ctrlc", [1, 2, 3])
     # Trials of a minute: the Ctrl-C lands in a running one however late the loop below sees it.
-    proc = subprocess.Popen([sys.executable, "-m", "sweeper", "run", str(sweep), "--quiet", "--no-report"],
-                            cwd=workdir, env={**cli_env(), "SWEEPER_TEST_SLEEP": "60"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_run(sweep, workdir, 60)
     # Once its owner record is stored the trial is inside run_one, whose Ctrl-C handler queues it
     # again. (A Ctrl-C in the milliseconds between the claim and that record leaves it RUNNING;
     # resume then re-queues it as a dead worker's trial: nothing is lost either way.)
@@ -132,9 +126,7 @@ def test_four_workers_200_trials_no_lock_errors_no_duplicates(workdir: Path) -> 
 
 def test_killed_worker_trial_is_rerun_by_another(workdir: Path) -> None:
     sweep = slow_grid(workdir, "wkill")
-    proc = subprocess.Popen([sys.executable, "-m", "sweeper", "run", str(sweep), "--workers", "3", "--quiet", "--no-report"],
-                            cwd=workdir, env={**cli_env(), "SWEEPER_TEST_SLEEP": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_run(sweep, workdir, 1, "--workers", "3")
 
     def running_owner() -> int | None:
         try:
