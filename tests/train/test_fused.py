@@ -133,8 +133,9 @@ def test_k_fold_members_with_batchnorm_equal_fit_config(digits: tuple[np.ndarray
 
 def test_members_are_frozen_and_repacked(digits: tuple[np.ndarray, ...]) -> None:
     """A member with fewer epochs, and one stopped by should_stop, stay in the pack frozen (their
-    weights are those of their last epoch) while the others train on; once half the pack is
-    frozen the rest is re-packed and trains on unchanged. Each equals the member trained alone."""
+    weights are those of their last epoch) while the others train on; once those left fit a
+    quarter of the pack's traced slots (5 members: 8 slots; 2 left) they are re-packed and train
+    on unchanged. Each equals the member trained alone."""
     x, y, xv, yv = digits
     members = [FusedMember(seed=31, epochs=2, learning_rate=0.003),  # frozen in the pack through epoch 3
                FusedMember(seed=32, epochs=4, learning_rate=0.01, optimizer="sgd"),  # stopped after epoch 1
@@ -161,24 +162,25 @@ def test_members_are_frozen_and_repacked(digits: tuple[np.ndarray, ...]) -> None
 
 
 def test_packs_of_one_shape_share_their_traced_steps(digits: tuple[np.ndarray, ...]) -> None:
-    """A sweep's packs of one structure, size and optimizers run one traced step: the second pack
-    (other seeds, rates, dropout and L2) does not trace again, and trains as it does in a fresh
-    process-wide cache, bit for bit."""
+    """A sweep's packs of one structure, size class and optimizers run one traced step: the
+    second pack (other seeds, rates, dropout and L2, and 4 members where the first has 3: both
+    trace 4 slots) does not trace again, and trains as it does in a fresh process-wide cache,
+    bit for bit."""
     from sweeper.train.fused import pack as fused_pack
 
     x, y, xv, yv = digits
 
-    def pack(first: int) -> list[FusedMember]:
+    def pack(first: int, optimizers: list[str]) -> list[FusedMember]:
         return [FusedMember(seed=first + i, epochs=2, learning_rate=0.002 * (i + 1), optimizer=opt, dropout=0.1 * i,
-                            l2=0.001 * (i % 2)) for i, opt in enumerate(["adam", "rmsprop", "adam"])]
+                            l2=0.001 * (i % 2)) for i, opt in enumerate(optimizers)]
 
     fused_pack._STEPS.clear()
-    fit_fused(pack(91), x, y, (xv, yv), structure=S16, batch_size=32)
-    second = fit_fused(pack(95), x, y, (xv, yv), structure=S16, batch_size=32)
+    fit_fused(pack(91, ["adam", "rmsprop", "adam"]), x, y, (xv, yv), structure=S16, batch_size=32)
+    second = fit_fused(pack(95, ["adam", "rmsprop", "adam", "rmsprop"]), x, y, (xv, yv), structure=S16, batch_size=32)
     (train, evaluate), = fused_pack._STEPS.values()
     assert train.experimental_get_tracing_count() == 1 and evaluate.experimental_get_tracing_count() == 1
     fused_pack._STEPS.clear()
-    alone = fit_fused(pack(95), x, y, (xv, yv), structure=S16, batch_size=32)
+    alone = fit_fused(pack(95, ["adam", "rmsprop", "adam", "rmsprop"]), x, y, (xv, yv), structure=S16, batch_size=32)
     for a, b in zip(second, alone):
         assert a.history == b.history
         assert_same_weights(a.weights, b.weights)

@@ -15,7 +15,7 @@ learning rate; its dropout rate and masks (its Dropout layers' seeds and its ste
 epochs and batch norm statistics. On a CPU a member's weights after every step are those of
 ``fit_config`` on the same configuration, bit for bit (sweeper's RAdam: within float rounding;
 tests/train/test_fused.py). A member is frozen after its last epoch, when ``should_stop`` says so, or
-when its loss is not finite; once half a pack is frozen the rest is re-packed smaller (one
+when its loss is not finite; once few enough are left the rest is re-packed smaller (one
 retrace).
 """
 
@@ -31,7 +31,7 @@ import numpy as np
 
 from sweeper.train.fused.init import initial_weights
 from sweeper.train.fused.optim import OPTIONS
-from sweeper.train.fused.pack import Pack
+from sweeper.train.fused.pack import Pack, traced_size
 from sweeper.train.fused.sizing import eval_rows
 from sweeper.train.fused import structure as fused_structure
 from sweeper.train.fused.structure import CNNStructure, MLPStructure, Structure
@@ -112,6 +112,22 @@ def member_from_params(params: dict[str, Any], seed: int, model: str = "mlp") ->
     return (structure, batch), FusedMember(seed, int(params.get("epochs", 1)), lr, name, opt, dropout, l2)
 
 
+_ORDERS: dict[tuple[int, int], np.ndarray] = {}  # (rows, seed) -> Keras's order (the folds of a sweep share a few)
+MAX_ORDERS = 256
+
+
+def _keras_order(n: int, seed: int) -> np.ndarray:
+    """``keras_batch_order(n, seed)``, made once per (n, seed) in a process (about 20 ms each);
+    it leaves every generator seeded with ``seed``, as making it does."""
+    if (n, seed) not in _ORDERS:
+        while len(_ORDERS) >= MAX_ORDERS:
+            _ORDERS.pop(next(iter(_ORDERS)))
+        _ORDERS[(n, seed)] = keras_batch_order(n, seed, set_random_seed_keeping_kernels)
+    else:
+        set_random_seed_keeping_kernels(seed)
+    return _ORDERS[(n, seed)]
+
+
 def _padded(rows: Sequence[np.ndarray | None], width: int) -> tuple[np.ndarray, np.ndarray]:
     """Row lists -> (len(rows), width) indices and 0/1 mask (None: all padding)."""
     idx, mask = np.zeros((len(rows), width), np.int32), np.zeros((len(rows), width), np.float32)
@@ -121,19 +137,31 @@ def _padded(rows: Sequence[np.ndarray | None], width: int) -> tuple[np.ndarray, 
     return idx, mask
 
 
-def _validate(pack: Pack, slots: list[int], members: list[FusedMember], batch: int) -> dict[str, np.ndarray]:
-    """Per slot val_loss (mean cross-entropy + L2) and val_accuracy, in chunks of ``batch`` rows."""
+def _validate(pack: Pack, slots: list[int], members: list[FusedMember], batch: int,
+              live: set[int]) -> dict[str, np.ndarray]:
+    """Per slot val_loss (mean cross-entropy + L2) and val_accuracy, in chunks of ``batch`` rows;
+    of the ``live`` members only where each member has its own rows (the rest: no rows, not run)."""
     if "xv" in pack.data:
         n = int(pack.data["xv"].shape[0])
         chunks = [tuple(a[0] for a in _padded([np.arange(a, min(a + batch, n))], batch)) for a in range(0, n, batch)]
     elif members[slots[0]].val_indices is not None:
-        rows = [np.asarray(members[i].val_indices, np.int32) for i in slots]
+        rows = [np.asarray(members[i].val_indices if i in live else [], np.int32) for i in slots]
         chunks = [_padded([r[a:a + batch] for r in rows], batch) for a in range(0, max(map(len, rows)), batch)]
     else:
         return {}
     sums = sum(np.stack([o.numpy() for o in pack.eval(idx, mask)]) for idx, mask in chunks)
     n = np.maximum(sums[2], 1)
-    return {"val_loss": sums[0] / n + pack.reg().numpy(), "val_accuracy": sums[1] / n}
+    return {"val_loss": sums[0] / n + pack.reg().numpy()[:pack.n], "val_accuracy": sums[1] / n}
+
+
+def _repack(pack: Pack, live: int) -> bool:
+    """Whether to re-pack the ``live`` members still training. With each member on its own ops,
+    once they fit a traced size a quarter of the pack's: a frozen slot costs only its share of
+    the stacked update (about a twelfth of a member), a new trace as much as several epochs of a
+    16-member pack. Batched (every slot computed in full), once half the slots are free."""
+    if pack.own_layers:
+        return traced_size(live, True) <= pack.k // 4
+    return live <= pack.n // 2
 
 
 def _take_weights(pack: Pack, slots: list[int], members: list[int], results: list[FusedResult]) -> None:
@@ -146,13 +174,15 @@ def _take_weights(pack: Pack, slots: list[int], members: list[int], results: lis
 def fit_fused(members: list[FusedMember], x: np.ndarray, y: np.ndarray,
               validation: tuple[np.ndarray, np.ndarray] | None, *, structure: Structure, batch_size: int,
               should_stop: StopHook | None = None, val_batch_size: int = 1024, n_classes: int | None = None,
-              record_orders: bool = False, jit_compile: bool = False, conv: str | None = None) -> list[FusedResult]:
+              record_orders: bool = False, jit_compile: bool = False, conv: str | None = None,
+              capacity: int | None = None) -> list[FusedResult]:
     """Train ``members`` (one structure, one batch size) together on ``x, y`` (labels 0..n_classes-1)
     and score every epoch on ``validation``, shared by all, or, when every member has ``val_indices``
     (then ``validation`` is None), on its own rows of ``x``. ``should_stop(i, epoch, logs)`` is
     called after each epoch member ``i`` trains (to report and prune); True freezes it there.
     ``conv`` (CNNs): "loop" (one conv per member, the default on CPU) or "grouped" (one grouped
-    conv, the default with a GPU; on CPU it needs ``jit_compile``)."""
+    conv, the default with a GPU; on CPU it needs ``jit_compile``). ``capacity``: the most members
+    a pack of this sweep holds (its steps are traced for that many, so its packs share them)."""
     tf = tensorflow()
     if not members:
         return []
@@ -171,7 +201,7 @@ def fit_fused(members: list[FusedMember], x: np.ndarray, y: np.ndarray,
         members[j] = replace(m, dropout_seeds=dropout_seeds)
         n = len(x if m.train_indices is None else m.train_indices)
         if m.keras_order:  # seeded again after the build, as fit_config does under seeding: scikeras
-            order = keras_batch_order(n, m.seed, set_random_seed_keeping_kernels)
+            order = _keras_order(n, m.seed)
             shufflers.append(tf.data.Dataset.from_tensors(order).repeat())
             continue
         seed = int(np.random.randint(0, 2**31 - 1))
@@ -189,7 +219,7 @@ def fit_fused(members: list[FusedMember], x: np.ndarray, y: np.ndarray,
         xv, yv = np.asarray(validation[0]), np.asarray(validation[1])
         data.update(xv=tf.constant(rows(xv), tf.float32), yv=tf.constant(yv, tf.int32))
     slots = list(range(len(members)))  # the member in each slot of the pack
-    pack = Pack(structure, members, state, data, jit_compile, conv)
+    pack = Pack(structure, members, state, data, jit_compile, conv, capacity)
     # Validation chunks small enough that K members' activations stay within EVAL_BYTES.
     val_batch = eval_rows(structure, x.shape[1:], len(members), val_batch_size)
     results = [FusedResult({}, [], 0) for _ in members]
@@ -197,11 +227,12 @@ def fit_fused(members: list[FusedMember], x: np.ndarray, y: np.ndarray,
     for epoch in range(max(m.epochs for m in members)):
         if not live:
             break
-        if len(live) <= len(slots) // 2:  # re-pack the members still training
+        if _repack(pack, len(live)):  # re-pack the members still training
             _take_weights(pack, slots, [i for i in slots if i not in live], results)
             keep = [s for s, i in enumerate(slots) if i in live]
             slots = [slots[s] for s in keep]
-            pack = Pack(structure, [members[i] for i in slots], pack.state(keep), data, jit_compile, conv)
+            pack = Pack(structure, [members[i] for i in slots], pack.state(keep), data, jit_compile, conv,
+                        kinds=pack.kinds)
         orders: list[np.ndarray | None] = [None] * len(slots)
         perms, *_ = [next(passes) for _ in range(KERAS_PASSES_PER_EPOCH)]  # every member's, frozen ones' unused
         for s, i in enumerate(slots):
@@ -217,7 +248,7 @@ def fit_fused(members: list[FusedMember], x: np.ndarray, y: np.ndarray,
             cols = slice(step * batch_size, (step + 1) * batch_size)
             sums += np.stack([o.numpy() for o in pack.train(idx[:, cols], mask[:, cols], mask[:, cols].max(1) > 0)])
         logs = {"loss": sums[0] / np.maximum(sums[2], 1), "accuracy": sums[1] / np.maximum(sums[2], 1),
-                **_validate(pack, slots, members, val_batch)}
+                **_validate(pack, slots, members, val_batch, live)}
         for s, i in enumerate(slots):
             if i not in live:
                 continue

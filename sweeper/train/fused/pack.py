@@ -29,16 +29,51 @@ MAX_STEPS = 16
 _TENSORS = ("w", "m", "v", "t", "h", "l2", "rate", "scale", "dseed", "data")
 
 
+def traced_size(n: int, own_layers: bool, capacity: int | None = None) -> int:
+    """The slots a pack of ``n`` members traces its steps for. With each member on its own ops:
+    ``capacity`` (the most a pack of the sweep holds) for more than half that many, so a sweep's
+    packs share one traced step, else ``n`` rounded up to a power of two (small packs,
+    re-packs). A trace costs 1.5 to 3 s, an epoch of a 16-member MLP pack about 0.5 s, and a
+    padding slot only its share of the stacked update (its member step is skipped). Batched
+    steps compute every slot in full: there, exactly ``n``."""
+    if not own_layers:
+        return n
+    if capacity and capacity // 2 < n <= capacity:
+        return capacity
+    return 1 << (n - 1).bit_length() if n > 1 else n
+
+
+def _padded(members: list[Any], state: dict[str, Any], k: int) -> tuple[list[Any], dict[str, Any]]:
+    """``members`` and their stacked ``state`` padded to ``k`` slots with copies of the first
+    member (the same optimizer kind: padding adds no update rule to the step)."""
+    pad = k - len(members)
+    if not pad:
+        return members, state
+    grow = lambda a: np.concatenate([a, np.repeat(a[:1], pad, axis=0)])  # noqa: E731
+    out = {key: [grow(a) for a in arrays] for key, arrays in state.items() if key in ("w", "m", "v")}
+    if "t" in state:
+        out["t"] = grow(state["t"])
+    return members + [members[0]] * pad, out
+
+
 class Pack:
     """The stacked variables of the members in its slots, and their traced train and eval steps.
     Activations are (K, B, ...) tensors; shared validation rows enter as (B, ...)."""
 
     def __init__(self, structure: Structure, members: list[Any], state: dict[str, Any],
-                 data: dict[str, Any], jit_compile: bool, conv: str = "loop") -> None:
+                 data: dict[str, Any], jit_compile: bool, conv: str = "loop", capacity: int | None = None,
+                 kinds: Sequence[str] = ()) -> None:
         tf = self.tf = tensorflow()
         if conv not in CONV_MODES:
             raise ValueError(f"conv must be one of {CONV_MODES}, not {conv!r}")
-        self.structure, self.data, self.k, self.conv = structure, data, len(members), conv
+        # "loop" without XLA: each member runs its Keras layers' ops on its own rows, with a
+        # standalone fit's shapes, so its weights equal that fit's bit for bit; XLA (and GPUs)
+        # need static shapes: batched.
+        self.own_layers = conv == "loop" and not jit_compile
+        self.n = len(members)  # the members; slots n..k-1 pad the pack to its traced size
+        self.k = traced_size(self.n, self.own_layers, capacity)
+        members, state = _padded(members, state, self.k)
+        self.structure, self.data, self.conv = structure, data, conv
         self.blocks, self.out, count = layout(structure)
         if count != len(state["w"]):
             raise ValueError(f"the standalone model's weights do not match the fused {type(structure).__name__}")
@@ -50,7 +85,9 @@ class Pack:
         self.t = tf.Variable(state.get("t", np.zeros(self.k, np.float32)))  # each member's optimizer steps
         h = optim.constants(members)
         self.h = {k: tf.constant(v) for k, v in h.items()}
-        self.kinds = sorted({optim.KINDS[int(c)] for c in h["kind"]})
+        # The update rules traced: its members' and ``kinds`` (a re-pack keeps its pack's, whose
+        # steps are then more often traced already).
+        self.kinds = sorted({optim.KINDS[int(c)] for c in h["kind"]} | set(kinds))
         self.l2 = tf.constant([m.l2 for m in members], tf.float32)
         self.has_l2 = any(m.l2 for m in members)
         self.rate = tf.constant([m.dropout for m in members], tf.float32)
@@ -59,10 +96,6 @@ class Pack:
         self.has_dropout = any(m.dropout for m in members)
         drops = sum(b.dropout for b in self.blocks)  # (K, dropout layers): each layer's Keras seed
         self.dseed = tf.constant([list(m.dropout_seeds) or [0] * drops for m in members], tf.int64)
-        # "loop" without XLA: each member runs its Keras layers' ops on its own rows, with a
-        # standalone fit's shapes, so its weights equal that fit's bit for bit; XLA (and GPUs)
-        # need static shapes: batched.
-        self.own_layers = conv == "loop" and not jit_compile
         self.train, self.eval = self._steps(jit_compile)
 
     def _steps(self, jit_compile: bool) -> tuple[Callable[..., Any], Callable[..., Any]]:
@@ -93,11 +126,21 @@ class Pack:
         _STEPS[key] = _STEPS.pop(key)  # most recently used last
         train_step, eval_step = _STEPS[key]
         tensors = {name: getattr(self, name) for name in _TENSORS}
-        return (lambda idx, mask, update: train_step(tensors, idx, mask, update),
-                lambda idx, mask: eval_step(tensors, idx, mask))
+        n, pad = self.n, self.k - self.n
+
+        def rows(a: np.ndarray) -> np.ndarray:  # a (n, ...) per-member window -> (k, ...): padding is no rows
+            return np.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)) if pad and a.ndim > 1 else a
+
+        def train_n(idx: np.ndarray, mask: np.ndarray, update: np.ndarray) -> list[Any]:
+            return [o[:n] for o in train_step(tensors, rows(idx), rows(mask), np.pad(update, (0, pad)))]
+
+        def eval_n(idx: np.ndarray, mask: np.ndarray) -> list[Any]:
+            return [o[:n] for o in eval_step(tensors, rows(idx), rows(mask))]
+
+        return train_n, eval_n
 
     def state(self, keep: Sequence[int]) -> dict[str, Any]:
-        """The variables of slots ``keep``, as NumPy arrays (to re-pack, or a member's weights)."""
+        """The variables of members ``keep``, as NumPy arrays (to re-pack, or a member's weights)."""
         out = {key: [v.numpy()[list(keep)] for v in getattr(self, key)] for key in ("w", "m", "v")}
         return {**out, "t": self.t.numpy()[list(keep)]}
 
@@ -156,17 +199,37 @@ class Pack:
         return tf.reduce_sum(ce * mask, 1), correct_rows(tf, logits, y, mask, 1), tf.reduce_sum(mask, 1)
 
     # ------------------------------------------------------- each member on its own (loop mode)
-    def _own_rows(self, idx: Any, mask: Any) -> list[Any]:
-        """Each member's real rows of a padded (K, B) window; one list entry, the shared rows,
-        for a (B,) window. A member with none (stopped early, or its rows ran out) gets its
-        window's first row instead: TensorFlow's CPU convolutions fail on an empty batch. Its
-        step is never applied (``update`` is off where a member has no rows) and ``_had_rows``
-        zeroes what it returns."""
+    def _each_member(self, step: Callable[..., tuple[Any, ...]], idle: Callable[[list[Any]], tuple[Any, ...]],
+                     shapes: list[Any], idx: Any, mask: Any, x_all: Any, y_all: Any) -> list[Any]:
+        """``step(weights, x, y, k)`` of every member on its own rows of a padded (K, B) window
+        (a (B,) window: the shared rows), as (K, ...) stacks of what it returns (float32 tensors
+        of ``shapes``, a member's weights' or scalars' ``[]``). The members run
+        in a ``while_loop`` whose body is traced once, so tracing a pack's steps costs the same
+        for 2 members or 64 (unrolled, 16 BN-MLP members took 3 to 4 s). A member without rows
+        (frozen, padding) returns ``idle(weights)`` instead: its step is never applied."""
         tf = self.tf
-        counts = tf.unstack(tf.cast(tf.reshape(tf.reduce_sum(mask, -1), [-1]), tf.int32))
-        if idx.shape.rank == 1:
-            return [idx[:tf.maximum(counts[0], 1)]]
-        return [idx[k, :tf.maximum(n, 1)] for k, n in enumerate(counts)]
+        counts = tf.broadcast_to(tf.cast(tf.reduce_sum(mask, -1), tf.int32), [self.k])
+        shared = idx.shape.rank == 1
+        if shared:
+            rows = idx[:counts[0]]
+            x_shared, y_shared = tf.gather(x_all, rows), tf.gather(y_all, rows)
+
+        def run(k: Any) -> tuple[Any, ...]:
+            ws = [w[k] for w in self.w]
+            if shared:
+                x, y = x_shared, y_shared
+            else:
+                rows = idx[k, :counts[k]]
+                x, y = tf.gather(x_all, rows), tf.gather(y_all, rows)
+            return tf.cond(counts[k] > 0, lambda: step(ws, x, y, k), lambda: idle(ws))
+
+        arrays = [tf.TensorArray(tf.float32, size=self.k, element_shape=shape) for shape in shapes]
+
+        def body(k: Any, arrays: list[Any]) -> tuple[Any, list[Any]]:
+            return k + 1, [a.write(k, o) for a, o in zip(arrays, run(k))]
+
+        _, arrays = tf.while_loop(lambda k, _: k < self.k, body, (tf.constant(0), arrays))
+        return [a.stack() for a in arrays]
 
     def _had_rows(self, mask: Any) -> Any:
         """(K,) 1.0 where a member had rows in this window, else 0.0 (see ``_own_rows``)."""
@@ -210,13 +273,13 @@ class Pack:
         """``_train`` with each member on its own ops (``_member_fn``)."""
         tf = self.tf
         member = self._member_fn(training=True)
-        rows = self._own_rows(idx, mask)
-        xs, ys = ([tf.gather(self.data[key], r) for r in rows] for key in ("x", "y"))
-        per = [tf.unstack(w, self.k) for w in self.w]
-        outs = [member([p[k] for p in per], xs[k], y, *self._member_args(k)) for k, y in enumerate(ys)]
-        losses, hits, *rest = (tf.stack(parts) for parts in zip(*outs))  # (K, ...) each
-        grads, moving = rest[:len(self.trainable)], rest[len(self.trainable):]
         positions = sorted(b.bn + n for b in self.blocks if b.bn is not None for n in (2, 3))
+        losses, hits, *rest = self._each_member(
+            lambda ws, x, y, k: member(ws, x, y, *self._member_args(k)),
+            lambda ws: (tf.constant(0.0), tf.constant(0.0), *(tf.zeros_like(ws[j]) for j in self.trainable),
+                        *(ws[j] for j in positions)),
+            [[], [], *(self.w[j].shape[1:] for j in [*self.trainable, *positions])], idx, mask, self.data["x"], self.data["y"])
+        grads, moving = rest[:len(self.trainable)], rest[len(self.trainable):]
         self._apply(grads, dict(zip(positions, moving)), update)
         n = tf.reduce_sum(mask, 1)
         return losses * n, hits * self._had_rows(mask), n
@@ -226,10 +289,7 @@ class Pack:
         tf, shared = self.tf, idx.shape.rank == 1
         x_all, y_all = (self.data["xv"], self.data["yv"]) if shared else (self.data["x"], self.data["y"])
         member = self._member_fn(training=False)
-        per = [tf.unstack(w, self.k) for w in self.w]
-        rows = self._own_rows(idx, mask)
-        xs, ys = [tf.gather(x_all, r) for r in rows], [tf.gather(y_all, r) for r in rows]
-        out = [member([p[k] for p in per], *((xs[0], ys[0]) if shared else (xs[k], ys[k])),  # shared: gathered once
-                      *self._member_args(k)) for k in range(self.k)]
+        out = self._each_member(lambda ws, x, y, k: member(ws, x, y, *self._member_args(k)),
+                                lambda ws: (tf.constant(0.0),) * 3, [[], [], []], idx, mask, x_all, y_all)
         had = self._had_rows(mask)
-        return tuple(tf.stack(v) * had for v in zip(*out))
+        return tuple(v * had for v in out)

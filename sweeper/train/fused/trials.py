@@ -193,9 +193,11 @@ def run_pack(spec: SweepSpec, ds: Dataset, entries: list[PackEntry], key: Any) -
                     going = True
         return not going  # frozen once every fit it trains has ended
 
+    # Every pack of the sweep traces its steps for the most fits a pack holds (one trace for all).
+    capacity = pack_limit(spec, ds.x.shape[1:], len(ds.classes), key) * (spec.kfold or 1) * spec.repeats
     results = fit_fused(members, ds.x, ds.y, None, structure=structure, batch_size=batch_size,
                               should_stop=should_stop, n_classes=len(ds.classes),
-                              jit_compile=spec.compute.jit_compile)
+                              jit_compile=spec.compute.jit_compile, capacity=capacity)
     pack_time = results[0].fit_time if results else 0.0
     fits = [_rider_result(rider, results[rider.member]) for rider in riders]
     work_done = [f.epochs_run * len(members[rider.member].train_indices) for f, rider in zip(fits, riders)]
