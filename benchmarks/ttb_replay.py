@@ -36,11 +36,13 @@ SWEEP = ROOT / "sweeps" / "notebook_mlp_tpe.yaml"
 GRID_KEYS = ("batch_size", "epochs", "optimizer", "optimizer__learning_rate", "model__batchnorm", "model__dropout")
 CURVES = Path(os.environ.get("TTB_CURVES") or Path(tempfile.gettempdir()) / "sweeper-ttb-curves.json")  # --record writes it
 WITHIN = 0.003 + 1e-9  # 0.3 points (scores are multiples of 1/5000 over 3 folds)
-# Time model (seconds), 2-core CPU, idle: see README, "time to best: replay".
-START_S = 6.0  # Python, TensorFlow, data, store, until the first pack trains
-PACK_S = 2.0  # per pack: members' initial weights, tracing, the first epoch's warm-up
-EPOCH_S = 0.07  # per pack and epoch, whatever its size (the step's fixed cost, validation's)
-SLOT_EPOCH_S = 0.045  # per slot and epoch (1024 or 2048 rows per step: the same rows per epoch)
+# Time model (seconds), 2-core CPU, fitted to five real runs of the kept sweep file after packs
+# shared one traced step (2026-12-06, README "time to best"): a sweep's fixed cost (Python,
+# TensorFlow, data, store, the one trace, Optuna) and its slot-epochs.
+START_S = 11.0  # until the first pack trains, its trace, the run's Optuna and store costs
+PACK_S = 0.5  # per pack: members' initial weights, the asks, the first epoch's warm-up
+EPOCH_S = 0.07  # per pack and epoch, whatever its size (its Python loop, validation call, reports)
+SLOT_EPOCH_S = 0.025  # per slot and epoch (1024 or 2048 rows per step: the same rows per epoch)
 
 
 def config_key(params: dict[str, Any]) -> str:

@@ -31,14 +31,14 @@ _TENSORS = ("w", "m", "v", "t", "h", "l2", "rate", "scale", "dseed", "data")
 
 def traced_size(n: int, own_layers: bool, capacity: int | None = None) -> int:
     """The slots a pack of ``n`` members traces its steps for. With each member on its own ops:
-    ``capacity`` (the most a pack of the sweep holds) for more than half that many, so a sweep's
-    packs share one traced step, else ``n`` rounded up to a power of two (small packs,
-    re-packs). A trace costs 1.5 to 3 s, an epoch of a 16-member MLP pack about 0.5 s, and a
-    padding slot only its share of the stacked update (its member step is skipped). Batched
-    steps compute every slot in full: there, exactly ``n``."""
+    ``capacity`` (the most a pack of the sweep holds), so a sweep's packs share one traced step,
+    else ``n`` rounded up to a power of two (re-packs). A trace costs 1.5 to 3 s, as much as 50
+    to 100 member-epochs of the notebook MLP; a padding slot costs only its share of the stacked
+    update (its member step is skipped), about a twelfth of a member. Batched steps compute
+    every slot in full: there, exactly ``n``."""
     if not own_layers:
         return n
-    if capacity and capacity // 2 < n <= capacity:
+    if capacity and n <= capacity:
         return capacity
     return 1 << (n - 1).bit_length() if n > 1 else n
 
