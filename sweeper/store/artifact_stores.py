@@ -82,7 +82,7 @@ class S3Store(Boto3ArtifactStore):
         return super().open_reader(self.prefix + artifact_id)
 
     def write(self, artifact_id: str, content_body: BinaryIO) -> None:
-        super().write(self.prefix + artifact_id, content_body)
+        super().write(self.prefix + artifact_id, _DyingReader(content_body) if _dies_now() else content_body)
 
     def remove(self, artifact_id: str) -> None:
         super().remove(self.prefix + artifact_id)
@@ -135,14 +135,32 @@ def remove_quietly(store: ArtifactStore, artifact_id: str) -> None:
         pass
 
 
-def _maybe_die(f: BinaryIO, chunk: bytes) -> bytes:
-    """The test hook ``DIE_IN_UPLOAD_ENV``: write half the file's first chunk and end the process
-    as SIGKILL would (no clean-up), leaving a half-written file."""
+def _dies_now() -> bool:
+    """The test hook ``DIE_IN_UPLOAD_ENV``: whether the upload starting now is the one to die in."""
     global _written
-    if f.tell() == 0:
-        _written += 1
-        if os.environ.get(DIE_IN_UPLOAD_ENV) == str(_written):
-            f.write(chunk[:len(chunk) // 2])
-            f.flush()
-            os._exit(137)
+    _written += 1
+    return os.environ.get(DIE_IN_UPLOAD_ENV) == str(_written)
+
+
+def _maybe_die(f: BinaryIO, chunk: bytes) -> bytes:
+    """The test hook in a folder: write half the file's first chunk and end the process as
+    SIGKILL would (no clean-up), leaving a half-written file."""
+    if f.tell() == 0 and _dies_now():
+        f.write(chunk[:len(chunk) // 2])
+        f.flush()
+        os._exit(137)
     return chunk
+
+
+class _DyingReader:
+    """The test hook in S3: the process ends as SIGKILL would when boto3 reads the file for its
+    PUT (an S3 object appears whole or not at all: nothing half-written can stay behind)."""
+
+    def __init__(self, body: BinaryIO) -> None:
+        self.body = body
+
+    def read(self, size: int = -1) -> bytes:
+        os._exit(137)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.body, name)

@@ -2,8 +2,9 @@
 tested against moto's standalone S3-compatible server over real HTTP (not AWS), boto3 unmodified
 and pointed at it by the standard ``AWS_ENDPOINT_URL``: ``sweeper run`` uploads the best K trials'
 models under the prefix and removes pushed-out ones, ``best --stored`` and ``export --models``
-read them back and each scores as stored; without boto3, a malformed s3 URL or a bucket that
-does not answer: one line, exit 2, no study."""
+read them back and each scores as stored; a worker killed while uploading leaves no id naming a
+missing object; without boto3, a malformed s3 URL or a bucket that does not answer: one line,
+exit 2, no study."""
 
 from __future__ import annotations
 
@@ -117,3 +118,48 @@ def test_a_malformed_store_url_is_one_line(tmp_path: Path, store: str, words: st
         assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
         assert "artifacts.store: " in out.stderr and words in out.stderr, out.stderr
     assert not (tmp_path / "store.db").exists()
+
+
+@pytest.mark.slow  # a whole sweep killed and resumed (about 40 s here)
+def test_a_worker_killed_while_uploading_to_s3_leaves_no_dangling_artifact_id(
+        tmp_path: Path, s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sweeper run`` ends as SIGKILL would while boto3 reads its third kept model for the PUT
+    (the test hook ``SWEEPER_TEST_DIE_IN_UPLOAD``): the study stays readable, no trial names an
+    object that is not in the bucket, and ``resume`` finishes the sweep with an object behind
+    every id and nothing else under the prefix."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from sweeper.store.artifact_stores import DIE_IN_UPLOAD_ENV
+    from sweeper.store.keys import UPLOADING_ATTR
+
+    path = write_sweep(tmp_path / "s3.yaml", name="kills3", params=GRID,
+                       artifacts={"keep": 3, "store": "s3://models/sweeps/k/"})
+    monkeypatch.setenv(DIE_IN_UPLOAD_ENV, "3")  # the third upload: trials 0 and 1 are kept by then
+    died = run_cli("run", str(path), "--quiet", "--no-report", cwd=tmp_path)
+    assert died.returncode == 137, died.stderr
+
+    url = url_of(tmp_path)
+    study = optuna.load_study(study_name="kills3", storage=url)
+    trials = study.get_trials()
+    assert [t.state for t in trials[:3]] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.RUNNING]
+    [started] = trials[2].system_attrs[UPLOADING_ATTR]["ids"]
+    assert oi.artifact_ids(trials[2]) == []  # named only by the intent, and not in the bucket
+    assert f"sweeps/k/{started}" not in keys(s3, "sweeps/k/")
+
+    def exists(artifact_id: str) -> bool:
+        return f"sweeps/k/{artifact_id}" in keys(s3, "sweeps/k/")
+
+    assert dangling(study, exists) == []
+    assert [t.number for t in kept_now(study)] == [0, 1]
+    best = run_cli("best", "kills3", "--storage", url, "--stored", "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert best.returncode == 0 and "1 kept model(s) loaded, nothing trained" in best.stdout, best.stderr
+
+    monkeypatch.delenv(DIE_IN_UPLOAD_ENV)
+    done = run_cli("resume", "kills3", "--storage", url, "--quiet", "--no-report", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    study = optuna.load_study(study_name="kills3", storage=url)
+    assert study.get_trials()[2].state == TrialState.FAIL and len(study.get_trials()) == 5
+    assert dangling(study, exists) == []
+    kept = kept_now(study)
+    assert len(kept) == 3 and keys(s3, "sweeps/k/") == {f"sweeps/k/{i}" for t in kept for i in oi.artifact_ids(t)}
