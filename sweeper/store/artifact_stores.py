@@ -21,7 +21,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from sweeper.config.sections import split_store_url
 from sweeper.errors import SweeperError
 
-DIE_IN_UPLOAD_ENV = "SWEEPER_TEST_DIE_IN_UPLOAD"  # tests only: N; this process ends half-way through writing its N-th file
+DIE_IN_UPLOAD_ENV = "SWEEPER_TEST_DIE_IN_UPLOAD"  # tests only: N; this process dies writing its N-th file
 _written = 0
 
 

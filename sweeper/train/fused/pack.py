@@ -49,7 +49,9 @@ def _padded(members: list[Any], state: dict[str, Any], k: int) -> tuple[list[Any
     pad = k - len(members)
     if not pad:
         return members, state
-    grow = lambda a: np.concatenate([a, np.repeat(a[:1], pad, axis=0)])  # noqa: E731
+    def grow(a: np.ndarray) -> np.ndarray:
+        return np.concatenate([a, np.repeat(a[:1], pad, axis=0)])
+
     out = {key: [grow(a) for a in arrays] for key, arrays in state.items() if key in ("w", "m", "v")}
     if "t" in state:
         out["t"] = grow(state["t"])
@@ -203,10 +205,11 @@ class Pack:
                      shapes: list[Any], idx: Any, mask: Any, x_all: Any, y_all: Any) -> list[Any]:
         """``step(weights, x, y, k)`` of every member on its own rows of a padded (K, B) window
         (a (B,) window: the shared rows), as (K, ...) stacks of what it returns (float32 tensors
-        of ``shapes``, a member's weights' or scalars' ``[]``). The members run
-        in a ``while_loop`` whose body is traced once, so tracing a pack's steps costs the same
+        of ``shapes``, a member's weights' or scalars' ``[]``). The members run in a
+        ``while_loop`` whose body is traced once, so tracing a pack's steps costs about the same
         for 2 members or 64 (unrolled, 16 BN-MLP members took 3 to 4 s). A member without rows
-        (frozen, padding) returns ``idle(weights)`` instead: its step is never applied."""
+        (frozen, padding, its rows run out) returns ``idle(weights)`` instead (nothing runs on an
+        empty batch, which TensorFlow's CPU convolutions refuse): its step is never applied."""
         tf = self.tf
         counts = tf.broadcast_to(tf.cast(tf.reduce_sum(mask, -1), tf.int32), [self.k])
         shared = idx.shape.rank == 1
@@ -232,7 +235,7 @@ class Pack:
         return [a.stack() for a in arrays]
 
     def _had_rows(self, mask: Any) -> Any:
-        """(K,) 1.0 where a member had rows in this window, else 0.0 (see ``_own_rows``)."""
+        """(K,) 1.0 where a member had rows in this window, else 0.0 (see ``_each_member``)."""
         tf = self.tf
         rows = tf.reduce_sum(mask, -1)
         return tf.cast(tf.broadcast_to(rows, [self.k]) > 0, tf.float32)
@@ -278,7 +281,8 @@ class Pack:
             lambda ws, x, y, k: member(ws, x, y, *self._member_args(k)),
             lambda ws: (tf.constant(0.0), tf.constant(0.0), *(tf.zeros_like(ws[j]) for j in self.trainable),
                         *(ws[j] for j in positions)),
-            [[], [], *(self.w[j].shape[1:] for j in [*self.trainable, *positions])], idx, mask, self.data["x"], self.data["y"])
+            [[], [], *(self.w[j].shape[1:] for j in [*self.trainable, *positions])],
+            idx, mask, self.data["x"], self.data["y"])
         grads, moving = rest[:len(self.trainable)], rest[len(self.trainable):]
         self._apply(grads, dict(zip(positions, moving)), update)
         n = tf.reduce_sum(mask, 1)
