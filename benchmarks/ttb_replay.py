@@ -8,9 +8,11 @@ pack (fused == unfused), and a k-fold trial's per-epoch value is the mean over i
 DB`` compares it with a real run's store. Each pack is replayed as fit_fused trains it: its
 members (one per fold of each configuration but epochs: shorter twins ride on a longer one) step
 together, a trial's mean is reported once all its folds reached the epoch, a pruned or finished
-trial frees its members, and the pack is re-packed smaller once half its slots are free. The
-time estimate is ``start + per_pack x packs + per_slot_epoch x slot-epochs`` (calibrated on the
-recorded grid run and real sweeps: README).
+trial frees its members. The time estimate is ``start + per_pack x packs + per_pack_epoch x
+pack-epochs + per_slot_epoch x slot-epochs``, where slot-epochs count a pack's slots as
+fit_fused re-packed them before 2026-12-06 (smaller once half are free; fit_fused now traces a
+sweep's capacity and re-packs at a quarter, its padding and frozen slots costing little): a
+proxy for the work, with constants fitted to real sweeps of the current code (README).
 
     .venv/bin/python benchmarks/ttb_replay.py --record /tmp/grid.db         # the grid's curves -> JSON
     .venv/bin/python benchmarks/ttb_replay.py --seeds 40 [--set KEY=VALUE ...]
